@@ -1,0 +1,1 @@
+"""pybpfload: a pure-Python eBPF ELF loader with libbpf's semantics."""
