@@ -1,1 +1,77 @@
-"""pybpfload: a pure-Python eBPF ELF loader with libbpf's semantics."""
+"""pybpfload: a pure-Python eBPF ELF loader with libbpf's semantics.
+
+``import pybpfload`` is cheap: submodules (and pyelftools / construct behind
+them) are imported on first use of a name.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "BPFError": "errors",
+    "BPFOSError": "errors",
+    "SyscallError": "errors",
+    "VerifierError": "errors",
+    "PinError": "errors",
+    "NotSupportedError": "errors",
+    "ParseError": "errors",
+    "ELFError": "errors",
+    "BTFError": "errors",
+    "RelocationError": "errors",
+    "StateError": "errors",
+    "Map": "maps",
+    "MapInfo": "maps",
+    "MapKeyError": "maps",
+    "possible_cpus": "maps",
+    "BPF_ANY": "maps",
+    "BPF_NOEXIST": "maps",
+    "BPF_EXIST": "maps",
+    "BPF_F_LOCK": "maps",
+    "Program": "program",
+    "ProgramInfo": "program",
+    "TestRun": "program",
+    "MapType": "syscall",
+    "ProgType": "syscall",
+    "AttachType": "syscall",
+    "LinkType": "syscall",
+    "Fd": "syscall",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    mod = _EXPORTS.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'pybpfload' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list:
+    return sorted(__all__)
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .errors import (  # noqa: F401
+        BPFError,
+        BPFOSError,
+        BTFError,
+        ELFError,
+        NotSupportedError,
+        ParseError,
+        PinError,
+        RelocationError,
+        StateError,
+        SyscallError,
+        VerifierError,
+    )
+    from .maps import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Map, MapInfo, MapKeyError, possible_cpus  # noqa: F401
+    from .program import Program, ProgramInfo, TestRun  # noqa: F401
+    from .syscall import AttachType, Fd, LinkType, MapType, ProgType  # noqa: F401

@@ -1,0 +1,830 @@
+"""BPF maps: create, access, iterate, batch, pin — with or without an ELF object.
+
+A :class:`Map` starts as a definition (name, type, sizes, flags...) whose
+attributes can be changed until it is created in the kernel; from then on it
+owns one fd.  ``Map.create(...)`` does both steps for maps made by hand.
+
+Keys and values are raw bytes by default.  Ints are accepted anywhere a key or
+value is expected (packed in native byte order to the key or value size), and
+``key_format`` / ``value_format`` (:mod:`struct` formats) turn values back into
+Python numbers or tuples.  Per-CPU maps take and return one value per possible
+CPU, as a list.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import errno
+import mmap as _mmap
+import struct
+import sys
+from functools import lru_cache
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+from . import pinning
+from .errors import BPFError, StateError, SyscallError
+from .syscall import commands
+from .syscall._raw import NR_BPF, get_errno, syscall
+from .syscall._types import Cmd, MapElemAttr, MapInfo as _MapInfo, MapType
+from .syscall.fd import Fd
+
+__all__ = ["Map", "MapType", "MapInfo", "MapKeyError", "possible_cpus", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_LOCK"]
+
+BPF_ANY = 0
+BPF_NOEXIST = 1
+BPF_EXIST = 2
+BPF_F_LOCK = 4
+
+BPF_F_NO_PREALLOC = 1 << 0
+BPF_F_RDONLY = 1 << 3
+BPF_F_WRONLY = 1 << 4
+BPF_F_RDONLY_PROG = 1 << 7
+BPF_F_WRONLY_PROG = 1 << 8
+BPF_F_MMAPABLE = 1 << 10
+
+_BO = sys.byteorder
+_ENOTSUPP = 524  # the kernel's internal 'operation not supported'
+
+_PERCPU = frozenset(
+    {
+        MapType.BPF_MAP_TYPE_PERCPU_HASH,
+        MapType.BPF_MAP_TYPE_PERCPU_ARRAY,
+        MapType.BPF_MAP_TYPE_LRU_PERCPU_HASH,
+        MapType.BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE,
+    }
+)
+# Maps whose elements have no key (push / pop / peek).
+_KEYLESS = frozenset({MapType.BPF_MAP_TYPE_QUEUE, MapType.BPF_MAP_TYPE_STACK, MapType.BPF_MAP_TYPE_BLOOM_FILTER})
+# Maps whose values are fds on the way in and ids on the way out.
+_FD_VALUES = frozenset(
+    {
+        MapType.BPF_MAP_TYPE_PROG_ARRAY,
+        MapType.BPF_MAP_TYPE_ARRAY_OF_MAPS,
+        MapType.BPF_MAP_TYPE_HASH_OF_MAPS,
+        MapType.BPF_MAP_TYPE_PERF_EVENT_ARRAY,
+        MapType.BPF_MAP_TYPE_CGROUP_ARRAY,
+    }
+)
+
+
+@lru_cache(maxsize=1)
+def possible_cpus() -> int:
+    """Number of possible CPUs (the set bits of /sys/devices/system/cpu/possible)."""
+    with open("/sys/devices/system/cpu/possible") as f:
+        text = f.read().strip()
+    n = 0
+    for part in text.split(","):
+        if "-" in part:
+            lo, hi = part.split("-")
+            n += int(hi) - int(lo) + 1
+        elif part:
+            n += 1
+    return n
+
+
+class MapKeyError(SyscallError, KeyError):
+    """The key is not in the map (errno ENOENT); also a KeyError."""
+
+    def __str__(self) -> str:
+        return SyscallError.__str__(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class MapInfo:
+    """What the kernel reports about a map (BPF_OBJ_GET_INFO_BY_FD)."""
+
+    type: int
+    id: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    flags: int
+    name: str
+    ifindex: int
+    btf_id: int
+    btf_key_type_id: int
+    btf_value_type_id: int
+    map_extra: int
+
+    @property
+    def type_name(self) -> str:
+        try:
+            return MapType(self.type).name[len("BPF_MAP_TYPE_") :].lower()
+        except ValueError:
+            return str(self.type)
+
+
+Key = Union[bytes, bytearray, memoryview, int, Tuple[Any, ...]]
+
+
+class Map:
+    """One BPF map: a definition until created, then the owner of its fd."""
+
+    def __init__(
+        self,
+        name: str = "",
+        type: int = MapType.BPF_MAP_TYPE_HASH,
+        key_size: int = 0,
+        value_size: int = 0,
+        max_entries: int = 0,
+        flags: int = 0,
+        *,
+        numa_node: Optional[int] = None,
+        map_extra: int = 0,
+        inner_map: Optional["Map"] = None,
+        btf_key_type_id: int = 0,
+        btf_value_type_id: int = 0,
+        btf_vmlinux_value_type_id: int = 0,
+        ifindex: int = 0,
+        pinning: int = 0,
+        pin_path: Optional[str] = None,
+        initial_value: Optional[bytes] = None,
+        key_format: Optional[str] = None,
+        value_format: Optional[str] = None,
+    ) -> None:
+        self._fd: Optional[Fd] = None
+        self.name = name
+        self.type = type
+        self.key_size = key_size
+        self.value_size = value_size
+        self.max_entries = max_entries
+        self.flags = flags
+        self.numa_node = numa_node
+        self.map_extra = map_extra
+        self.inner_map = inner_map
+        self.btf_key_type_id = btf_key_type_id
+        self.btf_value_type_id = btf_value_type_id
+        self.btf_vmlinux_value_type_id = btf_vmlinux_value_type_id
+        self.ifindex = ifindex
+        self.pinning = pinning
+        self.pin_path = pin_path
+        self.initial_value = initial_value
+        self.key_format = key_format
+        self.value_format = value_format
+        self._pinned_at: Optional[str] = None
+        self._closed = False
+
+    # ------------------------------------------------------------ definition
+    _SPEC_FIELDS = frozenset(
+        {
+            "name",
+            "type",
+            "key_size",
+            "value_size",
+            "max_entries",
+            "flags",
+            "numa_node",
+            "map_extra",
+            "inner_map",
+            "btf_key_type_id",
+            "btf_value_type_id",
+            "btf_vmlinux_value_type_id",
+            "ifindex",
+            "initial_value",
+        }
+    )
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key in Map._SPEC_FIELDS and self.__dict__.get("_fd") is not None:
+            raise StateError(f"map {self.__dict__.get('name')!r}: cannot change {key} after the map was created")
+        object.__setattr__(self, key, value)
+
+    @classmethod
+    def create(
+        cls,
+        type: int,
+        key_size: int,
+        value_size: int,
+        max_entries: int,
+        flags: int = 0,
+        *,
+        name: str = "",
+        btf_fd: int = 0,
+        **kwargs: Any,
+    ) -> "Map":
+        """Create a map in the kernel (cilium/ebpf's NewMap); see :class:`Map` for options."""
+        m = cls(name, type, key_size, value_size, max_entries, flags, **kwargs)
+        return m._create(btf_fd=btf_fd)
+
+    def _create(self, btf_fd: int = 0) -> "Map":
+        """Create the map from its definition; returns self."""
+        if self._closed:
+            raise StateError(f"map {self.name!r} is closed")
+        if self._fd is not None:
+            raise StateError(f"map {self.name!r} was already created")
+        inner_fd = 0
+        inner_tmp: Optional[Fd] = None
+        if self.inner_map is not None:
+            if self.inner_map._fd is not None:
+                inner_fd = self.inner_map._fd.fileno()
+            else:  # a template: create it for the duration of the call, as libbpf does
+                im = self.inner_map
+                inner_tmp = commands.map_create(
+                    im.type, im.key_size, im.value_size, im.max_entries or 1, name=im.name, flags=im.flags
+                )
+                inner_fd = inner_tmp.fileno()
+        try:
+            fd = commands.map_create(
+                int(self.type),
+                self.key_size,
+                self.value_size,
+                self.max_entries,
+                name=self.name,
+                flags=self.flags,
+                inner_map_fd=inner_fd,
+                numa_node=self.numa_node,
+                ifindex=self.ifindex,
+                btf_fd=btf_fd,
+                btf_key_type_id=self.btf_key_type_id if btf_fd else 0,
+                btf_value_type_id=self.btf_value_type_id if btf_fd else 0,
+                btf_vmlinux_value_type_id=self.btf_vmlinux_value_type_id,
+                map_extra=self.map_extra,
+            )
+        finally:
+            if inner_tmp is not None:
+                inner_tmp.close()
+        self._adopt(fd)
+        return self
+
+    def reuse_fd(self, fd: int) -> None:
+        """Use an existing map (a dup of ``fd``) instead of creating one (bpf_map__reuse_fd).
+
+        The definition is replaced by what the kernel reports for that map.
+        """
+        if self._fd is not None:
+            raise StateError(f"map {self.name!r} was already created")
+        self._adopt(Fd(_dup(fd)), from_kernel=True)
+
+    def _adopt(self, fd: Fd, from_kernel: bool = False) -> None:
+        if from_kernel:
+            info = _info(fd.fileno(), self.name)
+            d = self.__dict__
+            d["name"] = info.name
+            d["type"] = info.type
+            d["key_size"] = info.key_size
+            d["value_size"] = info.value_size
+            d["max_entries"] = info.max_entries
+            d["flags"] = info.flags
+            d["map_extra"] = info.map_extra
+        object.__setattr__(self, "_fd", fd)
+        self._setup_buffers()
+
+    def _setup_buffers(self) -> None:
+        assert self._fd is not None
+        t = self.type
+        self._percpu = t in _PERCPU
+        self._ncpu = possible_cpus() if self._percpu else 1
+        self._stride = (self.value_size + 7) & ~7 if self._percpu else self.value_size
+        vsize = self._stride * self._ncpu
+        self._vbuf_size = vsize
+        self._kbuf = ctypes.create_string_buffer(max(self.key_size, 1))
+        self._kmv = memoryview(self._kbuf).cast("B")[: self.key_size]
+        self._nbuf = ctypes.create_string_buffer(max(self.key_size, 1))  # next key
+        self._vbuf = ctypes.create_string_buffer(max(vsize, 1))
+        self._vmv = memoryview(self._vbuf).cast("B")[:vsize]
+        fdn = self._fd.fileno()
+        ka = ctypes.addressof(self._kbuf) if self.key_size else 0
+        va = ctypes.addressof(self._vbuf)
+        self._lookup_attr = MapElemAttr(map_fd=fdn, key=ka, value=va)
+        self._lookup_ref = ctypes.byref(self._lookup_attr)
+        self._flag_attr = MapElemAttr(map_fd=fdn, key=ka, value=va)
+        self._flag_ref = ctypes.byref(self._flag_attr)
+        self._next_attr = MapElemAttr(map_fd=fdn, key=ka, next_key=ctypes.addressof(self._nbuf))
+        self._next_ref = ctypes.byref(self._next_attr)
+        self._next_first_attr = MapElemAttr(map_fd=fdn, key=0, next_key=ctypes.addressof(self._nbuf))
+        self._next_first_ref = ctypes.byref(self._next_first_attr)
+        self._elem_size = ctypes.sizeof(MapElemAttr)
+        self._kstruct = struct.Struct(self.key_format) if self.key_format else None
+        self._vstruct = struct.Struct(self.value_format) if self.value_format else None
+        if self._kstruct is not None and self._kstruct.size != self.key_size:
+            raise BPFError(f"map {self.name!r}: key_format {self.key_format!r} is {self._kstruct.size} bytes, key is {self.key_size}")
+        if self._vstruct is not None and self._vstruct.size not in (self.value_size, self._stride):
+            raise BPFError(
+                f"map {self.name!r}: value_format {self.value_format!r} is {self._vstruct.size} bytes, value is {self.value_size}"
+            )
+
+    # ------------------------------------------------------------ fd ownership
+    @property
+    def fd(self) -> int:
+        """The map's fd (-1 before it is created, as libbpf's bpf_map__fd)."""
+        f = self._fd
+        return f.raw if f is not None else -1
+
+    @property
+    def created(self) -> bool:
+        return self._fd is not None and not self._fd.closed
+
+    def fileno(self) -> int:
+        return self._live().fileno()
+
+    def _live(self) -> Fd:
+        f = self._fd
+        if f is None or f.closed:
+            state = "closed" if self._closed else "not created yet"
+            raise StateError(f"map {self.name!r} is {state}")
+        return f
+
+    _kmv: Optional[memoryview] = None  # None until created and after close: fast paths then fail over to _live()
+
+    def close(self) -> None:
+        """Close the fd (the map lives on while pinned or used by a program)."""
+        self._closed = True
+        self.__dict__["_kmv"] = None
+        if self._fd is not None:
+            self._fd.close()
+
+    def __enter__(self) -> "Map":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        try:
+            tname = MapType(self.type).name[len("BPF_MAP_TYPE_") :].lower()
+        except ValueError:
+            tname = str(self.type)
+        return (
+            f"<Map {self.name!r} {tname} key={self.key_size} value={self.value_size} "
+            f"max_entries={self.max_entries} fd={self.fd}>"
+        )
+
+    # ------------------------------------------------------------ opening existing maps
+    @classmethod
+    def from_fd(cls, fd: int, **kwargs: Any) -> "Map":
+        """A Map owning a duplicate of ``fd`` (the caller keeps its own fd)."""
+        return cls._from_owned_fd(Fd(_dup(fd)), **kwargs)
+
+    @classmethod
+    def _from_owned_fd(cls, fd: Fd, **kwargs: Any) -> "Map":
+        try:
+            m = cls(**kwargs)
+            m._adopt(fd, from_kernel=True)
+        except BaseException:
+            fd.close()
+            raise
+        return m
+
+    @classmethod
+    def from_id(cls, map_id: int, **kwargs: Any) -> "Map":
+        return cls._from_owned_fd(commands.get_fd_by_id("map", map_id), **kwargs)
+
+    @classmethod
+    def from_pin(cls, path: str, **kwargs: Any) -> "Map":
+        return cls._from_owned_fd(pinning.open_pinned(path), **kwargs)
+
+    @staticmethod
+    def ids() -> Iterator[int]:
+        """Ids of every map in the system."""
+        return iter(commands.iter_ids("map"))
+
+    def info(self) -> MapInfo:
+        return _info(self._live().fileno(), self.name)
+
+    @property
+    def id(self) -> int:
+        return self.info().id
+
+    # ------------------------------------------------------------ pinning
+    def pin(self, path: str) -> None:
+        """Pin the map at ``path`` on bpffs (bpf_map__pin)."""
+        if self._pinned_at == path:
+            return
+        if self._pinned_at is not None:
+            raise BPFError(f"map {self.name!r} is already pinned at {self._pinned_at!r}")
+        pinning.pin_fd(self._live().fileno(), path)
+        self._pinned_at = path
+        self.pin_path = path
+
+    def unpin(self, path: Optional[str] = None) -> None:
+        path = path or self._pinned_at or self.pin_path
+        if not path:
+            raise BPFError(f"map {self.name!r}: no pin path to unpin")
+        pinning.unpin(path)
+        if path == self._pinned_at:
+            self._pinned_at = None
+
+    @property
+    def pinned(self) -> bool:
+        return self._pinned_at is not None
+
+    # ------------------------------------------------------------ key / value conversion
+    def _set_key(self, key: Key, buf: memoryview) -> None:
+        try:
+            buf[:] = key  # type: ignore[assignment]
+            return
+        except TypeError:
+            pass
+        except ValueError:
+            raise BPFError(
+                f"map {self.name!r}: key is {memoryview(key).nbytes} bytes, the map's keys are {self.key_size}"  # type: ignore[arg-type]
+            ) from None
+        ks = self._kstruct
+        if ks is not None:
+            if isinstance(key, tuple):
+                ks.pack_into(buf, 0, *key)
+            else:
+                ks.pack_into(buf, 0, key)
+        elif isinstance(key, int):
+            try:
+                buf[:] = key.to_bytes(self.key_size, _BO, signed=key < 0)
+            except OverflowError:
+                raise BPFError(f"map {self.name!r}: key {key} does not fit in {self.key_size} bytes") from None
+        else:
+            raise TypeError(f"map {self.name!r}: cannot use {type(key).__name__} as a key")
+
+    def _value_bytes(self, value: Any) -> bytes:
+        """One value (not per-CPU) as bytes of value_size."""
+        vs = self._vstruct
+        if vs is not None and not isinstance(value, (bytes, bytearray, memoryview)):
+            b = vs.pack(*value) if isinstance(value, tuple) else vs.pack(value)
+        elif isinstance(value, int):
+            try:
+                b = value.to_bytes(self.value_size, _BO, signed=value < 0)
+            except OverflowError:
+                raise BPFError(f"map {self.name!r}: value {value} does not fit in {self.value_size} bytes") from None
+        elif isinstance(value, Map) or hasattr(value, "fileno"):
+            b = value.fileno().to_bytes(4, _BO)
+        else:
+            b = bytes(value)
+        if len(b) != self.value_size and not (self._percpu and len(b) == self._stride):
+            raise BPFError(f"map {self.name!r}: value is {len(b)} bytes, the map's values are {self.value_size}")
+        return b
+
+    def _set_value(self, value: Any) -> None:
+        mv = self._vmv
+        if self._percpu:
+            vals = value if isinstance(value, (list, tuple)) and not (self._vstruct and isinstance(value, tuple)) else None
+            if vals is None:
+                vals = [value] * self._ncpu
+            if len(vals) != self._ncpu:
+                raise BPFError(f"map {self.name!r}: {len(vals)} per-CPU values for {self._ncpu} possible CPUs")
+            st = self._stride
+            for i, v in enumerate(vals):
+                b = self._value_bytes(v)
+                mv[i * st : i * st + len(b)] = b
+            return
+        if value.__class__ is bytes and len(value) == self.value_size:
+            mv[:] = value
+        else:
+            mv[:] = self._value_bytes(value)
+
+    def _get_value(self) -> Any:
+        if self._percpu:
+            raw = self._vbuf.raw
+            st, vs = self._stride, self.value_size
+            return [self._decode(raw[i * st : i * st + vs]) for i in range(self._ncpu)]
+        return self._decode(self._vbuf.raw[: self.value_size])
+
+    def _decode(self, b: bytes) -> Any:
+        vs = self._vstruct
+        if vs is None:
+            return b
+        t = vs.unpack(b[: vs.size])
+        return t[0] if len(t) == 1 else t
+
+    def _decode_key(self, b: bytes) -> Any:
+        ks = self._kstruct
+        if ks is None:
+            return b
+        t = ks.unpack(b)
+        return t[0] if len(t) == 1 else t
+
+    def _fail(self, cmd: str, key_missing_ok: bool = True) -> SyscallError:
+        err = get_errno()
+        if err == errno.ENOENT and key_missing_ok:
+            return MapKeyError(err, cmd, self.name)
+        return SyscallError(err, cmd, self.name)
+
+    # ------------------------------------------------------------ element operations
+    def lookup(self, key: Key, flags: int = 0) -> Any:
+        """The value for ``key``; raises MapKeyError (a KeyError) when absent."""
+        try:
+            self._kmv[:] = key  # type: ignore[index]
+        except (TypeError, ValueError):
+            self._live()
+            self._set_key(key, self._kmv)
+        if flags:
+            self._flag_attr.flags = flags
+            ret = syscall(NR_BPF, Cmd.BPF_MAP_LOOKUP_ELEM, self._flag_ref, self._elem_size)
+        else:
+            ret = syscall(NR_BPF, 1, self._lookup_ref, self._elem_size)
+        if ret < 0:
+            self._live()
+            raise self._fail("BPF_MAP_LOOKUP_ELEM")
+        if self._vstruct is None and not self._percpu:
+            return self._vbuf.raw[: self.value_size]
+        return self._get_value()
+
+    __getitem__ = lookup
+
+    def get(self, key: Key, default: Any = None) -> Any:
+        try:
+            return self.lookup(key)
+        except MapKeyError:
+            return default
+
+    def update(self, key: Key, value: Any, flags: int = BPF_ANY) -> None:
+        """Insert or replace (BPF_ANY), insert only (BPF_NOEXIST), replace only (BPF_EXIST), + BPF_F_LOCK."""
+        try:
+            self._kmv[:] = key  # type: ignore[index]
+        except (TypeError, ValueError):
+            self._live()
+            self._set_key(key, self._kmv)
+        if value.__class__ is bytes and len(value) == self._vbuf_size:
+            self._vmv[:] = value
+        else:
+            self._set_value(value)
+        a = self._flag_attr
+        a.flags = flags
+        if syscall(NR_BPF, 2, self._flag_ref, self._elem_size) < 0:
+            self._live()
+            raise self._fail("BPF_MAP_UPDATE_ELEM", key_missing_ok=flags == BPF_EXIST)
+
+    def __setitem__(self, key: Key, value: Any) -> None:
+        self.update(key, value)
+
+    def delete(self, key: Key) -> None:
+        self._live()
+        self._set_key(key, self._kmv)
+        if syscall(NR_BPF, Cmd.BPF_MAP_DELETE_ELEM, self._lookup_ref, self._elem_size) < 0:
+            raise self._fail("BPF_MAP_DELETE_ELEM")
+
+    __delitem__ = delete
+
+    def __contains__(self, key: Key) -> bool:
+        try:
+            self.lookup(key)
+        except MapKeyError:
+            return False
+        return True
+
+    def lookup_and_delete(self, key: Key, flags: int = 0) -> Any:
+        """Atomically read and remove ``key``."""
+        self._live()
+        self._set_key(key, self._kmv)
+        self._flag_attr.flags = flags
+        if syscall(NR_BPF, Cmd.BPF_MAP_LOOKUP_AND_DELETE_ELEM, self._flag_ref, self._elem_size) < 0:
+            raise self._fail("BPF_MAP_LOOKUP_AND_DELETE_ELEM")
+        return self._get_value()
+
+    # queue / stack / bloom filter
+    def push(self, value: Any, flags: int = BPF_ANY) -> None:
+        """Add a value to a queue, stack or bloom filter (BPF_EXIST overwrites the oldest when full)."""
+        self._live()
+        self._set_value(value)
+        a = MapElemAttr(map_fd=self.fileno(), key=0, value=ctypes.addressof(self._vbuf), flags=flags)
+        if syscall(NR_BPF, Cmd.BPF_MAP_UPDATE_ELEM, ctypes.byref(a), self._elem_size) < 0:
+            raise self._fail("BPF_MAP_UPDATE_ELEM (push)", key_missing_ok=False)
+
+    def pop(self) -> Any:
+        """Remove and return the next value of a queue or stack; MapKeyError when empty."""
+        self._live()
+        a = MapElemAttr(map_fd=self.fileno(), key=0, value=ctypes.addressof(self._vbuf))
+        if syscall(NR_BPF, Cmd.BPF_MAP_LOOKUP_AND_DELETE_ELEM, ctypes.byref(a), self._elem_size) < 0:
+            raise self._fail("BPF_MAP_LOOKUP_AND_DELETE_ELEM (pop)")
+        return self._get_value()
+
+    def peek(self) -> Any:
+        """The next value of a queue or stack without removing it; MapKeyError when empty.
+
+        On a bloom filter, ``peek(value)``-style membership is :meth:`contains_value`.
+        """
+        self._live()
+        a = MapElemAttr(map_fd=self.fileno(), key=0, value=ctypes.addressof(self._vbuf))
+        if syscall(NR_BPF, Cmd.BPF_MAP_LOOKUP_ELEM, ctypes.byref(a), self._elem_size) < 0:
+            raise self._fail("BPF_MAP_LOOKUP_ELEM (peek)")
+        return self._get_value()
+
+    def contains_value(self, value: Any) -> bool:
+        """Bloom filter membership test (may give false positives, never false negatives)."""
+        self._live()
+        self._set_value(value)
+        a = MapElemAttr(map_fd=self.fileno(), key=0, value=ctypes.addressof(self._vbuf))
+        if syscall(NR_BPF, Cmd.BPF_MAP_LOOKUP_ELEM, ctypes.byref(a), self._elem_size) < 0:
+            err = get_errno()
+            if err == errno.ENOENT:
+                return False
+            raise SyscallError(err, "BPF_MAP_LOOKUP_ELEM (bloom filter)", self.name)
+        return True
+
+    # ------------------------------------------------------------ iteration
+    def next_key(self, key: Optional[Key] = None) -> Optional[bytes]:
+        """The key after ``key`` (the first key when None); None at the end."""
+        self._live()
+        if key is None:
+            ref = self._next_first_ref
+        else:
+            self._set_key(key, self._kmv)
+            ref = self._next_ref
+        if syscall(NR_BPF, Cmd.BPF_MAP_GET_NEXT_KEY, ref, self._elem_size) < 0:
+            err = get_errno()
+            if err == errno.ENOENT:
+                return None
+            raise SyscallError(err, "BPF_MAP_GET_NEXT_KEY", self.name)
+        return self._nbuf.raw[: self.key_size]
+
+    def _raw_keys(self) -> Iterator[bytes]:
+        k = self.next_key(None)
+        while k is not None:
+            yield k
+            k = self.next_key(k)
+
+    def keys(self) -> Iterator[Any]:
+        """Every key (by BPF_MAP_GET_NEXT_KEY; a deleted current key restarts as the kernel does)."""
+        for k in self._raw_keys():
+            yield self._decode_key(k)
+
+    __iter__ = keys
+
+    def items(self) -> Iterator[Tuple[Any, Any]]:
+        for k in self._raw_keys():
+            try:
+                v = self.lookup(k)
+            except MapKeyError:  # deleted meanwhile
+                continue
+            yield self._decode_key(k), v
+
+    def values(self) -> Iterator[Any]:
+        for _, v in self.items():
+            yield v
+
+    def __len__(self) -> int:
+        """Number of keys, counted by iteration."""
+        return sum(1 for _ in self._raw_keys())
+
+    def clear(self) -> None:
+        """Delete every key (arrays cannot delete: they are left as they are)."""
+        for k in list(self._raw_keys()):
+            try:
+                self.delete(k)
+            except MapKeyError:
+                pass
+
+    # ------------------------------------------------------------ batch operations
+    def _batch_buffers(self, count: int) -> Tuple[ctypes.Array, ctypes.Array]:
+        keys = ctypes.create_string_buffer(max(self.key_size * count, 1))
+        vals = ctypes.create_string_buffer(max(self._vbuf_size * count, 1))
+        return keys, vals
+
+    def _batch_walk(self, cmd: int, chunk: int, elem_flags: int) -> Iterator[Tuple[bytes, bytes, int]]:
+        """Yield (keys bytes, values bytes, n) per kernel batch until the map is exhausted."""
+        fd = self._live().fileno()
+        keys, vals = self._batch_buffers(chunk)
+        # The batch token is opaque; its size is the key size for hash maps, 4 for arrays: use the max.
+        tok_size = max(self.key_size, 8)
+        in_tok = ctypes.create_string_buffer(tok_size)
+        out_tok = ctypes.create_string_buffer(tok_size)
+        first = True
+        name = self.name
+        while True:
+            try:
+                n, end = commands.map_batch(
+                    cmd,
+                    fd,
+                    in_batch=0 if first else ctypes.addressof(in_tok),
+                    out_batch=ctypes.addressof(out_tok),
+                    keys=ctypes.addressof(keys),
+                    values=ctypes.addressof(vals),
+                    count=chunk,
+                    elem_flags=elem_flags,
+                    name=name,
+                )
+            except SyscallError as e:
+                if e.errno == errno.ENOSPC and chunk < (1 << 20):  # a bucket larger than the chunk
+                    chunk *= 2
+                    keys, vals = self._batch_buffers(chunk)
+                    continue
+                raise
+            if n:
+                yield keys.raw[: n * self.key_size], vals.raw[: n * self._vbuf_size], n
+            if end:
+                return
+            ctypes.memmove(in_tok, out_tok, tok_size)
+            first = False
+
+    def lookup_batch(self, chunk: int = 4096, elem_flags: int = 0) -> Iterator[Tuple[Any, Any]]:
+        """(key, value) pairs read with BPF_MAP_LOOKUP_BATCH, ``chunk`` elements per call."""
+        return self._batch_items(Cmd.BPF_MAP_LOOKUP_BATCH, chunk, elem_flags)
+
+    def lookup_and_delete_batch(self, chunk: int = 4096, elem_flags: int = 0) -> Iterator[Tuple[Any, Any]]:
+        """Read and remove every element with BPF_MAP_LOOKUP_AND_DELETE_BATCH."""
+        return self._batch_items(Cmd.BPF_MAP_LOOKUP_AND_DELETE_BATCH, chunk, elem_flags)
+
+    def _batch_items(self, cmd: int, chunk: int, elem_flags: int) -> Iterator[Tuple[Any, Any]]:
+        ks, vsz = self.key_size, self._vbuf_size
+        simple = self._kstruct is None and self._vstruct is None and not self._percpu
+        for kraw, vraw, n in self._batch_walk(cmd, chunk, elem_flags):
+            if simple:
+                yield from zip(
+                    [kraw[i : i + ks] for i in range(0, n * ks, ks)], [vraw[i : i + vsz] for i in range(0, n * vsz, vsz)]
+                )
+                continue
+            for i in range(n):
+                k = self._decode_key(kraw[i * ks : (i + 1) * ks])
+                v = vraw[i * vsz : (i + 1) * vsz]
+                if self._percpu:
+                    st, vs = self._stride, self.value_size
+                    yield k, [self._decode(v[c * st : c * st + vs]) for c in range(self._ncpu)]
+                else:
+                    yield k, self._decode(v)
+
+    def dump(self, chunk: int = 4096) -> Dict[Any, Any]:
+        """The whole map as a dict, by batch lookup (falls back to iteration where unsupported)."""
+        try:
+            return dict(self.lookup_batch(chunk))
+        except SyscallError as e:
+            if e.errno not in (errno.EINVAL, errno.EOPNOTSUPP, _ENOTSUPP):
+                raise
+        return dict(self.items())
+
+    def update_batch(self, keys: Sequence[Key], values: Sequence[Any], elem_flags: int = 0, flags: int = 0) -> int:
+        """BPF_MAP_UPDATE_BATCH; returns how many elements were written."""
+        n = len(keys)
+        if len(values) != n:
+            raise BPFError(f"map {self.name!r}: {n} keys but {len(values)} values")
+        kbuf, vbuf = self._pack_keys(keys), bytearray()
+        for v in values:
+            self._set_value(v)
+            vbuf += self._vmv
+        kc = ctypes.create_string_buffer(bytes(kbuf), len(kbuf) or 1)
+        vc = ctypes.create_string_buffer(bytes(vbuf), len(vbuf) or 1)
+        done, _ = commands.map_batch(
+            Cmd.BPF_MAP_UPDATE_BATCH,
+            self._live().fileno(),
+            keys=ctypes.addressof(kc),
+            values=ctypes.addressof(vc),
+            count=n,
+            elem_flags=elem_flags,
+            flags=flags,
+            name=self.name,
+        )
+        return done
+
+    def delete_batch(self, keys: Sequence[Key], elem_flags: int = 0) -> int:
+        """BPF_MAP_DELETE_BATCH; returns how many elements were deleted."""
+        kbuf = self._pack_keys(keys)
+        kc = ctypes.create_string_buffer(bytes(kbuf), len(kbuf) or 1)
+        done, _ = commands.map_batch(
+            Cmd.BPF_MAP_DELETE_BATCH,
+            self._live().fileno(),
+            keys=ctypes.addressof(kc),
+            count=len(keys),
+            elem_flags=elem_flags,
+            name=self.name,
+        )
+        return done
+
+    def _pack_keys(self, keys: Iterable[Key]) -> bytearray:
+        self._live()
+        out = bytearray()
+        for k in keys:
+            self._set_key(k, self._kmv)
+            out += self._kmv
+        return out
+
+    # ------------------------------------------------------------ special operations
+    def freeze(self) -> None:
+        """Make the map read-only for user space (BPF_MAP_FREEZE)."""
+        commands.map_freeze(self._live().fileno(), name=self.name)
+
+    def mmap(self, writable: bool = True) -> _mmap.mmap:
+        """Memory-map a BPF_F_MMAPABLE array; the caller owns (and closes) the mapping."""
+        if not self.flags & BPF_F_MMAPABLE:
+            raise BPFError(f"map {self.name!r} was not created with BPF_F_MMAPABLE")
+        size = ((self.value_size + 7) & ~7) * self.max_entries
+        page = _mmap.PAGESIZE
+        size = max(page, (size + page - 1) // page * page)
+        prot = _mmap.PROT_READ | (_mmap.PROT_WRITE if writable else 0)
+        try:
+            return _mmap.mmap(self._live().fileno(), size, _mmap.MAP_SHARED, prot)
+        except OSError as e:
+            raise SyscallError(e.errno or errno.EINVAL, "mmap", self.name) from None
+
+
+def _dup(fd: int) -> int:
+    import fcntl
+
+    try:
+        return fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    except OSError as e:
+        raise SyscallError(e.errno or errno.EBADF, "dup", f"fd {fd}") from None
+
+
+def _info(fd: int, name: Optional[str]) -> MapInfo:
+    i = commands.obj_get_info_by_fd(fd, _MapInfo(), name=name)
+    return MapInfo(
+        type=i.type,
+        id=i.id,
+        key_size=i.key_size,
+        value_size=i.value_size,
+        max_entries=i.max_entries,
+        flags=i.map_flags,
+        name=i.name.decode("utf-8", "replace"),
+        ifindex=i.ifindex,
+        btf_id=i.btf_id,
+        btf_key_type_id=i.btf_key_type_id,
+        btf_value_type_id=i.btf_value_type_id,
+        map_extra=i.map_extra,
+    )

@@ -1,0 +1,358 @@
+"""BPF programs: a definition until loaded, then the owner of its fd.
+
+``Program.load(insns, type)`` loads an instruction list made by hand; programs
+of an ELF object are :class:`Program` objects too, loaded by their object.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import errno
+from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+from . import pinning
+from .errors import BPFError, StateError, SyscallError
+from .syscall import commands
+from .syscall._types import AttachType, ProgInfo as _ProgInfo, ProgType
+from .syscall.fd import Fd
+
+__all__ = ["Program", "ProgType", "AttachType", "ProgramInfo", "TestRun"]
+
+Insns = Union[bytes, bytearray, memoryview, Sequence[Any]]
+
+
+def insns_bytes(insns: Insns) -> bytes:
+    """Instructions as raw bytes: bytes-like, or objects with ``encode()`` returning bytes."""
+    if isinstance(insns, (bytes, bytearray, memoryview)):
+        b = bytes(insns)
+    else:
+        b = b"".join(i.encode() if hasattr(i, "encode") else bytes(i) for i in insns)
+    if len(b) % 8:
+        raise BPFError(f"instructions are {len(b)} bytes, not a multiple of 8")
+    return b
+
+
+@dataclasses.dataclass(frozen=True)
+class TestRun:
+    """The result of BPF_PROG_TEST_RUN."""
+
+    retval: int
+    duration: int  # average ns per run
+    data: bytes
+    ctx: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgramInfo:
+    """What the kernel reports about a program (BPF_OBJ_GET_INFO_BY_FD)."""
+
+    type: int
+    id: int
+    tag: str
+    name: str
+    jited_prog_len: int
+    xlated_prog_len: int
+    load_time: int
+    created_by_uid: int
+    map_ids: Tuple[int, ...]
+    btf_id: int
+    gpl_compatible: bool
+    run_time_ns: int
+    run_cnt: int
+    verified_insns: int
+    attach_btf_id: int
+    attach_btf_obj_id: int
+
+
+class Program:
+    """One BPF program."""
+
+    def __init__(
+        self,
+        name: str = "",
+        type: int = ProgType.BPF_PROG_TYPE_UNSPEC,
+        insns: Insns = b"",
+        license: str = "GPL",
+        *,
+        expected_attach_type: int = 0,
+        flags: int = 0,
+        kern_version: int = 0,
+        section_name: str = "",
+        autoload: bool = True,
+        attach_btf_id: int = 0,
+        attach_btf_obj_fd: int = 0,
+        attach_prog_fd: int = 0,
+        attach_target: Optional[str] = None,
+        ifindex: int = 0,
+        log_level: int = 0,
+    ) -> None:
+        self._fd: Optional[Fd] = None
+        self.name = name
+        self.type = type
+        self._insns = insns_bytes(insns)
+        self.license = license
+        self.expected_attach_type = expected_attach_type
+        self.flags = flags
+        self.kern_version = kern_version
+        self.section_name = section_name
+        self.autoload = autoload
+        self.attach_btf_id = attach_btf_id
+        self.attach_btf_obj_fd = attach_btf_obj_fd
+        self.attach_prog_fd = attach_prog_fd
+        self.attach_target = attach_target
+        self.ifindex = ifindex
+        self.log_level = log_level
+        self.log = ""
+        self._pinned_at: Optional[str] = None
+        self._closed = False
+
+    _SPEC_FIELDS = frozenset(
+        {
+            "name",
+            "type",
+            "license",
+            "expected_attach_type",
+            "flags",
+            "kern_version",
+            "autoload",
+            "attach_btf_id",
+            "attach_btf_obj_fd",
+            "attach_prog_fd",
+            "ifindex",
+        }
+    )
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        if key in Program._SPEC_FIELDS and self.__dict__.get("_fd") is not None:
+            raise StateError(f"program {self.__dict__.get('name')!r}: cannot change {key} after load")
+        object.__setattr__(self, key, value)
+
+    # ------------------------------------------------------------ instructions
+    @property
+    def insns(self) -> bytes:
+        """The instructions as raw bytes (8 per instruction, 16 for ld_imm64)."""
+        return self._insns
+
+    @insns.setter
+    def insns(self, value: Insns) -> None:
+        if self._fd is not None:
+            raise StateError(f"program {self.name!r}: cannot change instructions after load")
+        self._insns = insns_bytes(value)
+
+    @property
+    def insn_cnt(self) -> int:
+        return len(self._insns) // 8
+
+    # ------------------------------------------------------------ loading
+    @classmethod
+    def load(cls, insns: Insns, type: int, *, name: str = "", license: str = "GPL", **kwargs: Any) -> "Program":
+        """Load an instruction list; raises VerifierError (with the log) on rejection."""
+        p = cls(name, type, insns, license, **kwargs)
+        return p._load()
+
+    def _load(
+        self,
+        *,
+        prog_btf_fd: int = 0,
+        func_info: bytes = b"",
+        func_info_rec_size: int = 0,
+        line_info: bytes = b"",
+        line_info_rec_size: int = 0,
+        fd_array: Sequence[int] = (),
+        log_level: Optional[int] = None,
+        log_size: int = commands.LOG_SIZE_START,
+    ) -> "Program":
+        if self._closed:
+            raise StateError(f"program {self.name!r} is closed")
+        if self._fd is not None:
+            raise StateError(f"program {self.name!r} is already loaded")
+        fd, log = commands.prog_load(
+            int(self.type),
+            self._insns,
+            self.license,
+            name=self.name,
+            expected_attach_type=int(self.expected_attach_type),
+            flags=self.flags,
+            kern_version=self.kern_version,
+            log_level=self.log_level if log_level is None else log_level,
+            log_size=log_size,
+            prog_btf_fd=prog_btf_fd,
+            func_info=func_info,
+            func_info_rec_size=func_info_rec_size,
+            line_info=line_info,
+            line_info_rec_size=line_info_rec_size,
+            attach_btf_id=self.attach_btf_id,
+            attach_btf_obj_fd=self.attach_btf_obj_fd,
+            attach_prog_fd=self.attach_prog_fd,
+            fd_array=fd_array,
+            ifindex=self.ifindex,
+        )
+        self.log = log
+        object.__setattr__(self, "_fd", fd)
+        return self
+
+    # ------------------------------------------------------------ fd ownership
+    @property
+    def fd(self) -> int:
+        """The program's fd, -1 when not loaded (bpf_program__fd)."""
+        f = self._fd
+        return f.raw if f is not None else -1
+
+    @property
+    def loaded(self) -> bool:
+        return self._fd is not None and not self._fd.closed
+
+    def fileno(self) -> int:
+        return self._live().fileno()
+
+    def _live(self) -> Fd:
+        f = self._fd
+        if f is None or f.closed:
+            raise StateError(f"program {self.name!r} is {'closed' if self._closed else 'not loaded'}")
+        return f
+
+    def close(self) -> None:
+        self._closed = True
+        if self._fd is not None:
+            self._fd.close()
+
+    def __enter__(self) -> "Program":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        try:
+            tname = ProgType(self.type).name[len("BPF_PROG_TYPE_") :].lower()
+        except ValueError:
+            tname = str(self.type)
+        return f"<Program {self.name!r} {tname} insns={self.insn_cnt} fd={self.fd}>"
+
+    @classmethod
+    def _from_owned_fd(cls, fd: Fd) -> "Program":
+        try:
+            info = _info(fd.fileno(), None)
+        except BaseException:
+            fd.close()
+            raise
+        p = cls(info.name, info.type)
+        object.__setattr__(p, "_fd", fd)
+        return p
+
+    @classmethod
+    def from_fd(cls, fd: int) -> "Program":
+        import fcntl
+
+        return cls._from_owned_fd(Fd(fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)))
+
+    @classmethod
+    def from_id(cls, prog_id: int) -> "Program":
+        return cls._from_owned_fd(commands.get_fd_by_id("prog", prog_id))
+
+    @classmethod
+    def from_pin(cls, path: str) -> "Program":
+        return cls._from_owned_fd(pinning.open_pinned(path))
+
+    @staticmethod
+    def ids() -> Iterator[int]:
+        return iter(commands.iter_ids("prog"))
+
+    # ------------------------------------------------------------ info
+    def info(self) -> ProgramInfo:
+        return _info(self._live().fileno(), self.name)
+
+    @property
+    def id(self) -> int:
+        return self.info().id
+
+    @property
+    def tag(self) -> str:
+        return self.info().tag
+
+    def xlated_insns(self) -> bytes:
+        """The instructions as the kernel translated them (what bpftool dumps as xlated)."""
+        fd = self._live().fileno()
+        n = commands.obj_get_info_by_fd(fd, _ProgInfo(), name=self.name).xlated_prog_len
+        buf = ctypes.create_string_buffer(max(n, 1))
+        info = _ProgInfo(xlated_prog_len=n, xlated_prog_insns=ctypes.addressof(buf))
+        commands.obj_get_info_by_fd(fd, info, name=self.name)
+        return buf.raw[: info.xlated_prog_len]
+
+    # ------------------------------------------------------------ running
+    def test_run(
+        self,
+        data: bytes = b"",
+        *,
+        ctx: bytes = b"",
+        repeat: int = 0,
+        data_size_out: Optional[int] = None,
+        ctx_size_out: Optional[int] = None,
+        flags: int = 0,
+        cpu: int = 0,
+        batch_size: int = 0,
+    ) -> TestRun:
+        """Run the program once (or ``repeat`` times) with BPF_PROG_TEST_RUN."""
+        if data_size_out is None:
+            data_size_out = len(data) + 4096 if data else 0
+        if ctx_size_out is None:
+            ctx_size_out = len(ctx) if ctx else 0
+        retval, duration, dout, cout = commands.prog_test_run(
+            self._live().fileno(),
+            data_in=data,
+            data_size_out=data_size_out,
+            ctx_in=ctx,
+            ctx_size_out=ctx_size_out,
+            repeat=repeat,
+            flags=flags,
+            cpu=cpu,
+            batch_size=batch_size,
+            name=self.name,
+        )
+        return TestRun(retval, duration, dout, cout)
+
+    # ------------------------------------------------------------ pinning
+    def pin(self, path: str) -> None:
+        if self._pinned_at == path:
+            return
+        if self._pinned_at is not None:
+            raise BPFError(f"program {self.name!r} is already pinned at {self._pinned_at!r}")
+        pinning.pin_fd(self._live().fileno(), path)
+        self._pinned_at = path
+
+    def unpin(self, path: Optional[str] = None) -> None:
+        path = path or self._pinned_at
+        if not path:
+            raise BPFError(f"program {self.name!r}: no pin path to unpin")
+        pinning.unpin(path)
+        if path == self._pinned_at:
+            self._pinned_at = None
+
+
+def _info(fd: int, name: Optional[str]) -> ProgramInfo:
+    i = commands.obj_get_info_by_fd(fd, _ProgInfo(), name=name)
+    map_ids: Tuple[int, ...] = ()
+    if i.nr_map_ids:
+        arr = (ctypes.c_uint32 * i.nr_map_ids)()
+        j = _ProgInfo(nr_map_ids=i.nr_map_ids, map_ids=ctypes.addressof(arr))
+        commands.obj_get_info_by_fd(fd, j, name=name)
+        map_ids = tuple(arr[: j.nr_map_ids])
+    return ProgramInfo(
+        type=i.type,
+        id=i.id,
+        tag=bytes(i.tag).hex(),
+        name=i.name.decode("utf-8", "replace"),
+        jited_prog_len=i.jited_prog_len,
+        xlated_prog_len=i.xlated_prog_len,
+        load_time=i.load_time,
+        created_by_uid=i.created_by_uid,
+        map_ids=map_ids,
+        btf_id=i.btf_id,
+        gpl_compatible=bool(i.gpl_compatible),
+        run_time_ns=i.run_time_ns,
+        run_cnt=i.run_cnt,
+        verified_insns=i.verified_insns,
+        attach_btf_id=i.attach_btf_id,
+        attach_btf_obj_id=i.attach_btf_obj_id,
+    )
