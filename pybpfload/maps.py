@@ -20,9 +20,10 @@ import mmap as _mmap
 import struct
 import sys
 from functools import lru_cache
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple, Union
 
 from . import pinning
+from ._fdobject import FdObject
 from .errors import BPFError, StateError, SyscallError
 from .syscall import commands
 from .syscall._raw import NR_BPF, get_errno, syscall
@@ -118,7 +119,7 @@ class MapInfo:
 Key = Union[bytes, bytearray, memoryview, int, Tuple[Any, ...]]
 
 
-class Map:
+class Map(FdObject):
     """One BPF map: a definition until created, then the owner of its fd."""
 
     def __init__(
@@ -143,8 +144,7 @@ class Map:
         key_format: Optional[str] = None,
         value_format: Optional[str] = None,
     ) -> None:
-        self._fd: Optional[Fd] = None
-        self.name = name
+        super().__init__(name)
         self.type = type
         self.key_size = key_size
         self.value_size = value_size
@@ -162,8 +162,6 @@ class Map:
         self.initial_value = initial_value
         self.key_format = key_format
         self.value_format = value_format
-        self._pinned_at: Optional[str] = None
-        self._closed = False
 
     # ------------------------------------------------------------ definition
     _SPEC_FIELDS = frozenset(
@@ -209,10 +207,7 @@ class Map:
 
     def _create(self, btf_fd: int = 0) -> "Map":
         """Create the map from its definition; returns self."""
-        if self._closed:
-            raise StateError(f"map {self.name!r} is closed")
-        if self._fd is not None:
-            raise StateError(f"map {self.name!r} was already created")
+        self._check_definable()
         inner_fd = 0
         inner_tmp: Optional[Fd] = None
         if self.inner_map is not None:
@@ -252,8 +247,7 @@ class Map:
 
         The definition is replaced by what the kernel reports for that map.
         """
-        if self._fd is not None:
-            raise StateError(f"map {self.name!r} was already created")
+        self._check_definable()
         self._adopt(Fd(_dup(fd)), from_kernel=True)
 
     def _adopt(self, fd: Fd, from_kernel: bool = False) -> None:
@@ -267,7 +261,7 @@ class Map:
             d["max_entries"] = info.max_entries
             d["flags"] = info.flags
             d["map_extra"] = info.map_extra
-        object.__setattr__(self, "_fd", fd)
+        self._own(fd)
         self._setup_buffers()
 
     def _setup_buffers(self) -> None:
@@ -305,40 +299,17 @@ class Map:
             )
 
     # ------------------------------------------------------------ fd ownership
-    @property
-    def fd(self) -> int:
-        """The map's fd (-1 before it is created, as libbpf's bpf_map__fd)."""
-        f = self._fd
-        return f.raw if f is not None else -1
+    _KIND = "map"
 
     @property
     def created(self) -> bool:
         return self._fd is not None and not self._fd.closed
 
-    def fileno(self) -> int:
-        return self._live().fileno()
-
-    def _live(self) -> Fd:
-        f = self._fd
-        if f is None or f.closed:
-            state = "closed" if self._closed else "not created yet"
-            raise StateError(f"map {self.name!r} is {state}")
-        return f
-
     _kmv: Optional[memoryview] = None  # None until created and after close: fast paths then fail over to _live()
 
     def close(self) -> None:
-        """Close the fd (the map lives on while pinned or used by a program)."""
-        self._closed = True
         self.__dict__["_kmv"] = None
-        if self._fd is not None:
-            self._fd.close()
-
-    def __enter__(self) -> "Map":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
+        super().close()
 
     def __repr__(self) -> str:
         try:
@@ -387,23 +358,16 @@ class Map:
         return self.info().id
 
     # ------------------------------------------------------------ pinning
-    def pin(self, path: str) -> None:
-        """Pin the map at ``path`` on bpffs (bpf_map__pin)."""
-        if self._pinned_at == path:
-            return
-        if self._pinned_at is not None:
-            raise BPFError(f"map {self.name!r} is already pinned at {self._pinned_at!r}")
-        pinning.pin_fd(self._live().fileno(), path)
-        self._pinned_at = path
+    def pin(self, path: Optional[str] = None) -> None:  # type: ignore[override]
+        """Pin at ``path`` (default: the map's pin_path) on bpffs (bpf_map__pin)."""
+        path = path or self.pin_path
+        if not path:
+            raise BPFError(f"map {self.name!r}: no pin path given and none set")
+        super().pin(path)
         self.pin_path = path
 
     def unpin(self, path: Optional[str] = None) -> None:
-        path = path or self._pinned_at or self.pin_path
-        if not path:
-            raise BPFError(f"map {self.name!r}: no pin path to unpin")
-        pinning.unpin(path)
-        if path == self._pinned_at:
-            self._pinned_at = None
+        super().unpin(path or self._pinned_at or self.pin_path)
 
     @property
     def pinned(self) -> bool:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import errno
-from typing import Any, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Iterator, Optional, Sequence, Tuple, Union
 
 from . import pinning
-from .errors import BPFError, StateError, SyscallError
+from ._fdobject import FdObject
+from .errors import BPFError, StateError
 from .syscall import commands
 from .syscall._types import AttachType, ProgInfo as _ProgInfo, ProgType
 from .syscall.fd import Fd
@@ -65,7 +65,7 @@ class ProgramInfo:
     attach_btf_obj_id: int
 
 
-class Program:
+class Program(FdObject):
     """One BPF program."""
 
     def __init__(
@@ -87,8 +87,7 @@ class Program:
         ifindex: int = 0,
         log_level: int = 0,
     ) -> None:
-        self._fd: Optional[Fd] = None
-        self.name = name
+        super().__init__(name)
         self.type = type
         self._insns = insns_bytes(insns)
         self.license = license
@@ -104,8 +103,6 @@ class Program:
         self.ifindex = ifindex
         self.log_level = log_level
         self.log = ""
-        self._pinned_at: Optional[str] = None
-        self._closed = False
 
     _SPEC_FIELDS = frozenset(
         {
@@ -163,10 +160,7 @@ class Program:
         log_level: Optional[int] = None,
         log_size: int = commands.LOG_SIZE_START,
     ) -> "Program":
-        if self._closed:
-            raise StateError(f"program {self.name!r} is closed")
-        if self._fd is not None:
-            raise StateError(f"program {self.name!r} is already loaded")
+        self._check_definable()
         fd, log = commands.prog_load(
             int(self.type),
             self._insns,
@@ -189,39 +183,17 @@ class Program:
             ifindex=self.ifindex,
         )
         self.log = log
-        object.__setattr__(self, "_fd", fd)
+        self._own(fd)
         return self
 
     # ------------------------------------------------------------ fd ownership
-    @property
-    def fd(self) -> int:
-        """The program's fd, -1 when not loaded (bpf_program__fd)."""
-        f = self._fd
-        return f.raw if f is not None else -1
+    _KIND = "program"
+    _NOT_READY = "not loaded"
+    _DONE = "loaded"
 
     @property
     def loaded(self) -> bool:
         return self._fd is not None and not self._fd.closed
-
-    def fileno(self) -> int:
-        return self._live().fileno()
-
-    def _live(self) -> Fd:
-        f = self._fd
-        if f is None or f.closed:
-            raise StateError(f"program {self.name!r} is {'closed' if self._closed else 'not loaded'}")
-        return f
-
-    def close(self) -> None:
-        self._closed = True
-        if self._fd is not None:
-            self._fd.close()
-
-    def __enter__(self) -> "Program":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         try:
@@ -238,7 +210,7 @@ class Program:
             fd.close()
             raise
         p = cls(info.name, info.type)
-        object.__setattr__(p, "_fd", fd)
+        p._own(fd)
         return p
 
     @classmethod
@@ -311,23 +283,6 @@ class Program:
             name=self.name,
         )
         return TestRun(retval, duration, dout, cout)
-
-    # ------------------------------------------------------------ pinning
-    def pin(self, path: str) -> None:
-        if self._pinned_at == path:
-            return
-        if self._pinned_at is not None:
-            raise BPFError(f"program {self.name!r} is already pinned at {self._pinned_at!r}")
-        pinning.pin_fd(self._live().fileno(), path)
-        self._pinned_at = path
-
-    def unpin(self, path: Optional[str] = None) -> None:
-        path = path or self._pinned_at
-        if not path:
-            raise BPFError(f"program {self.name!r}: no pin path to unpin")
-        pinning.unpin(path)
-        if path == self._pinned_at:
-            self._pinned_at = None
 
 
 def _info(fd: int, name: Optional[str]) -> ProgramInfo:

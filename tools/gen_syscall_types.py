@@ -18,7 +18,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import sys
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 sys.path.insert(0, __file__.rsplit("/tools/", 1)[0])
 
@@ -138,7 +138,7 @@ class Emitter:
         offset = 0  # bits, only meaningful for structs
         pad = 0
         is_union = isinstance(t, T.Union)
-        for i, m in enumerate(t.members):
+        for m in t.members:
             fname = m.name
             expr, size, align = ctype_of(self.spec, m.type, nested, f"{name}.{m.name}")
             if not fname:
