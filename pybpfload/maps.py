@@ -20,7 +20,7 @@ import mmap as _mmap
 import struct
 import sys
 from functools import lru_cache
-from typing import Any, Dict, Iterable, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple, Union
 
 from . import pinning
 from ._fdobject import FdObject
@@ -208,6 +208,7 @@ class Map(FdObject):
     def _create(self, btf_fd: int = 0) -> "Map":
         """Create the map from its definition; returns self."""
         self._check_definable()
+        self._check_formats()
         inner_fd = 0
         inner_tmp: Optional[Fd] = None
         if self.inner_map is not None:
@@ -251,6 +252,14 @@ class Map(FdObject):
         self._adopt(Fd(_dup(fd)), from_kernel=True)
 
     def _adopt(self, fd: Fd, from_kernel: bool = False) -> None:
+        try:
+            self._adopt_unsafe(fd, from_kernel)
+        except BaseException:
+            object.__setattr__(self, "_fd", None)
+            fd.close()
+            raise
+
+    def _adopt_unsafe(self, fd: Fd, from_kernel: bool) -> None:
         if from_kernel:
             info = _info(fd.fileno(), self.name)
             d = self.__dict__
@@ -284,19 +293,26 @@ class Map(FdObject):
         self._lookup_ref = ctypes.byref(self._lookup_attr)
         self._flag_attr = MapElemAttr(map_fd=fdn, key=ka, value=va)
         self._flag_ref = ctypes.byref(self._flag_attr)
+        self._del_attr = MapElemAttr(map_fd=fdn, key=ka)  # DELETE_ELEM checks that value is 0
+        self._del_ref = ctypes.byref(self._del_attr)
         self._next_attr = MapElemAttr(map_fd=fdn, key=ka, next_key=ctypes.addressof(self._nbuf))
         self._next_ref = ctypes.byref(self._next_attr)
         self._next_first_attr = MapElemAttr(map_fd=fdn, key=0, next_key=ctypes.addressof(self._nbuf))
         self._next_first_ref = ctypes.byref(self._next_first_attr)
         self._elem_size = ctypes.sizeof(MapElemAttr)
-        self._kstruct = struct.Struct(self.key_format) if self.key_format else None
-        self._vstruct = struct.Struct(self.value_format) if self.value_format else None
-        if self._kstruct is not None and self._kstruct.size != self.key_size:
-            raise BPFError(f"map {self.name!r}: key_format {self.key_format!r} is {self._kstruct.size} bytes, key is {self.key_size}")
-        if self._vstruct is not None and self._vstruct.size not in (self.value_size, self._stride):
-            raise BPFError(
-                f"map {self.name!r}: value_format {self.value_format!r} is {self._vstruct.size} bytes, value is {self.value_size}"
-            )
+        self._kstruct, self._vstruct = self._check_formats()
+
+    def _check_formats(self) -> Tuple[Optional[struct.Struct], Optional[struct.Struct]]:
+        try:
+            ks = struct.Struct(self.key_format) if self.key_format else None
+            vs = struct.Struct(self.value_format) if self.value_format else None
+        except struct.error as e:
+            raise BPFError(f"map {self.name!r}: bad key or value format: {e}") from None
+        if ks is not None and ks.size != self.key_size:
+            raise BPFError(f"map {self.name!r}: key_format {self.key_format!r} is {ks.size} bytes, key is {self.key_size}")
+        if vs is not None and vs.size not in (self.value_size, (self.value_size + 7) & ~7):
+            raise BPFError(f"map {self.name!r}: value_format {self.value_format!r} is {vs.size} bytes, value is {self.value_size}")
+        return ks, vs
 
     # ------------------------------------------------------------ fd ownership
     _KIND = "map"
@@ -465,10 +481,13 @@ class Map(FdObject):
     def lookup(self, key: Key, flags: int = 0) -> Any:
         """The value for ``key``; raises MapKeyError (a KeyError) when absent."""
         try:
-            self._kmv[:] = key  # type: ignore[index]
-        except (TypeError, ValueError):
+            if key.__class__ is int and self._kstruct is None:
+                self._kmv[:] = key.to_bytes(self.key_size, _BO)  # type: ignore[index,union-attr]
+            else:
+                self._kmv[:] = key  # type: ignore[index]
+        except (TypeError, ValueError, OverflowError, AttributeError):
             self._live()
-            self._set_key(key, self._kmv)
+            self._set_key(key, self._kmv)  # type: ignore[arg-type]
         if flags:
             self._flag_attr.flags = flags
             ret = syscall(NR_BPF, Cmd.BPF_MAP_LOOKUP_ELEM, self._flag_ref, self._elem_size)
@@ -492,12 +511,21 @@ class Map(FdObject):
     def update(self, key: Key, value: Any, flags: int = BPF_ANY) -> None:
         """Insert or replace (BPF_ANY), insert only (BPF_NOEXIST), replace only (BPF_EXIST), + BPF_F_LOCK."""
         try:
-            self._kmv[:] = key  # type: ignore[index]
-        except (TypeError, ValueError):
+            if key.__class__ is int and self._kstruct is None:
+                self._kmv[:] = key.to_bytes(self.key_size, _BO)  # type: ignore[index,union-attr]
+            else:
+                self._kmv[:] = key  # type: ignore[index]
+        except (TypeError, ValueError, OverflowError, AttributeError):
             self._live()
-            self._set_key(key, self._kmv)
-        if value.__class__ is bytes and len(value) == self._vbuf_size:
+            self._set_key(key, self._kmv)  # type: ignore[arg-type]
+        vc = value.__class__
+        if vc is bytes and len(value) == self._vbuf_size:
             self._vmv[:] = value
+        elif vc is int and self._vstruct is None and not self._percpu:
+            try:
+                self._vmv[:] = value.to_bytes(self.value_size, _BO)
+            except OverflowError:
+                self._set_value(value)
         else:
             self._set_value(value)
         a = self._flag_attr
@@ -512,7 +540,7 @@ class Map(FdObject):
     def delete(self, key: Key) -> None:
         self._live()
         self._set_key(key, self._kmv)
-        if syscall(NR_BPF, Cmd.BPF_MAP_DELETE_ELEM, self._lookup_ref, self._elem_size) < 0:
+        if syscall(NR_BPF, Cmd.BPF_MAP_DELETE_ELEM, self._del_ref, self._elem_size) < 0:
             raise self._fail("BPF_MAP_DELETE_ELEM")
 
     __delitem__ = delete
@@ -632,9 +660,13 @@ class Map(FdObject):
         vals = ctypes.create_string_buffer(max(self._vbuf_size * count, 1))
         return keys, vals
 
-    def _batch_walk(self, cmd: int, chunk: int, elem_flags: int) -> Iterator[Tuple[bytes, bytes, int]]:
-        """Yield (keys bytes, values bytes, n) per kernel batch until the map is exhausted."""
+    def _batch_walk(self, cmd: int, chunk: Optional[int], elem_flags: int) -> Iterator[Tuple[ctypes.Array, ctypes.Array, int]]:
+        """Yield (keys buffer, values buffer, n) per kernel batch until the map is exhausted.
+
+        The buffers are reused: read them before asking for the next batch.
+        """
         fd = self._live().fileno()
+        chunk = self._auto_chunk(chunk)
         keys, vals = self._batch_buffers(chunk)
         # The batch token is opaque; its size is the key size for hash maps, 4 for arrays: use the max.
         tok_size = max(self.key_size, 8)
@@ -662,42 +694,52 @@ class Map(FdObject):
                     continue
                 raise
             if n:
-                yield keys.raw[: n * self.key_size], vals.raw[: n * self._vbuf_size], n
+                yield keys, vals, n
             if end:
                 return
             ctypes.memmove(in_tok, out_tok, tok_size)
             first = False
 
-    def lookup_batch(self, chunk: int = 4096, elem_flags: int = 0) -> Iterator[Tuple[Any, Any]]:
+    def _auto_chunk(self, chunk: Optional[int]) -> int:
+        """Elements per batch call: as asked, else about 1 MiB of keys and values."""
+        if chunk:
+            return chunk
+        return max(256, min(65536, (1 << 20) // max(1, self.key_size + self._vbuf_size)))
+
+    def lookup_batch(self, chunk: Optional[int] = None, elem_flags: int = 0) -> Iterator[Tuple[Any, Any]]:
         """(key, value) pairs read with BPF_MAP_LOOKUP_BATCH, ``chunk`` elements per call."""
-        return self._batch_items(Cmd.BPF_MAP_LOOKUP_BATCH, chunk, elem_flags)
+        for ks, vs in self._batch_columns(Cmd.BPF_MAP_LOOKUP_BATCH, chunk, elem_flags):
+            yield from zip(ks, vs)
 
-    def lookup_and_delete_batch(self, chunk: int = 4096, elem_flags: int = 0) -> Iterator[Tuple[Any, Any]]:
+    def lookup_and_delete_batch(self, chunk: Optional[int] = None, elem_flags: int = 0) -> Iterator[Tuple[Any, Any]]:
         """Read and remove every element with BPF_MAP_LOOKUP_AND_DELETE_BATCH."""
-        return self._batch_items(Cmd.BPF_MAP_LOOKUP_AND_DELETE_BATCH, chunk, elem_flags)
+        for ks, vs in self._batch_columns(Cmd.BPF_MAP_LOOKUP_AND_DELETE_BATCH, chunk, elem_flags):
+            yield from zip(ks, vs)
 
-    def _batch_items(self, cmd: int, chunk: int, elem_flags: int) -> Iterator[Tuple[Any, Any]]:
+    def _batch_columns(self, cmd: int, chunk: Optional[int], elem_flags: int) -> Iterator[Tuple[Sequence[Any], Sequence[Any]]]:
+        """Per batch: (decoded keys, decoded values), split at C speed where the layout allows."""
         ks, vsz = self.key_size, self._vbuf_size
-        simple = self._kstruct is None and self._vstruct is None and not self._percpu
-        for kraw, vraw, n in self._batch_walk(cmd, chunk, elem_flags):
-            if simple:
-                yield from zip(
-                    [kraw[i : i + ks] for i in range(0, n * ks, ks)], [vraw[i : i + vsz] for i in range(0, n * vsz, vsz)]
-                )
-                continue
-            for i in range(n):
-                k = self._decode_key(kraw[i * ks : (i + 1) * ks])
-                v = vraw[i * vsz : (i + 1) * vsz]
-                if self._percpu:
-                    st, vs = self._stride, self.value_size
-                    yield k, [self._decode(v[c * st : c * st + vs]) for c in range(self._ncpu)]
-                else:
-                    yield k, self._decode(v)
+        kfmt = self.key_format if self._kstruct is not None else None
+        vfmt = self.value_format if (self._vstruct is not None and not self._percpu) else None
+        for kbuf, vbuf, n in self._batch_walk(cmd, chunk, elem_flags):
+            keys = _splitter(kfmt, ks, n)(kbuf)
+            if self._percpu:
+                st, vs, ncpu = self._stride, self.value_size, self._ncpu
+                raw = vbuf.raw
+                values: Sequence[Any] = [
+                    [self._decode(raw[i * vsz + c * st : i * vsz + c * st + vs]) for c in range(ncpu)] for i in range(n)
+                ]
+            else:
+                values = _splitter(vfmt, vsz, n)(vbuf)
+            yield keys, values
 
-    def dump(self, chunk: int = 4096) -> Dict[Any, Any]:
+    def dump(self, chunk: Optional[int] = None) -> Dict[Any, Any]:
         """The whole map as a dict, by batch lookup (falls back to iteration where unsupported)."""
+        out: Dict[Any, Any] = {}
         try:
-            return dict(self.lookup_batch(chunk))
+            for ks, vs in self._batch_columns(Cmd.BPF_MAP_LOOKUP_BATCH, chunk, 0):
+                out.update(zip(ks, vs))
+            return out
         except SyscallError as e:
             if e.errno not in (errno.EINVAL, errno.EOPNOTSUPP, _ENOTSUPP):
                 raise
@@ -765,6 +807,29 @@ class Map(FdObject):
             return _mmap.mmap(self._live().fileno(), size, _mmap.MAP_SHARED, prot)
         except OSError as e:
             raise SyscallError(e.errno or errno.EINVAL, "mmap", self.name) from None
+
+
+@lru_cache(maxsize=64)
+def _splitter(fmt: Optional[str], size: int, n: int) -> Callable[[Any], Sequence[Any]]:
+    """A function splitting a buffer of n records of ``size`` bytes into n Python values.
+
+    Raw records become bytes; a :mod:`struct` format with one field gives
+    numbers, with several fields tuples.
+    """
+    if fmt is None:
+        return struct.Struct(f"{size}s" * n).unpack_from
+    one = struct.Struct(fmt)
+    if len(one.unpack(bytes(one.size))) == 1:
+        prefix = fmt[0] if fmt[0] in "@=<>!" else ""
+        body = fmt[len(prefix) :]
+        if struct.calcsize(prefix + body * 2) == 2 * one.size:
+            return struct.Struct(prefix + body * n).unpack_from
+    total = size * n
+
+    def split(buf: Any) -> Sequence[Any]:
+        return list(one.iter_unpack(memoryview(buf).cast("B")[:total]))
+
+    return split
 
 
 def _dup(fd: int) -> int:

@@ -7,6 +7,7 @@ process is not root or bpf(2) is unusable — unless PYBPFLOAD_REQUIRE_KERNEL=1
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import subprocess
@@ -50,6 +51,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
 def _require_kernel(request: pytest.FixtureRequest) -> None:
     if _REASON is not None and REQUIRE_KERNEL and "kernel" in request.keywords:
         pytest.fail(f"PYBPFLOAD_REQUIRE_KERNEL=1 but the kernel is unavailable: {_REASON}")
+
+
+def open_fds() -> set:
+    """The fds this process has open (for leak checks)."""
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture(autouse=True)
+def _no_fd_leak(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Kernel tests must close every fd they open (fixtures of wider scope excepted)."""
+    if "kernel" not in request.keywords or _REASON is not None:
+        yield
+        return
+    gc.collect()
+    before = open_fds()
+    yield
+    gc.collect()
+    leaked = open_fds() - before
+    # an fd listed but already closed again (the listdir's own) is not a leak
+    leaked = {fd for fd in leaked if os.path.exists(f"/proc/self/fd/{fd}")}
+    if leaked:
+        targets = {fd: _readlink(f"/proc/self/fd/{fd}") for fd in sorted(leaked)}
+        pytest.fail(f"test leaked file descriptors: {targets}")
+
+
+def _readlink(p: str) -> str:
+    try:
+        return os.readlink(p)
+    except OSError:
+        return "?"
 
 
 def require_tool(name: str) -> str:

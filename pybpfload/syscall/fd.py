@@ -71,12 +71,13 @@ class Fd:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            warnings.warn(f"unclosed bpf fd {self._fd}", ResourceWarning, stacklevel=2)
+        fd = getattr(self, "_fd", -1)
+        if fd >= 0:
             try:
                 self.close()
             except OSError:  # pragma: no cover
                 pass
+            warnings.warn(f"unclosed bpf fd {fd}", ResourceWarning, stacklevel=2)
 
     def __int__(self) -> int:
         return self.fileno()
