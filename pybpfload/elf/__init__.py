@@ -1,0 +1,1 @@
+"""ELF object model (pure: bytes in, models out)."""
