@@ -36,6 +36,9 @@ __all__ = [
     "BTFError",
     "RelocationError",
     "StateError",
+    "LibbpfErrno",
+    "strerror",
+    "error_code",
 ]
 
 
@@ -170,3 +173,100 @@ class RelocationError(BPFError):
 class StateError(BPFError, ValueError):
     """The operation is not valid in the object's current state (closed, loaded, ...)."""
 
+
+
+# ---------------------------------------------------------------------------
+# libbpf's own error codes (spec section 2) and strerror
+import enum  # noqa: E402
+
+
+class LibbpfErrno(enum.IntEnum):
+    """libbpf's error codes beyond errno (enum libbpf_errno)."""
+
+    LIBELF = 4000
+    FORMAT = 4001
+    KVERSION = 4002
+    ENDIAN = 4003
+    INTERNAL = 4004
+    RELOC = 4005
+    LOAD = 4006
+    VERIFY = 4007
+    PROG2BIG = 4008
+    KVER = 4009
+    PROGTYPE = 4010
+    WRNGPID = 4011
+    INVSEQ = 4012
+    NLPARSE = 4013
+
+
+LIBBPF_ERRNO_START = 4000
+LIBBPF_ERRNO_END = 4014
+
+# libbpf's messages.  LOAD has no entry in libbpf's table (it prints "(null)");
+# we give the description its header carries instead.
+_LIBBPF_MESSAGES = {
+    LibbpfErrno.LIBELF: "Something wrong in libelf",
+    LibbpfErrno.FORMAT: "BPF object format invalid",
+    LibbpfErrno.KVERSION: "'version' section incorrect or lost",
+    LibbpfErrno.ENDIAN: "Endian mismatch",
+    LibbpfErrno.INTERNAL: "Internal error in libbpf",
+    LibbpfErrno.RELOC: "Relocation failed",
+    LibbpfErrno.LOAD: "Load program failure for unknown reason",
+    LibbpfErrno.VERIFY: "Kernel verifier blocks program loading",
+    LibbpfErrno.PROG2BIG: "Program too big",
+    LibbpfErrno.KVER: "Incorrect kernel version",
+    LibbpfErrno.PROGTYPE: "Kernel doesn't support this program type",
+    LibbpfErrno.WRNGPID: "Wrong pid in netlink message",
+    LibbpfErrno.INVSEQ: "Invalid netlink sequence",
+    LibbpfErrno.NLPARSE: "Incorrect netlink message parsing",
+}
+
+
+def strerror(err: int) -> str:
+    """The message for an errno or a libbpf error code (sign ignored), as libbpf_strerror writes it."""
+    err = abs(err)
+    if err < LIBBPF_ERRNO_START:
+        return os.strerror(err)
+    if err < LIBBPF_ERRNO_END:
+        return _LIBBPF_MESSAGES[LibbpfErrno(err)]
+    return f"Unknown libbpf error {err}"
+
+
+def strerror_r(err: int, size: int) -> Tuple[int, str]:
+    """libbpf_strerror(err, buf, size): (return value, text truncated to size - 1 characters).
+
+    Returns 0 when the whole message fits; libbpf's codes return -ERANGE when
+    truncated and -ENOENT for unknown codes in libbpf's range or above;
+    system errnos return ERANGE (positive, as libbpf passes strerror_r's
+    result through) when truncated, EINVAL for unknown errnos.
+    """
+    if size <= 0:
+        return -_errno.EINVAL, ""
+    err = abs(err)
+    msg = strerror(err)
+    text = msg.encode()[: size - 1].decode("utf-8", "ignore")
+    truncated = len(msg.encode()) > size - 1
+    if err < LIBBPF_ERRNO_START:
+        if msg.startswith("Unknown error"):
+            return _errno.EINVAL, text
+        return (_errno.ERANGE if truncated else 0), text
+    if err < LIBBPF_ERRNO_END:
+        return (-_errno.ERANGE if truncated else 0), text
+    return (-_errno.ERANGE if truncated else -_errno.ENOENT), text
+
+
+def error_code(exc: BaseException) -> int:
+    """The positive libbpf-style code for an exception: its errno, or a LIBBPF_ERRNO__* code."""
+    if isinstance(exc, VerifierError):
+        return int(LibbpfErrno.VERIFY)
+    if isinstance(exc, OSError) and exc.errno:
+        return exc.errno
+    if isinstance(exc, ParseError):
+        return int(LibbpfErrno.FORMAT)
+    if isinstance(exc, RelocationError):
+        return int(LibbpfErrno.RELOC)
+    if isinstance(exc, NotSupportedError):
+        return _errno.EOPNOTSUPP
+    if isinstance(exc, StateError):
+        return _errno.EINVAL
+    return int(LibbpfErrno.INTERNAL)
