@@ -1,0 +1,273 @@
+"""Kernel feature probes, cached per process (libbpf's features.c and libbpf_probes.c).
+
+Each probe creates the smallest object that needs the feature and closes it
+at once.  Results are cached: a kernel does not change under a process.
+Probes of BTF features live in :mod:`pybpfload.btf` (they load BTF blobs).
+
+Public, as libbpf's: :func:`prog_type_supported`, :func:`map_type_supported`,
+:func:`helper_supported` (libbpf_probe_bpf_prog_type / _map_type / _helper).
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+import threading
+from typing import Callable, Dict, TypeVar
+
+from .errors import BPFError, SyscallError, VerifierError
+from .syscall import commands
+from .syscall._types import AttachType, FuncId, MapType, ProgType
+
+__all__ = [
+    "prog_type_supported",
+    "map_type_supported",
+    "helper_supported",
+    "has_prog_name",
+    "has_global_data",
+    "has_array_mmap",
+    "has_exp_attach_type",
+    "has_probe_read_kernel",
+    "has_prog_bind_map",
+    "has_bpf_cookie",
+    "reset_cache",
+]
+
+F = TypeVar("F", bound=Callable[..., bool])
+_ENOTSUPP = 524  # the kernel's internal 'not supported'
+_cache: Dict[tuple, bool] = {}
+_lock = threading.Lock()
+
+
+def _cached(fn: F) -> F:
+    def wrapper(*args: int) -> bool:
+        key = (fn.__name__, *args)
+        hit = _cache.get(key)
+        if hit is not None:
+            return hit
+        result = fn(*args)
+        with _lock:
+            _cache[key] = result
+        return result
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper  # type: ignore[return-value]
+
+
+def reset_cache() -> None:
+    """Forget every probe result (for tests)."""
+    with _lock:
+        _cache.clear()
+
+
+def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
+    return struct.pack("<BBhi", code, (src << 4) | dst, off, imm)
+
+
+_RET0 = _insn(0xB7, 0, imm=0) + _insn(0x95)  # r0 = 0; exit
+
+
+def _ldimm64(dst: int, src: int, imm: int, imm2: int = 0) -> bytes:
+    return _insn(0x18, dst, src, imm=imm) + _insn(0, imm=imm2)
+
+
+def _loads(prog_type: int, insns: bytes, **kw: int) -> bool:
+    try:
+        fd, _ = commands.prog_load(prog_type, insns, "GPL", **kw)
+    except SyscallError:
+        return False
+    fd.close()
+    return True
+
+
+# Program types that need an expected attach type (or more) to load at all.
+_PROG_EXPECTED_ATTACH = {
+    ProgType.BPF_PROG_TYPE_CGROUP_SOCK_ADDR: AttachType.BPF_CGROUP_INET4_CONNECT,
+    ProgType.BPF_PROG_TYPE_CGROUP_SOCKOPT: AttachType.BPF_CGROUP_GETSOCKOPT,
+    ProgType.BPF_PROG_TYPE_SK_LOOKUP: AttachType.BPF_SK_LOOKUP,
+    ProgType.BPF_PROG_TYPE_NETFILTER: AttachType.BPF_NETFILTER,
+}
+# Program types that need an attach target (a BTF id or a program): as libbpf
+# 1.x, load with attach_btf_id 1 and expect the kernel's specific complaint
+# about that id — which it only makes when it can load such programs at all
+# (a kernel without BPF trampolines refuses earlier, with EPERM).
+_PROG_TARGET_PROBES = {
+    ProgType.BPF_PROG_TYPE_TRACING: (AttachType.BPF_TRACE_FENTRY, "attach_btf_id 1 is not a function"),
+    ProgType.BPF_PROG_TYPE_LSM: (AttachType.BPF_LSM_MAC, "attach_btf_id 1 is not a function"),
+    ProgType.BPF_PROG_TYPE_EXT: (0, "Cannot replace kernel functions"),
+    ProgType.BPF_PROG_TYPE_STRUCT_OPS: (0, "attach_btf_id 1 is not a supported struct"),
+}
+BPF_F_SLEEPABLE = 1 << 4
+
+
+@_cached
+def prog_type_supported(prog_type: int) -> bool:
+    """Whether the kernel can load programs of ``prog_type`` (libbpf_probe_bpf_prog_type)."""
+    target = _PROG_TARGET_PROBES.get(prog_type)  # type: ignore[call-overload]
+    if target is not None:
+        exp_attach, msg = target
+        try:
+            fd, _ = commands.prog_load(prog_type, _RET0, "GPL", expected_attach_type=int(exp_attach), attach_btf_id=1, log_level=1)
+        except VerifierError as e:
+            return e.errno in (errno.EINVAL, _ENOTSUPP) and msg in e.log
+        except SyscallError:
+            return False
+        fd.close()
+        return True
+    exp = _PROG_EXPECTED_ATTACH.get(prog_type, 0)  # type: ignore[call-overload]
+    flags = BPF_F_SLEEPABLE if prog_type == ProgType.BPF_PROG_TYPE_SYSCALL else 0
+    return _loads(prog_type, _RET0, expected_attach_type=int(exp), flags=flags)
+
+
+_MAP_ARGS: Dict[int, tuple] = {
+    MapType.BPF_MAP_TYPE_LPM_TRIE: (8, 8, 1, 1),
+    MapType.BPF_MAP_TYPE_QUEUE: (0, 4, 1, 0),
+    MapType.BPF_MAP_TYPE_STACK: (0, 4, 1, 0),
+    MapType.BPF_MAP_TYPE_BLOOM_FILTER: (0, 4, 1, 0),
+    MapType.BPF_MAP_TYPE_RINGBUF: (0, 0, 4096, 0),
+    MapType.BPF_MAP_TYPE_USER_RINGBUF: (0, 0, 4096, 0),
+    MapType.BPF_MAP_TYPE_STACK_TRACE: (4, 8, 1, 0),
+    MapType.BPF_MAP_TYPE_ARENA: (0, 0, 1, 1 << 10),
+    MapType.BPF_MAP_TYPE_CGROUP_STORAGE_DEPRECATED: (16, 8, 0, 0),  # struct bpf_cgroup_storage_key
+    MapType.BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE_DEPRECATED: (16, 8, 0, 0),
+}
+
+
+def _storage_btf() -> bytes:
+    """libbpf's probe BTF: [1] int, [2] struct bpf_spin_lock { int val; }, [3] struct val { int cnt; struct bpf_spin_lock l; }."""
+    strs = b"\0bpf_spin_lock\0val\0cnt\0l\0"
+    types = struct.pack("<IIII", 0, 1 << 24, 4, (1 << 24) | 32)  # int, signed, 32 bits
+    types += struct.pack("<III", 1, (4 << 24) | 1, 4) + struct.pack("<III", 15, 1, 0)
+    types += struct.pack("<III", 15, (4 << 24) | 2, 8) + struct.pack("<III", 19, 1, 0) + struct.pack("<III", 23, 2, 32)
+    hdr = struct.pack("<HBBIIIII", 0xEB9F, 1, 0, 24, 0, len(types), len(types), len(strs))
+    return hdr + types + strs
+_LOCAL_STORAGES = {
+    MapType.BPF_MAP_TYPE_SK_STORAGE,
+    MapType.BPF_MAP_TYPE_INODE_STORAGE,
+    MapType.BPF_MAP_TYPE_TASK_STORAGE,
+    MapType.BPF_MAP_TYPE_CGRP_STORAGE,
+}
+@_cached
+def map_type_supported(map_type: int) -> bool:
+    """Whether the kernel can create maps of ``map_type`` (libbpf_probe_bpf_map_type)."""
+    ks, vs, n, flags = _MAP_ARGS.get(map_type, (4, 4, 1, 0))
+    if map_type in (MapType.BPF_MAP_TYPE_ARRAY_OF_MAPS, MapType.BPF_MAP_TYPE_HASH_OF_MAPS):
+        with commands.map_create(MapType.BPF_MAP_TYPE_ARRAY, 4, 4, 1) as inner:
+            try:
+                commands.map_create(map_type, 4, 4, 1, inner_map_fd=inner.fileno()).close()
+            except SyscallError:
+                return False
+            return True
+    if map_type in _LOCAL_STORAGES:
+        try:
+            btf, _ = commands.btf_load(_storage_btf())
+        except BPFError:
+            return False
+        with btf:
+            try:
+                commands.map_create(
+                    map_type, 4, 8, 0, flags=1, btf_fd=btf.fileno(), btf_key_type_id=1, btf_value_type_id=3
+                ).close()
+            except SyscallError:
+                return False
+            return True
+    try:
+        vmlinux_vt = 1 if map_type == MapType.BPF_MAP_TYPE_STRUCT_OPS else 0
+        commands.map_create(map_type, ks, vs, n, flags=flags, btf_vmlinux_value_type_id=vmlinux_vt).close()
+    except SyscallError as e:
+        # struct_ops maps need a real vmlinux value type: the kernel knows the
+        # map type when it rejects type id 1 with ENOTSUPP (as libbpf checks)
+        return map_type == MapType.BPF_MAP_TYPE_STRUCT_OPS and e.errno == _ENOTSUPP
+    return True
+
+
+@_cached
+def helper_supported(prog_type: int, helper_id: int) -> bool:
+    """Whether programs of ``prog_type`` may call helper ``helper_id`` (libbpf_probe_bpf_helper)."""
+    exp = _PROG_EXPECTED_ATTACH.get(prog_type, 0)  # type: ignore[call-overload]
+    code = _insn(0x85, imm=helper_id) + _RET0
+    try:
+        fd, _ = commands.prog_load(prog_type, code, "GPL", expected_attach_type=int(exp or 0), log_level=1)
+    except VerifierError as e:
+        # As libbpf: the verifier says "invalid func" for an id it does not
+        # know and "unknown func" for a helper this type may not call; any
+        # other complaint (bad arguments...) counts as supported.  Like
+        # libbpf, this misses helpers refused with other words (e.g. "cannot
+        # use helper"): answers stay identical to libbpf_probe_bpf_helper's.
+        log = e.log
+        return not ("invalid func " in log or "unknown func " in log)
+    except SyscallError:
+        return False
+    fd.close()
+    return True
+
+
+@_cached
+def has_prog_name() -> bool:
+    """Programs and maps accept a name (4.15+)."""
+    return _loads(ProgType.BPF_PROG_TYPE_SOCKET_FILTER, _RET0, name="test")
+
+
+@_cached
+def has_global_data() -> bool:
+    """ld_imm64 BPF_PSEUDO_MAP_VALUE: global variables in array maps (5.2+)."""
+    try:
+        m = commands.map_create(MapType.BPF_MAP_TYPE_ARRAY, 4, 32, 1)
+    except BPFError:
+        return False
+    with m:
+        code = _ldimm64(1, 2, m.fileno()) + _insn(0x7A, 1, off=0, imm=42) + _RET0  # *(u64 *)(r1 + 0) = 42
+        return _loads(ProgType.BPF_PROG_TYPE_SOCKET_FILTER, code)
+
+
+@_cached
+def has_array_mmap() -> bool:
+    """BPF_F_MMAPABLE arrays (5.5+)."""
+    try:
+        commands.map_create(MapType.BPF_MAP_TYPE_ARRAY, 4, 4, 1, flags=1 << 10).close()
+    except BPFError:
+        return False
+    return True
+
+
+@_cached
+def has_exp_attach_type() -> bool:
+    """expected_attach_type at load for cgroup sock programs (4.17+)."""
+    return _loads(
+        ProgType.BPF_PROG_TYPE_CGROUP_SOCK,
+        _RET0,
+        expected_attach_type=int(AttachType.BPF_CGROUP_INET_SOCK_CREATE),
+    )
+
+
+@_cached
+def has_probe_read_kernel() -> bool:
+    """bpf_probe_read_kernel (5.5+); without it libbpf falls back to bpf_probe_read."""
+    return helper_supported(ProgType.BPF_PROG_TYPE_KPROBE, FuncId.BPF_FUNC_probe_read_kernel)
+
+
+@_cached
+def has_prog_bind_map() -> bool:
+    """BPF_PROG_BIND_MAP (5.10+)."""
+    try:
+        m = commands.map_create(MapType.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+    except BPFError:
+        return False
+    with m:
+        try:
+            fd, _ = commands.prog_load(ProgType.BPF_PROG_TYPE_SOCKET_FILTER, _RET0)
+        except BPFError:
+            return False
+        with fd:
+            try:
+                commands.prog_bind_map(fd.fileno(), m.fileno())
+            except SyscallError:
+                return False
+            return True
+
+
+@_cached
+def has_bpf_cookie() -> bool:
+    """bpf_get_attach_cookie (5.15+)."""
+    return helper_supported(ProgType.BPF_PROG_TYPE_KPROBE, FuncId.BPF_FUNC_get_attach_cookie)
