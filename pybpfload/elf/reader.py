@@ -1,0 +1,268 @@
+"""Low-level ELF reading: header, sections, symbols and REL entries of a BPF object.
+
+pyelftools reads the ELF header and the section header table; section
+contents are slices of the input (never read past its end), and the symbol
+and relocation tables are decoded with :mod:`struct` in one pass each.
+Everything malformed becomes :class:`pybpfload.errors.ELFError`.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from ..errors import ELFError
+
+__all__ = ["Section", "Symbol", "Rel", "ElfFile", "read_elf"]
+
+# section types
+SHT_NULL = 0
+SHT_PROGBITS = 1
+SHT_SYMTAB = 2
+SHT_STRTAB = 3
+SHT_RELA = 4
+SHT_NOBITS = 8
+SHT_REL = 9
+SHT_LLVM_ADDRSIG = 0x6FFF4C03
+# section flags
+SHF_WRITE = 0x1
+SHF_ALLOC = 0x2
+SHF_EXECINSTR = 0x4
+# symbols
+STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
+STT_NOTYPE, STT_OBJECT, STT_FUNC, STT_SECTION, STT_FILE = 0, 1, 2, 3, 4
+STV_DEFAULT, STV_INTERNAL, STV_HIDDEN, STV_PROTECTED = 0, 1, 2, 3
+SHN_UNDEF = 0
+SHN_LORESERVE = 0xFF00
+SHN_ABS = 0xFFF1
+SHN_COMMON = 0xFFF2
+# header
+ET_REL = 1
+EM_NONE = 0
+EM_BPF = 247
+
+SYM_SIZE = 24
+REL_SIZE = 16
+_SYM = struct.Struct("<IBBHQQ")
+_REL = struct.Struct("<QQ")
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section header and its contents (empty for SHT_NOBITS)."""
+
+    index: int
+    name: str
+    type: int
+    flags: int
+    offset: int
+    size: int
+    link: int
+    info: int
+    entsize: int
+    data: bytes
+
+    @property
+    def is_exec(self) -> bool:
+        return self.type == SHT_PROGBITS and bool(self.flags & SHF_EXECINSTR)
+
+
+@dataclass(frozen=True)
+class Symbol:
+    """One symbol table entry."""
+
+    index: int
+    name: str
+    value: int
+    size: int
+    type: int
+    bind: int
+    visibility: int
+    shndx: int
+
+    @property
+    def is_extern(self) -> bool:
+        """An undefined global or weak symbol without type: an extern (libbpf's sym_is_extern)."""
+        return self.shndx == SHN_UNDEF and self.bind in (STB_GLOBAL, STB_WEAK) and self.type == STT_NOTYPE
+
+    @property
+    def is_global(self) -> bool:
+        return self.bind in (STB_GLOBAL, STB_WEAK)
+
+    @property
+    def is_hidden(self) -> bool:
+        return self.visibility in (STV_HIDDEN, STV_INTERNAL)
+
+
+@dataclass(frozen=True)
+class Rel:
+    """One SHT_REL entry."""
+
+    offset: int
+    sym: int
+    type: int
+
+
+@dataclass(frozen=True)
+class ElfFile:
+    """The sections and symbols of a relocatable 64-bit little-endian ELF object."""
+
+    sections: Tuple[Section, ...]  # index 0 is the null section
+    symbols: Tuple[Symbol, ...]
+    symtab_index: int
+    machine: int
+
+    def section(self, index: int) -> Section:
+        if not 0 <= index < len(self.sections):
+            raise ELFError(f"section index {index} out of range (have {len(self.sections)})")
+        return self.sections[index]
+
+    def section_by_name(self, name: str) -> Optional[Section]:
+        for s in self.sections:
+            if s.index and s.name == name:
+                return s
+        return None
+
+    def symbol(self, index: int) -> Symbol:
+        if not 0 <= index < len(self.symbols):
+            raise ELFError(f"symbol index {index} out of range (have {len(self.symbols)})")
+        return self.symbols[index]
+
+    def rels(self, sec: Section) -> List[Rel]:
+        """The entries of REL section ``sec``."""
+        if sec.entsize != REL_SIZE:
+            raise ELFError(f"relocation section {sec.name!r}: entry size {sec.entsize}, expected {REL_SIZE}")
+        data = sec.data
+        n = len(data) // REL_SIZE
+        return [Rel(off, info >> 32, info & 0xFFFFFFFF) for off, info in _REL.iter_unpack(data[: n * REL_SIZE])]
+
+
+def _string(table: bytes, off: int, what: str) -> str:
+    if not 0 <= off < len(table):
+        raise ELFError(f"{what}: string offset {off} outside its string table ({len(table)} bytes)")
+    end = table.find(b"\0", off)
+    if end < 0:
+        raise ELFError(f"{what}: string at offset {off} is not NUL-terminated")
+    return table[off:end].decode("utf-8", "replace")
+
+
+def read_elf(data: bytes) -> ElfFile:
+    """Parse the ELF structure of a BPF object; raises ELFError on anything malformed."""
+    if len(data) < 64:
+        raise ELFError(f"not an ELF object: {len(data)} bytes is shorter than an ELF header")
+    if data[:4] != b"\x7fELF":
+        raise ELFError("not an ELF object (bad magic)")
+    if data[4] != 2:
+        raise ELFError("not a 64-bit ELF object")
+    if data[5] == 2:
+        raise ELFError("big-endian ELF objects are not supported")
+    if data[5] != 1:
+        raise ELFError(f"unknown ELF byte order {data[5]}")
+    from elftools.common.exceptions import ELFError as _PyELFError
+    from elftools.elf.elffile import ELFFile
+
+    try:
+        elf = ELFFile(io.BytesIO(data))
+        hdr = elf.header
+        e_type, machine = hdr["e_type"], hdr["e_machine"]
+        shnum, shoff, shentsize, shstrndx = hdr["e_shnum"], hdr["e_shoff"], hdr["e_shentsize"], hdr["e_shstrndx"]
+    except (_PyELFError, struct.error, ValueError, KeyError, IndexError, EOFError) as e:
+        raise ELFError(f"cannot read the ELF header: {e}") from e
+    if e_type not in ("ET_REL", ET_REL):
+        raise ELFError(f"not a relocatable object (e_type {e_type})")
+    if machine not in ("EM_BPF", "EM_NONE", EM_BPF, EM_NONE):
+        raise ELFError(f"not a BPF object (e_machine {machine})")
+    if shentsize != 64:
+        raise ELFError(f"bad section header size {shentsize}")
+    if shoff == 0 or shoff + 64 > len(data):
+        raise ELFError("section header table missing or past the end of the object")
+    if shnum == 0:  # real count in the first header's sh_size (SHN_UNDEF extension)
+        shnum = struct.unpack_from("<Q", data, shoff + 32)[0]
+    if shoff + shnum * 64 > len(data):
+        raise ELFError(f"section header table ({shnum} entries at {shoff}) runs past the end of the object")
+    try:
+        if shstrndx == 0xFFFF:  # SHN_XINDEX
+            shstrndx = struct.unpack_from("<I", data, shoff + 40)[0]
+        headers = []
+        for i in range(shnum):
+            h = elf._get_section_header(i)  # pyelftools: one parsed Elf64_Shdr
+            headers.append(h)
+    except (_PyELFError, struct.error, ValueError, KeyError, IndexError, EOFError) as e:
+        raise ELFError(f"cannot read the section headers: {e}") from e
+    if not 0 < shstrndx < shnum:
+        raise ELFError(f"section name table index {shstrndx} out of range")
+
+    def contents(h) -> bytes:  # type: ignore[no-untyped-def]
+        off, size = h["sh_offset"], h["sh_size"]
+        if h["sh_type"] in ("SHT_NOBITS", SHT_NOBITS):
+            return b""
+        if off > len(data) or size > len(data) - off:
+            raise ELFError(f"section at offset {off} with size {size} runs past the end of the object ({len(data)} bytes)")
+        return data[off : off + size]
+
+    shstr = contents(headers[shstrndx])
+    sections: List[Section] = []
+    for i, h in enumerate(headers):
+        if i == 0:
+            sections.append(Section(0, "", SHT_NULL, 0, 0, 0, 0, 0, 0, b""))
+            continue
+        stype = _num(h["sh_type"], _SHT)
+        name = _string(shstr, h["sh_name"], f"section #{i} name")
+        sections.append(
+            Section(
+                i, name, stype, h["sh_flags"], h["sh_offset"], h["sh_size"],
+                h["sh_link"], h["sh_info"], h["sh_entsize"], contents(h),
+            )  # fmt: skip
+        )
+
+    symtabs = [s for s in sections if s.type == SHT_SYMTAB]
+    if not symtabs:
+        raise ELFError("no symbol table (stripped object?)")
+    if len(symtabs) > 1:
+        raise ELFError("more than one symbol table")
+    symtab = symtabs[0]
+    if symtab.entsize != SYM_SIZE:
+        raise ELFError(f"symbol table entry size {symtab.entsize}, expected {SYM_SIZE}")
+    if not 0 < symtab.link < len(sections) or sections[symtab.link].type != SHT_STRTAB:
+        raise ELFError(f"symbol table's string table index {symtab.link} is not a string table")
+    strtab = sections[symtab.link].data
+    symbols = _symbols(symtab.data, strtab)
+    return ElfFile(tuple(sections), symbols, symtab.index, EM_BPF if machine in ("EM_BPF", EM_BPF) else EM_NONE)
+
+
+_SHT: Dict[str, int] = {
+    "SHT_NULL": SHT_NULL,
+    "SHT_PROGBITS": SHT_PROGBITS,
+    "SHT_SYMTAB": SHT_SYMTAB,
+    "SHT_STRTAB": SHT_STRTAB,
+    "SHT_RELA": SHT_RELA,
+    "SHT_NOBITS": SHT_NOBITS,
+    "SHT_REL": SHT_REL,
+    "SHT_LLVM_ADDRSIG": SHT_LLVM_ADDRSIG,
+}
+
+
+def _num(v: object, names: Dict[str, int]) -> int:
+    """pyelftools gives known enum values as names and unknown ones as ints."""
+    if isinstance(v, int):
+        return v
+    n = names.get(str(v))
+    if n is not None:
+        return n
+    from elftools.elf.enums import ENUM_SH_TYPE_BASE
+
+    n = ENUM_SH_TYPE_BASE.get(str(v))
+    if n is None:
+        raise ELFError(f"unknown section type {v!r}")
+    return int(n)
+
+
+def _symbols(data: bytes, strtab: bytes) -> Tuple[Symbol, ...]:
+    n = len(data) // SYM_SIZE
+    out = []
+    for i, (name_off, info, other, shndx, value, size) in enumerate(_SYM.iter_unpack(data[: n * SYM_SIZE])):
+        name = _string(strtab, name_off, f"symbol #{i}") if name_off else ""
+        out.append(Symbol(i, name, value, size, info & 0xF, info >> 4, other & 0x3, shndx))
+    return tuple(out)
