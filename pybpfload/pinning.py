@@ -60,6 +60,41 @@ def check_pin_path(path: str) -> str:
     return path
 
 
+def make_parent_dir(path: str) -> None:
+    """Create the directory holding ``path`` (one level, mode 0700), as libbpf's make_parent_dir."""
+    parent = os.path.dirname(path)
+    if not parent:
+        return
+    try:
+        os.mkdir(parent, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as e:
+        raise PinError(e.errno or errno.EIO, "cannot create pin directory", parent) from None
+
+
+def pin_name(name: str) -> str:
+    """The file name an object called ``name`` is pinned under.
+
+    As libbpf, periods become underscores (``.rodata`` pins as ``_rodata``).
+    Names come from object files, which may be hostile: a name that could
+    leave the pin directory (a ``/``, NUL, or nothing left) is refused.
+    """
+    if not name or "/" in name or "\0" in name:
+        raise PinError(errno.EINVAL, f"object name {name!r} cannot be a pin name", name)
+    return name.replace(".", "_")
+
+
+def join_pin_path(directory: str, name: str) -> str:
+    """``directory/pin_name(name)``, checked to stay inside ``directory``."""
+    path = os.path.join(directory, pin_name(name))
+    if len(path.encode()) >= PATH_MAX:
+        raise PinError(errno.ENAMETOOLONG, "pin path too long", path)
+    if os.path.dirname(os.path.normpath(path)) != os.path.normpath(directory):
+        raise PinError(errno.EINVAL, "pin path escapes its directory", path)
+    return path
+
+
 def pin_fd(fd: int, path: str) -> None:
     """Pin a bpf fd at ``path`` (the directory must be on bpffs)."""
     check_pin_path(path)
