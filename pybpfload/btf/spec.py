@@ -1,146 +1,199 @@
 """Lazy BTF decoder.
 
-:class:`Spec` keeps the raw bytes, walks the type section once to record
-where each type starts, and decodes a type into a :mod:`types` object only
-when it is asked for.  Finding a type by name searches the string section
-(at C speed) and then the array of name offsets: no type is decoded for it.
+:class:`Spec` copies the type section into an array of 32-bit words, records
+where each type starts (see :mod:`._index`; the result is cached on disk for
+large blobs such as vmlinux BTF, see :mod:`._cache`) and decodes a type into
+a :mod:`types` object only when it is asked for.  Finding a type by name
+searches the string section and then the type section at C speed: no type
+is decoded for it.
 """
 
 from __future__ import annotations
 
+import mmap
+import os
+import re
 import struct
 import sys
 from array import array
-from typing import Dict, Iterator, List, Optional, Type as PyType, TypeVar
+from bisect import bisect_left
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Type as PyType, TypeVar, Union
 
 from ..errors import BTFError
+from . import _cache, _index
 from . import types as T
 
 BTF_MAGIC = 0xEB9F
-_HDR = struct.Struct("<HBBIIIII")
-
-# Extra 32-bit words after the 3-word common header, per kind: (fixed, per vlen item).
-_EXTRA = {
-    T.Kind.INT: (1, 0),
-    T.Kind.PTR: (0, 0),
-    T.Kind.ARRAY: (3, 0),
-    T.Kind.STRUCT: (0, 3),
-    T.Kind.UNION: (0, 3),
-    T.Kind.ENUM: (0, 2),
-    T.Kind.FWD: (0, 0),
-    T.Kind.TYPEDEF: (0, 0),
-    T.Kind.VOLATILE: (0, 0),
-    T.Kind.CONST: (0, 0),
-    T.Kind.RESTRICT: (0, 0),
-    T.Kind.FUNC: (0, 0),
-    T.Kind.FUNC_PROTO: (0, 2),
-    T.Kind.VAR: (1, 0),
-    T.Kind.DATASEC: (0, 3),
-    T.Kind.FLOAT: (0, 0),
-    T.Kind.DECL_TAG: (1, 0),
-    T.Kind.TYPE_TAG: (0, 0),
-    T.Kind.ENUM64: (0, 3),
-}
-_FIXED = [0] * 32
-_PER = [-1] * 32  # -1: unknown kind
-for _k, (_f, _p) in _EXTRA.items():
-    _FIXED[_k] = _f
-    _PER[_k] = _p
+HEADER = struct.Struct("<HBBIIIII")
+BTF_MAX_STR_OFFSET = 0x7FFFFFFF
 
 TT = TypeVar("TT", bound=T.Type)
 
 
-class Spec:
-    """Types and strings of one BTF blob (optionally split on top of a base)."""
+class _K:
+    """Kind numbers as plain ints (IntEnum attribute access is slow on 3.11)."""
 
-    def __init__(self, data: bytes, base: Optional["Spec"] = None) -> None:
-        if len(data) < _HDR.size:
-            raise BTFError(f"BTF too short for its header: {len(data)} bytes")
-        magic, version, flags, hdr_len, type_off, type_len, str_off, str_len = _HDR.unpack_from(data)
+
+for _kind in T.Kind:
+    setattr(_K, _kind.name, int(_kind))
+Buffer = Union[bytes, bytearray, memoryview, mmap.mmap]
+
+
+class TypeNotFoundError(BTFError, KeyError):
+    """No type of that name (and kind) exists in the BTF."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "type not found"
+
+
+class Spec:
+    """Types and strings of one BTF blob (optionally split on top of a base).
+
+    ``len(spec)`` counts type ids with void included (``btf__type_cnt``); for
+    split BTF, ids continue after the base's and strings offsets after the
+    base's string section.  ``cache`` controls the on-disk index cache:
+    None (default) uses it for blobs of 256 KiB and more.
+    """
+
+    def __init__(self, data: Buffer, base: Optional["Spec"] = None, *, cache: Optional[bool] = None) -> None:
+        mv = memoryview(data).cast("B") if not isinstance(data, memoryview) else data.cast("B")
+        size = len(mv)
+        if size < HEADER.size:
+            raise BTFError(f"BTF too short for its header: {size} bytes")
+        magic, version, flags, hdr_len, type_off, type_len, str_off, str_len = HEADER.unpack_from(mv)
         if magic != BTF_MAGIC:
             if magic == 0x9FEB:
                 raise BTFError("big-endian BTF is not supported")
             raise BTFError(f"bad BTF magic {magic:#06x}")
         if version != 1:
             raise BTFError(f"unsupported BTF version {version}")
-        if hdr_len < _HDR.size or hdr_len > len(data):
+        if hdr_len < HEADER.size or hdr_len > size:
             raise BTFError(f"bad BTF header length {hdr_len}")
         tstart, sstart = hdr_len + type_off, hdr_len + str_off
-        if type_off % 4 or tstart + type_len > len(data) or type_len % 4:
+        if type_off % 4 or type_len % 4 or tstart + type_len > size:
             raise BTFError(f"BTF type section out of bounds or misaligned (off {type_off}, len {type_len})")
-        if sstart + str_len > len(data):
+        if sstart + str_len > size:
             raise BTFError(f"BTF string section out of bounds (off {str_off}, len {str_len})")
-        self.raw = bytes(data)
+        if type_off + type_len > str_off:
+            raise BTFError("BTF type and string sections overlap or are out of order")
+        if str_len > BTF_MAX_STR_OFFSET:
+            raise BTFError(f"BTF string section too large ({str_len} bytes)")
+        if sys.byteorder != "little":  # pragma: no cover - BTF here is little-endian
+            raise BTFError("only little-endian hosts are supported")
         self.base = base
         self.flags = flags
         self.hdr_len = hdr_len
-        self._strings = self.raw[sstart : sstart + str_len]
-        if base is None and str_len and self._strings[:1] != b"\0":
+        # Keep the buffer (bytes, or a read-only private mapping of the file):
+        # strings are read from it in place; the type words are copied into an
+        # array (faster to index) unless the index comes from the cache.
+        self._buf: Buffer = data if isinstance(data, (bytes, mmap.mmap)) else bytes(mv)
+        buf = self._buf
+        self._sstart, self._send = sstart, sstart + str_len
+        self._tstart, self._tend = tstart, tstart + type_len
+        if base is None and str_len and buf[sstart] != 0:
             raise BTFError("BTF string section does not start with an empty string")
-        if str_len and self._strings[-1:] != b"\0":
+        if str_len and buf[sstart + str_len - 1] != 0:
             raise BTFError("BTF string section is not NUL-terminated")
-        self._type_start = tstart
-        self._type_len = type_len
+        if base is None and not str_len:
+            raise BTFError("BTF has no string section")
+        self._str_len = str_len
         self.first_id = 1 if base is None else len(base)
-        self.str_base = 0 if base is None else base.str_base + len(base._strings)
-        self._words = memoryview(self.raw[tstart : tstart + type_len]).cast("I")
-        if sys.byteorder != "little":  # pragma: no cover - BTF here is little-endian
-            raise BTFError("only little-endian hosts are supported")
-        self._offsets, self._name_offs = self._index()
-        self._cache: Dict[int, T.Type] = {}
+        self.str_base = 0 if base is None else base.str_base + base._str_len
+        self._cache_key: Optional[Tuple[int, int, int]] = None
+        self._words: Any = None
+        self._offsets = self._build_index(mv, cache)
+        self._types: Dict[int, T.Type] = {}
+
+    def _build_index(self, mv: memoryview, cache: Optional[bool]) -> "array[int]":
+        tsec = mv[self._tstart : self._tend]
+        use_cache = cache if cache is not None else len(mv) >= _cache.MIN_CACHED_BYTES
+        if use_cache and _cache.cache_dir() is not None:
+            self._cache_key = _cache.content_key(mv)
+            self._words = tsec.cast("I") if self._tstart % 4 == 0 else array("I", tsec.tobytes())
+            hit = _cache.load(self._cache_key, self._words)
+            if hit is not None:
+                return hit
+        words = array("I")
+        words.frombytes(tsec)
+        self._words = words
+        offsets = _index.walk(words)
+        if self._cache_key is not None:
+            _cache.store(self._cache_key, offsets)
+        return offsets
 
     # -- construction -------------------------------------------------------------
     @classmethod
-    def from_bytes(cls, data: bytes, base: Optional["Spec"] = None) -> "Spec":
-        return cls(data, base)
+    def from_bytes(cls, data: Buffer, base: Optional["Spec"] = None, *, cache: Optional[bool] = None) -> "Spec":
+        """Decode raw BTF (header, types, strings)."""
+        return cls(data, base, cache=cache)
 
     @classmethod
-    def from_file(cls, path: str, base: Optional["Spec"] = None) -> "Spec":
+    def from_file(cls, path: "str | os.PathLike[str]", base: Optional["Spec"] = None, *, cache: Optional[bool] = None) -> "Spec":
+        """Decode a raw BTF file such as /sys/kernel/btf/vmlinux.
+
+        The file is mapped read-only and private when possible (the mapping
+        lives as long as the Spec), and read otherwise.
+        """
         try:
             with open(path, "rb") as f:
-                data = f.read()
+                try:
+                    m = mmap.mmap(
+                        f.fileno(), 0, flags=mmap.MAP_PRIVATE | getattr(mmap, "MAP_POPULATE", 0), prot=mmap.PROT_READ
+                    )
+                except (OSError, ValueError):
+                    data: Buffer = f.read()
+                else:
+                    return cls(m, base, cache=cache)
         except OSError as e:
             raise BTFError(f"cannot read BTF from {path}: {e.strerror}") from e
-        return cls(data, base)
+        return cls(data, base, cache=cache)
 
-    def _index(self) -> "tuple[array, array]":
-        w = self._words
-        n = len(w)
-        offsets = array("I")
-        names = array("I")
-        add_off, add_name = offsets.append, names.append
-        fixed, per = _FIXED, _PER
-        i = 0
-        try:
-            while i < n:
-                info = w[i + 1]
-                kind = (info >> 24) & 0x1F
-                p = per[kind]
-                if p < 0:
-                    raise BTFError(f"unknown BTF kind {kind} at type id {self._first_id_guess() + len(offsets)}")
-                add_off(i)
-                add_name(w[i])
-                i += 3 + fixed[kind] + p * (info & 0xFFFF)
-        except IndexError:
-            raise BTFError("truncated BTF type record") from None
-        if i != n:
-            raise BTFError("truncated BTF type record")
-        return offsets, names
+    @property
+    def raw(self) -> bytes:
+        """The BTF blob this Spec was decoded from."""
+        return bytes(self._buf)
 
-    def _first_id_guess(self) -> int:
-        return 1 if self.base is None else len(self.base)
+    @property
+    def strings(self) -> bytes:
+        """This blob's own string section (without the base's)."""
+        return bytes(self._buf[self._sstart : self._send])
 
     # -- strings ----------------------------------------------------------------------
     def string(self, off: int) -> str:
+        """The string at offset ``off`` (offsets below str_base are the base's)."""
         if off < self.str_base:
             assert self.base is not None
             return self.base.string(off)
         local = off - self.str_base
-        s = self._strings
-        if local >= len(s) or local < 0:
+        if local >= self._str_len or local < 0:
             raise BTFError(f"BTF string offset {off} out of range")
-        end = s.index(b"\0", local)
-        return s[local:end].decode("utf-8", "replace")
+        start = self._sstart + local
+        buf = self._buf
+        end = buf.find(b"\0", start, self._send)
+        return buf[start:end].decode("utf-8", "replace")
+
+    def string_offset(self, value: str) -> Optional[int]:
+        """Offset of an existing string equal to ``value`` (base first), or None."""
+        if self.base is not None:
+            off = self.base.string_offset(value)
+            if off is not None:
+                return off
+        for local in self._string_hits(value.encode()):
+            return self.str_base + local
+        return None
+
+    def _string_hits(self, needle: bytes) -> List[int]:
+        """Local offsets of every string equal to ``needle``."""
+        buf, start, end = self._buf, self._sstart, self._send
+        found = []
+        if needle and buf[start : start + len(needle) + 1] == needle + b"\0":
+            found.append(0)
+        pat = b"\0" + needle + b"\0"
+        pos = buf.find(pat, start, end)
+        while pos >= 0:
+            found.append(pos + 1 - start)
+            pos = buf.find(pat, pos + 1, end)
+        return found
 
     # -- types --------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -150,36 +203,54 @@ class Spec:
     type_cnt = property(__len__)
 
     def type(self, tid: int) -> T.Type:
-        t = self._cache.get(tid)
+        """The type with id ``tid`` (0 is void); decoded on first use."""
+        t = self._types.get(tid)
         if t is not None:
             return t
         if tid < self.first_id:
             if tid == 0:
                 t = T.Void(0, "void")
-            elif self.base is not None:
+            elif self.base is not None and tid > 0:
                 return self.base.type(tid)
-            else:  # pragma: no cover
+            else:
                 raise BTFError(f"BTF type id {tid} out of range")
         else:
-            if tid >= len(self):
+            if tid >= self.first_id + len(self._offsets):
                 raise BTFError(f"BTF type id {tid} out of range (have {len(self)})")
             t = self._decode(tid)
-        self._cache[tid] = t
+        self._types[tid] = t
         return t
 
     def __iter__(self) -> Iterator[T.Type]:
+        """This blob's own types, in id order (void and base types excluded)."""
         for tid in range(self.first_id, len(self)):
             yield self.type(tid)
 
+    def _info(self, tid: int) -> int:
+        if tid >= len(self) or tid < self.first_id:
+            raise BTFError(f"BTF type id {tid} out of range (have {len(self)})")
+        return self._words[self._offsets[tid - self.first_id] + 1]
+
     def kind_of(self, tid: int) -> T.Kind:
+        """The kind of a type, without decoding it."""
         if tid < self.first_id:
-            return T.Kind.UNKN if self.base is None or tid == 0 else self.base.kind_of(tid)
-        return T.Kind((self._words[self._offsets[tid - self.first_id] + 1] >> 24) & 0x1F)
+            if tid == 0:
+                return T.Kind.UNKN
+            if self.base is None or tid < 0:
+                raise BTFError(f"BTF type id {tid} out of range")
+            return self.base.kind_of(tid)
+        return T.Kind((self._info(tid) >> 24) & 0x1F)
 
     def name_of(self, tid: int) -> str:
+        """The name of a type ('' when anonymous, 'void' for 0), without decoding it."""
         if tid < self.first_id:
-            return "void" if self.base is None or tid == 0 else self.base.name_of(tid)
-        return self.string(self._name_offs[tid - self.first_id])
+            if tid == 0:
+                return "void"
+            if self.base is None or tid < 0:
+                raise BTFError(f"BTF type id {tid} out of range")
+            return self.base.name_of(tid)
+        self._info(tid)
+        return self.string(self._words[self._offsets[tid - self.first_id]])
 
     def _decode(self, tid: int) -> T.Type:
         w = self._words
@@ -190,7 +261,7 @@ class Spec:
         kflag = bool(info >> 31)
         name = self.string(name_off)
         x = i + 3
-        K = T.Kind
+        K = _K
         if kind == K.INT:
             enc = w[x]
             return T.Int(tid, name, size_type, (enc >> 24) & 0xF, (enc >> 16) & 0xFF, enc & 0xFF)
@@ -198,30 +269,28 @@ class Spec:
             return T.Pointer(tid, name, size_type)
         if kind == K.ARRAY:
             return T.Array(tid, name, w[x], w[x + 1], w[x + 2])
-        if kind in (K.STRUCT, K.UNION):
+        if kind == K.STRUCT or kind == K.UNION:
             members = []
-            for j in range(vlen):
-                m = x + 3 * j
+            string = self.string
+            for m in range(x, x + 3 * vlen, 3):
                 off = w[m + 2]
                 if kflag:
-                    bits, bitoff = off >> 24, off & 0xFFFFFF
+                    members.append(T.Member(string(w[m]), w[m + 1], off & 0xFFFFFF, off >> 24))
                 else:
-                    bits, bitoff = 0, off
-                members.append(T.Member(self.string(w[m]), w[m + 1], bitoff, bits))
+                    members.append(T.Member(string(w[m]), w[m + 1], off, 0))
             cls = T.Struct if kind == K.STRUCT else T.Union
-            return cls(tid, name, size_type, tuple(members))
+            return cls(tid, name, size_type, tuple(members), kflag)
         if kind == K.ENUM:
             vals = []
-            for j in range(vlen):
-                v = w[x + 2 * j + 1]
+            for m in range(x, x + 2 * vlen, 2):
+                v = w[m + 1]
                 if kflag and v >= 1 << 31:
                     v -= 1 << 32
-                vals.append(T.EnumValue(self.string(w[x + 2 * j]), v))
+                vals.append(T.EnumValue(self.string(w[m]), v))
             return T.Enum(tid, name, size_type, tuple(vals), kflag)
         if kind == K.ENUM64:
             vals = []
-            for j in range(vlen):
-                m = x + 3 * j
+            for m in range(x, x + 3 * vlen, 3):
                 v = w[m + 1] | (w[m + 2] << 32)
                 if kflag and v >= 1 << 63:
                     v -= 1 << 64
@@ -238,66 +307,111 @@ class Spec:
         if kind == K.RESTRICT:
             return T.Restrict(tid, name, size_type)
         if kind == K.TYPE_TAG:
-            return T.TypeTag(tid, name, size_type)
+            return T.TypeTag(tid, name, size_type, kflag)
         if kind == K.FUNC:
             return T.Func(tid, name, size_type, vlen)
         if kind == K.FUNC_PROTO:
-            params = tuple(T.Param(self.string(w[x + 2 * j]), w[x + 2 * j + 1]) for j in range(vlen))
+            params = tuple(T.Param(self.string(w[m]), w[m + 1]) for m in range(x, x + 2 * vlen, 2))
             return T.FuncProto(tid, name, size_type, params)
         if kind == K.VAR:
             return T.Var(tid, name, size_type, w[x])
         if kind == K.DATASEC:
-            vs = tuple(T.VarSecinfo(w[x + 3 * j], w[x + 3 * j + 1], w[x + 3 * j + 2]) for j in range(vlen))
+            vs = tuple(T.VarSecinfo(w[m], w[m + 1], w[m + 2]) for m in range(x, x + 3 * vlen, 3))
             return T.Datasec(tid, name, size_type, vs)
         if kind == K.FLOAT:
             return T.Float(tid, name, size_type)
         if kind == K.DECL_TAG:
             ci = w[x]
-            return T.DeclTag(tid, name, size_type, ci - (1 << 32) if ci >= 1 << 31 else ci)
-        raise BTFError(f"unknown BTF kind {kind} at type id {tid}")  # pragma: no cover
+            return T.DeclTag(tid, name, size_type, ci - (1 << 32) if ci >= 1 << 31 else ci, kflag)
+        raise BTFError(f"unknown BTF kind {kind} at type id {tid}")  # pragma: no cover - the walk rejects it
 
-    # -- queries ------------------------------------------------------------------------
+    # -- name lookup --------------------------------------------------------------------
+    def _ids_with_name_offset(self, off: int) -> List[int]:
+        """Ids of the records whose name_off is ``off``.
+
+        Searches the type section for the 32-bit word (one regex scan, ~1 ms
+        on vmlinux) and keeps the word-aligned hits that start a record.
+        """
+        out: List[int] = []
+        offsets = self._offsets
+        n = len(offsets)
+        tstart = self._tstart
+        pattern = re.compile(re.escape(off.to_bytes(4, "little")))
+        for m in pattern.finditer(self._buf, tstart, self._tend):
+            rel = m.start() - tstart
+            if rel & 3 == 0:
+                k = bisect_left(offsets, rel >> 2)
+                if k < n and offsets[k] == rel >> 2:
+                    out.append(self.first_id + k)
+        return out
+
     def find_ids(self, name: str) -> List[int]:
         """Ids of every type called ``name`` (base BTF first), without decoding any."""
         out: List[int] = self.base.find_ids(name) if self.base is not None else []
-        needle = b"\0" + name.encode() + b"\0"
-        s = self._strings
-        start = 0
-        names = self._name_offs
-        while True:
-            pos = s.find(needle, start)
-            if pos < 0:
-                break
-            off = pos + 1 + self.str_base
-            j = 0
-            while True:
-                try:
-                    j = names.index(off, j)
-                except ValueError:
-                    break
-                out.append(self.first_id + j)
-                j += 1
-            start = pos + 1
+        if not name:
+            return out
+        found = self._string_hits(name.encode())
+        for local in found:
+            out.extend(self._ids_with_name_offset(self.str_base + local))
+        if len(found) > 1:
+            out.sort()
         return out
 
-    def find(self, name: str, cls: "PyType[TT]") -> TT:
-        """The one type called ``name`` of class ``cls`` (e.g. ``T.Struct``)."""
+    def find_all(self, name: str, cls: "Optional[PyType[TT]]" = None) -> List[T.Type]:
+        """Every type called ``name``, optionally only of ``cls``'s kind."""
+        return [self.type(i) for i in self.find_ids(name) if cls is None or self.kind_of(i) == cls.kind]
+
+    def find_id(self, name: str, kind: "Optional[T.Kind]" = None) -> int:
+        """The id of the first type called ``name`` (of ``kind``); btf__find_by_name_kind."""
         for tid in self.find_ids(name):
-            if self.kind_of(tid) == cls.kind:
-                return self.type(tid)  # type: ignore[return-value]
-        raise KeyError(f"no {cls.kind.name} named {name!r} in BTF")
+            if kind is None or self.kind_of(tid) == kind:
+                return tid
+        what = kind.name if kind is not None else "type"
+        raise TypeNotFoundError(f"no {what} named {name!r} in BTF")
 
+    def find(self, name: str, cls: "PyType[TT]") -> TT:
+        """The first type called ``name`` of class ``cls`` (e.g. ``T.Struct``)."""
+        return self.type(self.find_id(name, cls.kind))  # type: ignore[return-value]
+
+    def ids_of_kind(self, kind: T.Kind) -> List[int]:
+        """Ids of this blob's own types of one kind (no type is decoded)."""
+        w, first = self._words, self.first_id
+        return [first + j for j, o in enumerate(self._offsets) if (w[o + 1] >> 24) & 0x1F == kind]
+
+    # -- queries (see :mod:`.query`) -----------------------------------------------------
     def resolve(self, tid: int) -> T.Type:
-        """The type behind typedefs and cv-qualifiers."""
-        seen = 0
-        t = self.type(tid)
-        while isinstance(t, T.MODIFIERS):
-            t = self.type(t.type)
-            seen += 1
-            if seen > 64:
-                raise BTFError(f"BTF type {tid}: modifier chain too long (loop?)")
-        return t
+        """The type behind typedefs, cv-qualifiers and type tags."""
+        from .query import skip_modifiers
+
+        return self.type(skip_modifiers(self, tid))
+
+    def size(self, tid: int) -> int:
+        """sizeof() of a type, like btf__resolve_size."""
+        from .query import sizeof
+
+        return sizeof(self, tid)
+
+    def align(self, tid: int) -> int:
+        """The natural alignment of a type, like btf__align_of."""
+        from .query import alignof
+
+        return alignof(self, tid)
+
+    def describe(self, tid: int) -> str:
+        """A readable one-line description, e.g. ``struct task_struct (id 42, size 9792)``."""
+        from .query import describe
+
+        return describe(self, tid)
+
+    def __repr__(self) -> str:
+        split = f", split on {len(self.base)} base types" if self.base is not None else ""
+        return f"<Spec {len(self)} types{split}>"
+
+    def __getstate__(self) -> Dict[str, Any]:  # pragma: no cover - convenience
+        return {"raw": self.raw, "base": self.base}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:  # pragma: no cover
+        self.__init__(state["raw"], state["base"])  # type: ignore[misc]
 
 
-__all__ = ["Spec", "BTF_MAGIC"]
-
+__all__ = ["Spec", "BTF_MAGIC", "HEADER", "TypeNotFoundError"]

@@ -98,6 +98,8 @@ class Member:
 class Struct(Type):
     size: int
     members: Tuple[Member, ...]
+    # kind_flag: member offsets carry a bitfield size; set when any member is a bitfield
+    kflag: bool = False
     kind = Kind.STRUCT
 
 
@@ -105,6 +107,7 @@ class Struct(Type):
 class Union(Type):
     size: int
     members: Tuple[Member, ...]
+    kflag: bool = False
     kind = Kind.UNION
 
 
@@ -163,6 +166,7 @@ class Restrict(Type):
 @dataclass(frozen=True)
 class TypeTag(Type):
     type: int
+    kflag: bool = False  # the tag is an __attribute__ rather than btf_type_tag
     kind = Kind.TYPE_TAG
 
 
@@ -216,8 +220,35 @@ class Float(Type):
 @dataclass(frozen=True)
 class DeclTag(Type):
     type: int
-    component_idx: int
+    component_idx: int  # -1: the type itself; else the member or parameter index
+    kflag: bool = False  # the tag is an __attribute__ rather than btf_decl_tag
     kind = Kind.DECL_TAG
 
 
 MODIFIERS = (Typedef, Volatile, Const, Restrict, TypeTag)
+QUALIFIERS = (Volatile, Const, Restrict, TypeTag)
+COMPOSITES = (Struct, Union)
+ENUMS = (Enum, Enum64)
+
+# The Python class of each kind.
+CLASSES = {
+    Kind.INT: Int,
+    Kind.PTR: Pointer,
+    Kind.ARRAY: Array,
+    Kind.STRUCT: Struct,
+    Kind.UNION: Union,
+    Kind.ENUM: Enum,
+    Kind.FWD: Fwd,
+    Kind.TYPEDEF: Typedef,
+    Kind.VOLATILE: Volatile,
+    Kind.CONST: Const,
+    Kind.RESTRICT: Restrict,
+    Kind.FUNC: Func,
+    Kind.FUNC_PROTO: FuncProto,
+    Kind.VAR: Var,
+    Kind.DATASEC: Datasec,
+    Kind.FLOAT: Float,
+    Kind.DECL_TAG: DeclTag,
+    Kind.TYPE_TAG: TypeTag,
+    Kind.ENUM64: Enum64,
+}
