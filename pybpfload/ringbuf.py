@@ -168,6 +168,9 @@ class Ring:
     # slow callback on a full ring frees space progressively (libbpf: after
     # every record; per record is too dear in Python).
     _PASS_FRACTION = 4
+    # At most this many bytes of records per list handed to a batch callback:
+    # short lists keep their views in the allocator's hot caches.
+    BATCH_BYTES = 32 * 1024
 
     def __init__(
         self,
@@ -178,6 +181,7 @@ class Ring:
         copy: bool = False,
         batch: bool = False,
         record_size: Optional[int] = None,
+        _memory: Optional[Tuple[Any, Any, Any, int]] = None,
     ) -> None:
         if record_size is not None and (record_size <= 0 or record_size & _FLAG_BITS):
             raise ValueError(f"record_size must be positive, got {record_size}")
@@ -186,29 +190,33 @@ class Ring:
         self.index = index
         self.map_fd = map_fd
         self.callback = callback
-        self.size = _map_geometry(map_fd, _RINGBUF, "ring buffer")
-        self._mask = self.size - 1
         self._maps: List[mmap.mmap] = []
-        self._views: List[memoryview] = []
-        try:
-            cons = _mmap(map_fd, PAGE_SIZE, mmap.PROT_READ | mmap.PROT_WRITE, 0, "ring buffer consumer page")
-            self._maps.append(cons)
-            prod = _mmap(map_fd, PAGE_SIZE, mmap.PROT_READ, PAGE_SIZE, "ring buffer producer page")
-            self._maps.append(prod)
-            data = _mmap(map_fd, 2 * self.size, mmap.PROT_READ, 2 * PAGE_SIZE, "ring buffer data pages")
-            self._maps.append(data)
-        except BaseException:
-            _unmap([], self._maps)
-            raise
-        self._cons = memoryview(cons).cast("Q")
-        self._prod = memoryview(prod).cast("Q")
-        self._data = memoryview(data)
+        if _memory is not None:  # (consumer page, producer page, data twice over, size): tests
+            cons, prod, data, self.size = _memory
+        else:
+            self.size = _map_geometry(map_fd, _RINGBUF, "ring buffer")
+            try:
+                cons = _mmap(map_fd, PAGE_SIZE, mmap.PROT_READ | mmap.PROT_WRITE, 0, "ring buffer consumer page")
+                self._maps.append(cons)
+                prod = _mmap(map_fd, PAGE_SIZE, mmap.PROT_READ, PAGE_SIZE, "ring buffer producer page")
+                self._maps.append(prod)
+                data = _mmap(map_fd, 2 * self.size, mmap.PROT_READ, 2 * PAGE_SIZE, "ring buffer data pages")
+                self._maps.append(data)
+            except BaseException:
+                _unmap([], self._maps)
+                raise
+        self._mask = self.size - 1
+        self._cons = memoryview(cons).cast("B").cast("Q")
+        self._prod = memoryview(prod).cast("B").cast("Q")
+        self._data = memoryview(data).cast("B")
         self._u32 = self._data.cast("I")
         self._views = [self._cons, self._prod, self._u32, self._data]
+        self._raw = data
         # What slicing yields: a memoryview (zero copy) or, from the mmap itself, bytes.
         self._src: Any = data if copy else self._data
         self._record_size = record_size
         self._held = 0
+        self._batch_bytes = self.BATCH_BYTES
         self._pass_bytes = max(self.size // self._PASS_FRACTION, PAGE_SIZE)
         if record_size is not None:
             self._stride = (record_size + HDR_SIZE + 7) & ~7
@@ -252,7 +260,7 @@ class Ring:
         u32 = self._u32
         src = self._src
         mask = self._mask
-        step = self._pass_bytes
+        step = self._batch_bytes if hold else self._pass_bytes
         n = 0
         cons = cq[0]
         try:
@@ -356,7 +364,7 @@ class Ring:
         """Yield available records one at a time, releasing each one when the
         next is asked for (a record is consumed once the loop body has run)."""
         cq, pq, u32, mask = self._cons, self._prod, self._u32, self._mask
-        src = self._maps[2] if copy else self._data
+        src = self._raw if copy else self._data
         cons = cq[0]
         while cons < pq[0]:
             off = cons & mask
@@ -371,7 +379,7 @@ class Ring:
 
     def _close(self) -> None:
         views, self._views = self._views, []
-        self._cons = self._prod = self._u32 = self._data = self._src = None  # type: ignore[assignment]
+        self._cons = self._prod = self._u32 = self._data = self._src = self._raw = None  # type: ignore[assignment]
         maps, self._maps = self._maps, []
         _unmap(views, maps)
 
