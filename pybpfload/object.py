@@ -1,0 +1,376 @@
+"""BPF objects: open an ELF file into programs and maps (libbpf's bpf_object__open).
+
+``Object.open(path, **options)`` and ``Object.open_mem(data, **options)``
+read the object with no syscalls beyond reading the file: programs and
+maps are unloaded :class:`~pybpfload.program.Program` and
+:class:`~pybpfload.maps.Map` definitions whose attributes can be changed
+before load.  The pure ELF model (relocations, subprograms, BTF and .BTF.ext
+bytes, data sections, externs) stays reachable as ``obj.model`` for the
+loader.
+"""
+
+from __future__ import annotations
+
+import os
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
+
+from .errors import BPFOSError, ParseError, StateError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .btf import Spec
+    from .elf.model import ElfModel, ExternSpec, MapSpec, ProgramSpec
+    from .maps import Map
+    from .program import Program
+
+__all__ = ["Object", "running_kernel_version", "parse_kconfig"]
+
+BPF_OBJ_NAME_LEN = 16
+PATH_MAX = 4096
+_LOG_LEVEL_BITS = 1 | 2 | 4  # BPF_LOG_LEVEL1 | BPF_LOG_LEVEL2 | BPF_LOG_STATS
+
+
+def running_kernel_version() -> int:
+    """KERNEL_VERSION(major, minor, patch) of the running kernel, as libbpf computes it.
+
+    Ubuntu's /proc/version_signature wins over uname's release; the patch
+    level saturates at 255.
+    """
+    try:
+        with open("/proc/version_signature") as f:
+            parts = f.read().split()
+        if len(parts) >= 3:
+            return _kv(parts[2])
+    except (OSError, ValueError):
+        pass
+    try:
+        return _kv(os.uname().release)
+    except ValueError:
+        return 0
+
+
+def _kv(text: str) -> int:
+    nums = []
+    for part in text.split(".")[:3]:
+        digits = ""
+        for ch in part:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            raise ValueError(text)
+        nums.append(int(digits))
+        if len(digits) != len(part):
+            break
+    if len(nums) != 3:
+        raise ValueError(text)
+    major, minor, patch = nums
+    return (major << 16) + (minor << 8) + min(patch, 255)
+
+
+def parse_kconfig(text: str) -> Dict[str, str]:
+    """``CONFIG_X=value`` lines as a dict, read as libbpf reads a kconfig override.
+
+    Lines that do not start with ``CONFIG_`` are ignored; a CONFIG_ line
+    without ``=`` or without a value is an error.  The first value of a
+    name wins.
+    """
+    out: Dict[str, str] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.startswith("CONFIG_"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep:
+            raise ParseError(f"kconfig line {n}: {line!r} has no '='")
+        if not value:
+            raise ParseError(f"kconfig line {n}: {line!r} has no value")
+        out.setdefault(name, value)
+    return out
+
+
+def _check_path_option(name: str, value: Optional[str]) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or not value or "\0" in value:
+        raise ParseError(f"option {name}: expected a non-empty path, got {value!r}")
+    if len(value.encode()) >= PATH_MAX:
+        raise ParseError(f"option {name}: path longer than {PATH_MAX - 1} bytes")
+
+
+class Object:
+    """An opened BPF ELF object: programs and maps defined, nothing loaded yet."""
+
+    def __init__(
+        self,
+        model: "ElfModel",
+        name: str,
+        *,
+        path: Optional[str] = None,
+        relaxed_maps: bool = False,
+        pin_root_path: Optional[str] = None,
+        kconfig: Optional[str] = None,
+        btf_custom_path: Optional[str] = None,
+        kernel_log_level: int = 0,
+    ) -> None:
+        from .maps import Map
+        from .program import Program
+
+        self.model = model
+        self.name = name
+        self.path = path
+        self.relaxed_maps = relaxed_maps
+        self.pin_root_path = pin_root_path
+        self.kconfig = kconfig
+        self.kconfig_values: Dict[str, str] = parse_kconfig(kconfig) if kconfig is not None else {}
+        self.btf_custom_path = btf_custom_path
+        self.kernel_log_level = kernel_log_level
+        self._kversion: Optional[int] = model.kversion
+        self._btf: Optional["Spec"] = None
+        self._loaded = False  # set by the loader
+        self._closed = False
+
+        progs: Dict[str, Program] = {}
+        self._prog_specs: Dict[str, "ProgramSpec"] = {}
+        for spec in model.programs:
+            if spec.is_subprog:
+                continue
+            sec = spec.section
+            p = Program(
+                spec.name,
+                sec.prog_type,
+                spec.insns,
+                model.license,
+                expected_attach_type=sec.expected_attach_type,
+                flags=sec.prog_flags,
+                kern_version=model.kversion or 0,
+                section_name=sec.name,
+                autoload=sec.autoload,
+                attach_target=sec.attach_target,
+                log_level=kernel_log_level,
+            )
+            progs.setdefault(spec.name, p)
+            self._prog_specs.setdefault(spec.name, spec)
+        maps: Dict[str, Map] = {}
+        self._map_specs: Dict[str, "MapSpec"] = {}
+        for ms in model.maps:
+            m = _make_map(ms)
+            if ms.name not in maps:
+                maps[ms.name] = m
+                self._map_specs[ms.name] = ms
+        self._programs = progs
+        self._maps = maps
+
+    # ------------------------------------------------------------ opening
+    @classmethod
+    def open(
+        cls,
+        path: "os.PathLike[str] | str",
+        *,
+        object_name: Optional[str] = None,
+        relaxed_maps: bool = False,
+        pin_root_path: Optional[str] = None,
+        kconfig: Optional[str] = None,
+        btf_custom_path: Optional[str] = None,
+        kernel_log_level: int = 0,
+    ) -> "Object":
+        """Open a BPF ELF file (bpf_object__open_file with bpf_object_open_opts).
+
+        ``object_name`` replaces the name derived from the file name;
+        ``relaxed_maps`` ignores unknown fields of map definitions;
+        ``pin_root_path`` is the directory of maps pinned by name (default
+        /sys/fs/bpf); ``kconfig`` overrides /proc/config.gz for __kconfig
+        externs (``"CONFIG_X=y\\n..."``); ``btf_custom_path`` is the kernel BTF
+        used for CO-RE; ``kernel_log_level`` is the verifier log level of
+        every program.  Invalid options raise :class:`ParseError` here.
+        """
+        spath = os.fspath(path)
+        _check_path_option("path", spath)
+        opts = _check_options(object_name, relaxed_maps, pin_root_path, kconfig, btf_custom_path, kernel_log_level)
+        try:
+            with open(spath, "rb") as f:
+                data = f.read()
+        except OSError as e:
+            raise BPFOSError(e.errno or 0, "cannot read BPF object", filename=spath) from None
+        if object_name is not None:
+            name = object_name[: BPF_OBJ_NAME_LEN - 1]
+        else:
+            name = os.path.basename(spath)[: BPF_OBJ_NAME_LEN - 1].split(".", 1)[0]
+        return cls._from_bytes(data, name, spath, opts)
+
+    @classmethod
+    def open_mem(
+        cls,
+        data: "bytes | bytearray | memoryview",
+        *,
+        object_name: Optional[str] = None,
+        relaxed_maps: bool = False,
+        pin_root_path: Optional[str] = None,
+        kconfig: Optional[str] = None,
+        btf_custom_path: Optional[str] = None,
+        kernel_log_level: int = 0,
+    ) -> "Object":
+        """Open a BPF ELF object held in memory (bpf_object__open_mem); options as :meth:`open`.
+
+        Without ``object_name`` the name is libbpf's "<address>-<size>" in hex.
+        """
+        buf = bytes(data)
+        if not buf:
+            raise ParseError("open_mem: empty buffer")
+        opts = _check_options(object_name, relaxed_maps, pin_root_path, kconfig, btf_custom_path, kernel_log_level)
+        if object_name is not None:
+            name = object_name[: BPF_OBJ_NAME_LEN - 1]
+        else:
+            name = f"{id(data):x}-{len(buf):x}"[: BPF_OBJ_NAME_LEN - 1]
+        return cls._from_bytes(buf, name, None, opts)
+
+    @classmethod
+    def _from_bytes(cls, data: bytes, name: str, path: Optional[str], opts: Dict[str, Any]) -> "Object":
+        from .elf.parse import parse_object
+
+        model = parse_object(data, name, relaxed_maps=opts["relaxed_maps"], pin_root_path=opts["pin_root_path"])
+        return cls(model, name, path=path, **opts)
+
+    # ------------------------------------------------------------ attributes
+    @property
+    def license(self) -> str:
+        return self.model.license
+
+    @property
+    def kversion(self) -> int:
+        """The kernel version passed to kprobe programs: the 'version' section, else the running kernel's."""
+        if self._kversion is None:
+            self._kversion = running_kernel_version()
+        return self._kversion
+
+    @kversion.setter
+    def kversion(self, value: int) -> None:
+        if self._loaded:
+            raise StateError(f"object {self.name!r}: cannot change kversion after load")
+        if not isinstance(value, int) or not 0 <= value <= 0xFFFFFFFF:
+            raise ParseError(f"kversion must be a 32-bit unsigned int, got {value!r}")
+        self._kversion = value
+        for p in self._programs.values():
+            p.kern_version = value
+
+    @property
+    def btf(self) -> Optional["Spec"]:
+        """The object's BTF (decoded lazily from .BTF), None when there is none."""
+        if self._btf is None and self.model.btf_raw is not None:
+            from .btf import Spec
+
+            self._btf = Spec.from_bytes(self.model.btf_raw)
+        return self._btf
+
+    @property
+    def btf_ext(self) -> Optional[bytes]:
+        """The raw .BTF.ext section (func_info, line_info, CO-RE relocations)."""
+        return self.model.btf_ext_raw
+
+    @property
+    def programs(self) -> Mapping[str, "Program"]:
+        """Entry-point programs by name, in file order (subprograms excluded, as libbpf iterates)."""
+        return MappingProxyType(self._programs)
+
+    @property
+    def maps(self) -> Mapping[str, "Map"]:
+        """Maps by name, in libbpf's order: legacy, .maps, global data, .kconfig."""
+        return MappingProxyType(self._maps)
+
+    @property
+    def externs(self) -> Tuple["ExternSpec", ...]:
+        return self.model.externs
+
+    @property
+    def subprograms(self) -> Tuple["ProgramSpec", ...]:
+        """The .text functions that programs call (not programs of their own)."""
+        return tuple(p for p in self.model.programs if p.is_subprog)
+
+    def find_program_by_name(self, name: str) -> Optional["Program"]:
+        """The program called ``name``, never a subprogram; None when there is none."""
+        return self._programs.get(name)
+
+    def find_map_by_name(self, name: str) -> Optional["Map"]:
+        return self._maps.get(name)
+
+    def program_spec(self, name: str) -> Optional["ProgramSpec"]:
+        """The ELF model of program ``name``: section, instructions as in the file, relocations."""
+        return self._prog_specs.get(name)
+
+    def map_spec(self, name: str) -> Optional["MapSpec"]:
+        """The ELF model of map ``name``: definition, BTF ids, initial slots."""
+        return self._map_specs.get(name)
+
+    # ------------------------------------------------------------ lifetime
+    def close(self) -> None:
+        """Close every program and map fd (pinned objects live on)."""
+        if self._closed:
+            return
+        self._closed = True
+        for p in self._programs.values():
+            p.close()
+        for m in self._maps.values():
+            m.close()
+
+    def __enter__(self) -> "Object":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Object {self.name!r} programs={len(self._programs)} maps={len(self._maps)}>"
+
+
+def _check_options(
+    object_name: Optional[str],
+    relaxed_maps: bool,
+    pin_root_path: Optional[str],
+    kconfig: Optional[str],
+    btf_custom_path: Optional[str],
+    kernel_log_level: int,
+) -> Dict[str, Any]:
+    if object_name is not None and (not isinstance(object_name, str) or not object_name or "\0" in object_name):
+        raise ParseError(f"option object_name: expected a non-empty name, got {object_name!r}")
+    if not isinstance(relaxed_maps, bool):
+        raise ParseError(f"option relaxed_maps: expected a bool, got {relaxed_maps!r}")
+    _check_path_option("pin_root_path", pin_root_path)
+    _check_path_option("btf_custom_path", btf_custom_path)
+    if kconfig is not None:
+        if not isinstance(kconfig, str):
+            raise ParseError(f"option kconfig: expected text, got {type(kconfig).__name__}")
+        parse_kconfig(kconfig)
+    if isinstance(kernel_log_level, bool) or not isinstance(kernel_log_level, int) or kernel_log_level & ~_LOG_LEVEL_BITS:
+        raise ParseError(f"option kernel_log_level: expected a combination of 1, 2 and 4, got {kernel_log_level!r}")
+    return dict(
+        relaxed_maps=relaxed_maps,
+        pin_root_path=pin_root_path,
+        kconfig=kconfig,
+        btf_custom_path=btf_custom_path,
+        kernel_log_level=kernel_log_level,
+    )
+
+
+def _make_map(ms: "MapSpec") -> "Map":
+    from .elf.model import MapKind
+    from .maps import Map
+
+    inner = _make_map(ms.inner) if ms.inner is not None else None
+    initial = ms.initial_value
+    if ms.kind is MapKind.BSS:
+        initial = bytes(ms.value_size)
+    return Map(
+        ms.name,
+        ms.type,
+        ms.key_size,
+        ms.value_size,
+        ms.max_entries,
+        ms.flags,
+        numa_node=ms.numa_node or None,
+        map_extra=ms.map_extra,
+        inner_map=inner,
+        btf_key_type_id=ms.btf_key_type_id,
+        btf_value_type_id=ms.btf_value_type_id,
+        pinning=ms.pinning,
+        pin_path=ms.pin_path,
+        initial_value=initial,
+    )
