@@ -10,7 +10,8 @@ BPF_F_CURRENT_CPU, ...)`` writes.  One epoll fd waits on all the rings.
 Records are ``struct perf_event_header`` (u32 type, u16 misc, u16 size)
 followed by a body; PERF_RECORD_SAMPLE carries a u32 size and the raw data
 (padded by the kernel so that size + 4 is a multiple of 8: callbacks get the
-padded length, as with libbpf), PERF_RECORD_LOST a u64 id and the u64 number
+padded length, as with libbpf; the padding bytes are not cleared: they hold
+whatever the ring held before), PERF_RECORD_LOST a u64 id and the u64 number
 of samples dropped because the ring was full.  The perf ring is not mapped
 twice: a record that wraps around its end is copied into one bytes object.
 

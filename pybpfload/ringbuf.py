@@ -50,7 +50,6 @@ producer can never overwrite a record still being read.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import mmap
 import select
@@ -514,9 +513,11 @@ class RingBuffer:
     # ------------------------------------------------------------ asyncio
     async def wait_async(self, timeout: Optional[float] = None) -> bool:
         """Wait on the running event loop until some ring has data; False on timeout."""
+        import asyncio
+
         fd = self.epoll_fd()
         loop = asyncio.get_running_loop()
-        fut: asyncio.Future = loop.create_future()
+        fut: "asyncio.Future[bool]" = loop.create_future()
 
         def ready() -> None:
             if not fut.done():

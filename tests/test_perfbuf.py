@@ -1,0 +1,203 @@
+"""PerfBuffer on the kernel: an XDP program (tests/eventprogs.py) calls
+bpf_perf_event_output(ctx, map, BPF_F_CURRENT_CPU, ...) once per test run,
+with the test pinned to each CPU in turn; expected samples are computed from
+the producer's inputs (sequence number + packet bytes)."""
+
+from __future__ import annotations
+
+import gc
+import os
+import selectors
+import struct
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Tuple
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from eventprogs import expected_record, packet, perf_output_prog, seq_map  # noqa: E402
+
+from pybpfload import BPFError, Map, MapType, StateError  # noqa: E402
+from pybpfload.maps import possible_cpus  # noqa: E402
+from pybpfload.perfbuf import PerfBuffer, online_cpus  # noqa: E402
+
+kernel = pytest.mark.kernel
+
+
+def padded(size: int) -> int:
+    """The raw sample size the kernel reports: size + 4 rounded up to 8, minus 4."""
+    return ((size + 4 + 7) & ~7) - 4
+
+
+class Producer:
+    def __init__(self, m: Map, size: int) -> None:
+        self.seq = seq_map()
+        self.size = size
+        self.pkt = packet(size)
+        self.prog = perf_output_prog(m.fd, self.seq.fd, size)
+
+    def run(self, n: int, cpu: int) -> None:
+        old = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {cpu})
+        try:
+            self.prog.test_run(self.pkt, repeat=n)
+        finally:
+            os.sched_setaffinity(0, old)
+
+    def expected(self, s: int) -> bytes:
+        return expected_record(s, self.pkt, self.size)
+
+    def close(self) -> None:
+        self.prog.close()
+        self.seq.close()
+
+
+@pytest.fixture
+def perf_map() -> Iterator[Map]:
+    m = Map.create(MapType.BPF_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, possible_cpus(), name="events")
+    yield m
+    m.close()
+
+
+def usable_cpus() -> List[int]:
+    return sorted(set(online_cpus()) & os.sched_getaffinity(0))
+
+
+@kernel
+def test_events_from_every_cpu(perf_map: Map) -> None:
+    prod = Producer(perf_map, 16)
+    got: List[Tuple[int, bytes]] = []
+    with PerfBuffer(perf_map, lambda cpu, d: got.append((cpu, bytes(d)))) as pb:
+        assert set(pb.cpus) == set(online_cpus()) & set(range(possible_cpus()))
+        assert pb.buffer_cnt == len(pb.cpus)
+        where: Dict[int, int] = {}
+        s = 0
+        for cpu in usable_cpus():
+            prod.run(5, cpu)
+            for _ in range(5):
+                s += 1
+                where[s] = cpu
+        n = 0
+        while n < s:
+            got_now = pb.poll(1000)
+            assert got_now > 0
+            n += got_now
+        assert n == s
+    assert all(len(d) == padded(16) for _, d in got)
+    assert sorted((c, d[:16]) for c, d in got) == sorted((where[k], prod.expected(k)) for k in range(1, s + 1))
+    prod.close()
+
+
+@kernel
+def test_lost_count_when_the_consumer_is_slow(perf_map: Map) -> None:
+    prod = Producer(perf_map, 64)
+    samples: List[int] = []
+    lost: List[Tuple[int, int]] = []
+    cpu = usable_cpus()[0]
+    with PerfBuffer(perf_map, lambda c, d: samples.append(struct.unpack_from("=Q", d)[0]), lambda c, n: lost.append((c, n)), page_cnt=1) as pb:
+        prod.run(1000, cpu)  # far more than one page holds
+        first = pb.consume()
+        assert 0 < first < 1000
+        assert lost == []  # reported with the next sample that fits
+        prod.run(1, cpu)
+        assert pb.consume() == 1
+    assert samples == list(range(1, first + 1)) + [1001]
+    assert lost == [(cpu, 1000 - first)]
+    prod.close()
+
+
+@kernel
+def test_records_wrapping_the_perf_ring(perf_map: Map) -> None:
+    prod = Producer(perf_map, 40)  # 56-byte records do not divide the ring
+    got: List[Any] = []
+    cpu = usable_cpus()[0]
+    with PerfBuffer(perf_map, lambda c, d: got.append(d), page_cnt=1, copy=True) as pb:
+        total = 0
+        for rnd in range(40):
+            n = 30 + rnd % 20
+            prod.run(n, cpu)
+            assert pb.consume() == n
+            total += n
+    assert total * 56 > 10 * 4096
+    assert all(type(d) is bytes for d in got)
+    assert all(len(d) == padded(40) for d in got)
+    # the padding bytes are whatever the ring held before: compare the payloads
+    assert [d[:40] for d in got] == [prod.expected(k) for k in range(1, total + 1)]
+    prod.close()
+
+
+@kernel
+def test_epoll_fd_selectors_and_timeout(perf_map: Map) -> None:
+    prod = Producer(perf_map, 8)
+    got: List[bytes] = []
+    with PerfBuffer(perf_map, lambda c, d: got.append(bytes(d))) as pb, selectors.DefaultSelector() as sel:
+        sel.register(pb, selectors.EVENT_READ)
+        assert sel.select(0) == []
+        assert pb.poll(30) == 0
+        prod.run(1, usable_cpus()[-1])
+        assert len(sel.select(1)) == 1
+        assert pb.consume() == 1
+        assert [d[:8] for d in got] == [prod.expected(1)] and len(got[0]) == padded(8)
+        sel.unregister(pb)
+    prod.close()
+
+
+@kernel
+def test_consume_buffer_and_fds(perf_map: Map) -> None:
+    prod = Producer(perf_map, 8)
+    got: List[int] = []
+    with PerfBuffer(perf_map, lambda c, d: got.append(c)) as pb:
+        cpu = usable_cpus()[-1]
+        i = pb.cpus.index(cpu)
+        assert pb.buffer_fd(i) > 2
+        prod.run(3, cpu)
+        others = [j for j in range(pb.buffer_cnt) if j != i]
+        assert sum(pb.consume_buffer(j) for j in others) == 0
+        assert pb.consume_buffer(i) == 3
+        assert got == [cpu] * 3
+    prod.close()
+
+
+@kernel
+def test_map_smaller_than_cpu_count() -> None:
+    with Map.create(MapType.BPF_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, 1) as m:
+        with PerfBuffer(m, lambda c, d: None) as pb:
+            assert pb.cpus == (0,)
+
+
+@kernel
+def test_close_removes_the_fds_from_the_map(perf_map: Map) -> None:
+    prod = Producer(perf_map, 8)
+    got: List[int] = []
+    pb = PerfBuffer(perf_map, lambda c, d: got.append(c))
+    pb.close()
+    pb.close()
+    assert pb.closed
+    with pytest.raises(StateError):
+        pb.poll(0)
+    with PerfBuffer(perf_map, lambda c, d: got.append(c)) as pb2:
+        prod.run(2, usable_cpus()[0])
+        assert pb2.consume() == 2
+    prod.close()
+
+
+@kernel
+def test_rejects_bad_arguments(perf_map: Map) -> None:
+    with pytest.raises(ValueError):
+        PerfBuffer(perf_map, print, page_cnt=3)
+    with Map.create(MapType.BPF_MAP_TYPE_ARRAY, 4, 4, 1) as m:
+        with pytest.raises(BPFError, match="PERF_EVENT_ARRAY"):
+            PerfBuffer(m, print)
+
+
+@kernel
+def test_unclosed_perf_buffer_warns(perf_map: Map) -> None:
+    pb = PerfBuffer(perf_map, print)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        del pb
+        gc.collect()
+    assert any(issubclass(x.category, ResourceWarning) for x in w)
