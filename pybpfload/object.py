@@ -356,7 +356,7 @@ def _make_map(ms: "MapSpec") -> "Map":
 
     inner = _make_map(ms.inner) if ms.inner is not None else None
     initial = ms.initial_value
-    if ms.kind is MapKind.BSS:
+    if ms.kind in (MapKind.BSS, MapKind.KCONFIG):  # zero-filled until load, as libbpf's mmaped copy
         initial = bytes(ms.value_size)
     return Map(
         ms.name,

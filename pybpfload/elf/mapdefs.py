@@ -320,8 +320,12 @@ def global_data_map(
     ds = datasecs.get(sec.name)
     if value_id > 0 and btf is not None and btf.kind_of(value_id) == T.Kind.DATASEC and _mmapable(btf, ds):
         flags |= BPF_F_MMAPABLE
+    kname = internal_map_name(obj_name, sec.name)
+    # .data.* and .rodata.* maps show their section name; the kernel gets the short name
+    user_name = sec.name if kind is not MapKind.BSS and sec.name not in (".data", ".rodata") else kname
     return MapSpec(
-        name=internal_map_name(obj_name, sec.name),
+        name=user_name,
+        kernel_name=kname,
         kind=kind,
         type=MapType.BPF_MAP_TYPE_ARRAY,
         key_size=4,

@@ -126,10 +126,16 @@ class MapSpec:
     sec_offset: int = 0
     real_name: str = ""  # internal maps: the ELF section name (".rodata.custom")
     btf_var_idx: int = -1  # BTF maps: index of the map's VAR in DATASEC .maps
+    kernel_name: str = ""  # the name given to the kernel when it differs from ``name``
 
     @property
     def internal(self) -> bool:
         return self.kind.internal
+
+    @property
+    def name_for_kernel(self) -> str:
+        """The map name as the kernel sees it (at most 15 characters)."""
+        return self.kernel_name or self.name[:15]
 
 
 class ExternKind(enum.Enum):
