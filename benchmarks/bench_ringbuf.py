@@ -35,9 +35,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
-from eventprogs import packet, ringbuf_output_prog, seq_map  # noqa: E402
+from tests.eventprogs import packet, ringbuf_output_prog, seq_map  # noqa: E402
 
 from pybpfload import Map, MapType  # noqa: E402
 from pybpfload.ringbuf import RingBuffer  # noqa: E402

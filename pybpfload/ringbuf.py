@@ -56,7 +56,7 @@ import select
 import sys
 import time
 import warnings
-from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Tuple
 
 from .errors import BPFError, BPFOSError, StateError, SyscallError
 
@@ -322,6 +322,7 @@ class Ring:
         q = stride >> 2
         pat = self._hdr_pattern
         size = self._record_size
+        assert size is not None
         total = 0
         cons = cq[0]
         while True:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from typing import Optional, Sequence
 
-from asm import (
+from .asm import (
     ADD,
     B,
     DW,
@@ -36,7 +36,6 @@ from asm import (
     RINGBUF_RESERVE,
     RINGBUF_SUBMIT,
     alu,
-    alur,
     call,
     exit_,
     ld_map_fd,

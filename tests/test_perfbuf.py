@@ -9,20 +9,19 @@ import gc
 import os
 import selectors
 import struct
-import sys
+import subprocess
 import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from .conftest import fixture_path, require_tool
+from .eventprogs import expected_record, packet, perf_output_prog, seq_map
 
-from eventprogs import expected_record, packet, perf_output_prog, seq_map  # noqa: E402
-
-from pybpfload import BPFError, Map, MapType, StateError  # noqa: E402
-from pybpfload.maps import possible_cpus  # noqa: E402
-from pybpfload.perfbuf import PerfBuffer, online_cpus  # noqa: E402
+from pybpfload import BPFError, Map, MapType, StateError
+from pybpfload.maps import possible_cpus
+from pybpfload.perfbuf import PerfBuffer, online_cpus
 
 kernel = pytest.mark.kernel
 
@@ -201,3 +200,34 @@ def test_unclosed_perf_buffer_warns(perf_map: Map) -> None:
         del pb
         gc.collect()
     assert any(issubclass(x.category, ResourceWarning) for x in w)
+
+
+@kernel
+@pytest.mark.oracle
+def test_fixture_perfbuf_produced_through_bpftool(bpffs: Path, tmp_path: Path) -> None:
+    """libbpf (through bpftool) loads the C fixture, sizes its perf map to the
+    CPU count and runs the producer; we read the pinned map's events."""
+    bpftool = require_tool("bpftool")
+    progs, maps = bpffs / "progs", bpffs / "maps"
+    subprocess.run(
+        [bpftool, "prog", "loadall", str(fixture_path("perfbuf_emit.bpf.o")), str(progs), "pinmaps", str(maps)],
+        check=True,
+        capture_output=True,
+    )
+    pkt = bytes(range(100, 164))
+    (tmp_path / "pkt").write_bytes(pkt)
+    got: List[Tuple[int, bytes]] = []
+    with Map.from_pin(str(maps / "events")) as m, PerfBuffer(m, lambda c, d: got.append((c, bytes(d)))) as pb:
+        assert m.max_entries == possible_cpus()
+        subprocess.run(
+            [bpftool, "prog", "run", "pinned", str(progs / "perf_output"), "data_in", str(tmp_path / "pkt"), "repeat", "5"],
+            check=True,
+            capture_output=True,
+        )
+        n = 0
+        while n < 5:
+            k = pb.poll(1000)
+            assert k > 0
+            n += k
+    assert len({c for c, _ in got}) == 1 and got[0][0] in pb.cpus
+    assert [d[:16] for _, d in got] == [struct.pack("=Q", s) + pkt[8:16] for s in range(1, 6)]

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import errno
 import gc
+import json
 import selectors
 import struct
-import sys
+import subprocess
 import time
 import warnings
 from pathlib import Path
@@ -22,12 +23,11 @@ from typing import Any, List, Tuple
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from .conftest import fixture_path, require_tool
+from .eventprogs import expected_record, packet, read_seq, ringbuf_output_prog, ringbuf_reserve_prog, seq_map
 
-from eventprogs import expected_record, packet, read_seq, ringbuf_output_prog, ringbuf_reserve_prog, seq_map  # noqa: E402
-
-from pybpfload import BPFError, BPFOSError, Map, MapType, StateError  # noqa: E402
-from pybpfload.ringbuf import BUSY_BIT, DISCARD_BIT, RecordBatch, Ring, RingBuffer, UserRingBuffer  # noqa: E402
+from pybpfload import BPFError, BPFOSError, Map, MapType, Program, StateError
+from pybpfload.ringbuf import BUSY_BIT, DISCARD_BIT, RecordBatch, Ring, RingBuffer, UserRingBuffer
 
 kernel = pytest.mark.kernel
 PAGE = 4096
@@ -518,7 +518,7 @@ def test_same_map_twice_is_an_epoll_error(ring: Map) -> None:
 def _drain_prog(user_rb: Map, out: Map) -> Any:
     """XDP program: bpf_user_ringbuf_drain(user_rb, cb, &sum, 0); the callback
     adds each record's first u64 to sum; stores (drained count, sum) in out[0]."""
-    from asm import (
+    from .asm import (
         ADD,
         DW,
         JEQ,
@@ -663,3 +663,51 @@ def test_user_ringbuf_wraps_around(user_ring: Any) -> None:
             assert drain() == (70, sum(vals))
             total += 70
         assert total * 16 > 10 * PAGE
+
+
+# ---------------------------------------------------------------- C fixtures loaded by the oracle
+def _bpftool_loadall(obj: str, bpffs: Path) -> Tuple[Path, Path]:
+    """libbpf (through bpftool) loads a fixture and pins its programs and maps."""
+    bpftool = require_tool("bpftool")
+    progs, maps = bpffs / "progs", bpffs / "maps"
+    subprocess.run([bpftool, "prog", "loadall", str(fixture_path(obj)), str(progs), "pinmaps", str(maps)], check=True, capture_output=True)
+    return progs, maps
+
+
+@kernel
+@pytest.mark.oracle
+def test_fixture_ringbuf_produced_through_bpftool(bpffs: Path, tmp_path: Path) -> None:
+    progs, maps = _bpftool_loadall("ringbuf_emit.bpf.o", bpffs)
+    pkt = bytes(range(64))
+    (tmp_path / "pkt").write_bytes(pkt)
+    got: List[bytes] = []
+    with Map.from_pin(str(maps / "events")) as m, RingBuffer(m, lambda v: got.append(bytes(v))) as rb:
+        subprocess.run(
+            [require_tool("bpftool"), "prog", "run", "pinned", str(progs / "rb_output"), "data_in", str(tmp_path / "pkt"), "repeat", "7"],
+            check=True,
+            capture_output=True,
+        )
+        assert rb.poll(1000) == 7
+        with Program.from_pin(str(progs / "rb_loop")) as loop:  # SEC("syscall"): bpf_loop, one record
+            loop.test_run(ctx=bytes(8), ctx_size_out=0)
+        assert rb.consume() == 1
+    assert got == [struct.pack("=Q", s) + pkt[8:16] for s in range(1, 8)] + [struct.pack("=Q", 8) + bytes(8)]
+
+
+@kernel
+@pytest.mark.oracle
+def test_fixture_user_ringbuf_drained_checked_by_bpftool(bpffs: Path) -> None:
+    progs, maps = _bpftool_loadall("ringbuf_user.bpf.o", bpffs)
+    values = [10, 20, 30, 40]
+    with Map.from_pin(str(maps / "user_rb")) as m, UserRingBuffer(m) as urb:
+        for v in values:
+            urb.write(struct.pack("=Q", v))
+        v = urb.reserve(8)
+        v[:] = struct.pack("=Q", 1000)
+        urb.discard(v)
+        with Program.from_pin(str(progs / "drain")) as drain:
+            drain.test_run(ctx=bytes(8), ctx_size_out=0)
+    out = subprocess.run(
+        [require_tool("bpftool"), "-j", "map", "dump", "pinned", str(maps / "drained")], check=True, capture_output=True, text=True
+    ).stdout
+    assert json.loads(out)[0]["formatted"]["value"] == {"count": len(values), "sum": sum(values)}
