@@ -229,5 +229,5 @@ def test_fixture_perfbuf_produced_through_bpftool(bpffs: Path, tmp_path: Path) -
             k = pb.poll(1000)
             assert k > 0
             n += k
-    assert len({c for c, _ in got}) == 1 and got[0][0] in pb.cpus
+        assert len({c for c, _ in got}) == 1 and got[0][0] in pb.cpus  # one test run, one CPU
     assert [d[:16] for _, d in got] == [struct.pack("=Q", s) + pkt[8:16] for s in range(1, 6)]
