@@ -40,6 +40,9 @@ from .sections import parse_section
 __all__ = ["parse_object"]
 
 LICENSE_MAX = 63  # libbpf keeps char license[64]
+# Global data and .kconfig become one map value: far above what the kernel accepts
+# (KMALLOC_MAX_SIZE), and small enough never to allocate wildly for a zeroed copy.
+MAX_DATA_SIZE = 1 << 30
 _LD_IMM64 = 0x18
 _CALL = 0x85
 _PSEUDO_CALL = 1
@@ -315,10 +318,14 @@ def _parse(data: bytes, obj_name: str, relaxed_maps: bool, pin_root_path: Option
         maps += mapdefs.btf_maps(btf, c.btf_maps, ds_by_name.get(".maps"), strict, pin_root_path)
     data_maps: Dict[int, str] = {}
     for sec, kind in sorted(c.data_secs, key=lambda sk: sk[0].index):
+        if sec.size > MAX_DATA_SIZE:
+            raise ELFError(f"section {sec.name!r} is {sec.size} bytes, too large for a map value")
         m = mapdefs.global_data_map(obj_name, kind, sec, btf, ds_by_name)
         data_maps[sec.index] = m.name
         maps.append(m)
     ksize = kconfig_map_size(externs)
+    if ksize > MAX_DATA_SIZE:
+        raise ELFError(f".kconfig externs take {ksize} bytes, too large for a map value")
     if ksize:
         maps.append(mapdefs.kconfig_map(obj_name, ksize, elf.symtab_index, btf))
         data_maps[elf.symtab_index] = maps[-1].name
