@@ -1,0 +1,203 @@
+"""BTF and the kernel: loading BTF (BPF_BTF_LOAD), reading it back by id,
+and the kernel's own BTF (vmlinux and modules).
+
+:class:`BtfHandle` owns the fd of a BTF object in the kernel.  Loading
+keeps the kernel's log; reading back by id (``BTF_GET_FD_BY_ID`` and
+``OBJ_GET_INFO_BY_FD``) gives the raw BTF of any loaded object, including
+that of programs and maps (their info's ``btf_id``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Dict, Iterator, Optional, Type, Union
+
+from ..errors import BTFError, StateError
+from .spec import Spec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..syscall.fd import Fd
+
+SYSFS_BTF = "/sys/kernel/btf"
+VMLINUX_PATH = SYSFS_BTF + "/vmlinux"
+
+
+@dataclass(frozen=True)
+class BtfInfo:
+    """struct bpf_btf_info, decoded."""
+
+    id: int
+    name: str  # "vmlinux" or the module name for kernel BTF; "" otherwise
+    kernel_btf: bool
+    size: int
+
+
+class BtfHandle:
+    """A BTF object loaded in the kernel; owns its fd (closed by close() or ``with``)."""
+
+    def __init__(self, fd: "Fd", log: str = "") -> None:
+        self._fd = fd
+        self.log = log
+
+    # -- construction -------------------------------------------------------------------
+    @classmethod
+    def load(cls, btf: Union[Spec, bytes], *, log_level: int = 0, log_size: int = 64 * 1024) -> "BtfHandle":
+        """BPF_BTF_LOAD a Spec or a raw blob.
+
+        A rejection raises :class:`~pybpfload.errors.VerifierError` whose
+        ``log`` is the kernel's BTF log.  With ``log_level`` > 0 the log of a
+        success is kept in :attr:`log`.
+        """
+        from ..syscall import commands
+
+        data = btf.raw if isinstance(btf, Spec) else bytes(btf)
+        fd, log = commands.btf_load(data, log_level=log_level, log_size=log_size)
+        return cls(fd, log)
+
+    @classmethod
+    def from_id(cls, btf_id: int) -> "BtfHandle":
+        """Open the loaded BTF object with this id (BPF_BTF_GET_FD_BY_ID)."""
+        from ..syscall import commands
+
+        return cls(commands.get_fd_by_id("btf", btf_id))
+
+    # -- fd ownership ---------------------------------------------------------------------
+    @property
+    def fd(self) -> int:
+        """The fd number; StateError once closed."""
+        return self._fd.fileno()
+
+    @property
+    def closed(self) -> bool:
+        return self._fd.closed
+
+    def close(self) -> None:
+        self._fd.close()
+
+    def __enter__(self) -> "BtfHandle":
+        return self
+
+    def __exit__(
+        self, et: Optional[Type[BaseException]], ev: Optional[BaseException], tb: Optional[TracebackType]
+    ) -> None:
+        self.close()
+
+    # -- queries ---------------------------------------------------------------------------
+    def info(self) -> BtfInfo:
+        """Id, name, kernel_btf and size of this BTF object."""
+        from ..syscall import _types, commands
+
+        if self._fd.closed:
+            raise StateError("BTF handle is closed")
+        name = ctypes.create_string_buffer(256)
+        info = _types.BtfInfo(name=ctypes.addressof(name), name_len=ctypes.sizeof(name))
+        commands.obj_get_info_by_fd(self.fd, info, name="BTF")
+        return BtfInfo(info.id, name.value.decode("utf-8", "replace"), bool(info.kernel_btf), info.btf_size)
+
+    @property
+    def id(self) -> int:
+        return self.info().id
+
+    def raw(self) -> bytes:
+        """The raw BTF blob the kernel holds for this object."""
+        from ..syscall import _types, commands
+
+        if self._fd.closed:
+            raise StateError("BTF handle is closed")
+        size = self.info().size
+        for _ in range(4):  # the size cannot change, but be safe against a short first guess
+            buf = ctypes.create_string_buffer(max(size, 1))
+            info = _types.BtfInfo(btf=ctypes.addressof(buf), btf_size=size)
+            commands.obj_get_info_by_fd(self.fd, info, name="BTF")
+            if info.btf_size <= size:
+                return buf.raw[: info.btf_size]
+            size = info.btf_size
+        raise BTFError("BTF size kept changing while reading it back")  # pragma: no cover
+
+    def spec(self, base: Optional[Spec] = None) -> Spec:
+        """Decode this object's BTF.  Kernel module BTF is split on vmlinux BTF,
+        which is used as base unless ``base`` is given."""
+        info = self.info()
+        data = self.raw()
+        if base is None and info.kernel_btf and info.name != "vmlinux":
+            base = vmlinux_spec()
+        return Spec.from_bytes(data, base)
+
+    def __repr__(self) -> str:
+        return f"BtfHandle(fd={self._fd.raw})"
+
+
+# ---------------------------------------------------------------- kernel BTF
+_lock = threading.Lock()
+_vmlinux: Optional[Spec] = None
+_modules: Dict[str, Spec] = {}
+
+
+def vmlinux_spec(path: Optional[str] = None) -> Spec:
+    """The running kernel's BTF, decoded once per process (indexed lazily).
+
+    ``path`` overrides /sys/kernel/btf/vmlinux (and is not cached).
+    """
+    global _vmlinux
+    if path is not None:
+        return Spec.from_file(path)
+    with _lock:
+        if _vmlinux is None:
+            if not os.path.exists(VMLINUX_PATH):
+                from ..errors import NotSupportedError
+
+                raise NotSupportedError("kernel BTF", f"{VMLINUX_PATH} does not exist (CONFIG_DEBUG_INFO_BTF)")
+            _vmlinux = Spec.from_file(VMLINUX_PATH)
+        return _vmlinux
+
+
+def module_spec(name: str) -> Spec:
+    """The split BTF of a loaded kernel module (from /sys/kernel/btf/NAME)."""
+    if "/" in name or name in ("", ".", "..", "vmlinux"):
+        raise BTFError(f"bad kernel module name {name!r}")
+    with _lock:
+        spec = _modules.get(name)
+    if spec is None:
+        base = vmlinux_spec()
+        spec = Spec.from_file(os.path.join(SYSFS_BTF, name), base)
+        with _lock:
+            _modules.setdefault(name, spec)
+    return spec
+
+
+def kernel_modules_with_btf() -> Iterator[str]:
+    """Names of loaded modules that have BTF."""
+    try:
+        names = sorted(os.listdir(SYSFS_BTF))
+    except OSError:
+        return
+    for n in names:
+        if n != "vmlinux":
+            yield n
+
+
+def iter_kernel_btf() -> Iterator[BtfHandle]:
+    """A handle on every BTF object loaded in the kernel (the caller closes them)."""
+    from ..errors import SyscallError
+    from ..syscall import commands
+
+    for btf_id in commands.iter_ids("btf"):
+        try:
+            yield BtfHandle.from_id(btf_id)
+        except SyscallError:  # gone in the meantime
+            continue
+
+
+__all__ = [
+    "BtfInfo",
+    "BtfHandle",
+    "vmlinux_spec",
+    "module_spec",
+    "kernel_modules_with_btf",
+    "iter_kernel_btf",
+    "VMLINUX_PATH",
+]
