@@ -27,10 +27,10 @@ import errno
 import mmap
 import select
 import struct
-import warnings
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .errors import BPFError, StateError, SyscallError
+from .errors import BPFError, SyscallError
+from .ringbuf import EpollOwner
 
 __all__ = ["PerfBuffer", "PerfCpuBuffer"]
 
@@ -156,7 +156,7 @@ class PerfCpuBuffer:
         self.fd.close()
 
 
-class PerfBuffer:
+class PerfBuffer(EpollOwner):
     """Read a BPF_MAP_TYPE_PERF_EVENT_ARRAY map's per-CPU rings (perf_buffer__new).
 
     ``sample_callback(cpu, data)`` gets each sample; ``lost_callback(cpu,
@@ -167,6 +167,8 @@ class PerfBuffer:
     Unlike libbpf's, :meth:`poll` and :meth:`consume` return the number of
     samples processed (libbpf's poll counts ready rings, its consume 0).
     """
+
+    _what = "perf buffer"
 
     def __init__(
         self,
@@ -240,12 +242,6 @@ class PerfBuffer:
         except OSError:  # the map may be gone already; libbpf ignores this too
             pass
 
-    def _live(self) -> select.epoll:
-        ep = self._epoll
-        if ep is None:
-            raise StateError("perf buffer is closed")
-        return ep
-
     # ------------------------------------------------------------ per-CPU rings
     @property
     def buffer_cnt(self) -> int:
@@ -289,38 +285,15 @@ class PerfBuffer:
             n += self._by_fd[fd].process(self.sample_callback, self.lost_callback, self.copy)
         return n
 
-    def epoll_fd(self) -> int:
-        """The epoll fd, readable when a ring has data (perf_buffer__epoll_fd)."""
-        return self._live().fileno()
-
-    fileno = epoll_fd
-
     # ------------------------------------------------------------ lifetime
     def close(self) -> None:
         """Remove the fds from the map, unmap and close everything (perf_buffer__free)."""
-        ep, self._epoll = self._epoll, None
-        bufs, self._bufs = self._bufs, []
+        bufs, self._bufs = getattr(self, "_bufs", []), []
         self._by_fd = {}
         for b in bufs:
             self._forget(b.cpu)
             b.close()
-        if ep is not None:
-            ep.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._epoll is None
-
-    def __enter__(self) -> "PerfBuffer":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_epoll", None) is not None:
-            warnings.warn("unclosed PerfBuffer", ResourceWarning, stacklevel=2)
-            self.close()
+        self._close_epoll()
 
     def __repr__(self) -> str:
         return f"<PerfBuffer cpus={len(self._bufs)}{' closed' if self.closed else ''}>"

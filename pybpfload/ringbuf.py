@@ -60,7 +60,7 @@ from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional,
 
 from .errors import BPFError, BPFOSError, StateError, SyscallError
 
-__all__ = ["RingBuffer", "Ring", "RecordBatch", "UserRingBuffer"]
+__all__ = ["RingBuffer", "Ring", "RecordBatch", "UserRingBuffer", "EpollOwner"]
 
 BUSY_BIT = 1 << 31
 DISCARD_BIT = 1 << 30
@@ -397,7 +397,52 @@ def _matching_prefix(lens: bytes, pat: bytes, n: int) -> int:
     return lo
 
 
-class RingBuffer:
+class EpollOwner:
+    """What RingBuffer, UserRingBuffer and PerfBuffer share: one epoll fd,
+    closed once by ``close()`` (which subclasses extend), a context manager,
+    ``fileno()`` for selectors, and a ResourceWarning when left open."""
+
+    _epoll: Optional[select.epoll] = None
+    _what = "buffer"
+
+    def _live(self) -> select.epoll:
+        ep = self._epoll
+        if ep is None:
+            raise StateError(f"{self._what} is closed")
+        return ep
+
+    def epoll_fd(self) -> int:
+        """The epoll fd (ring_buffer__epoll_fd / perf_buffer__epoll_fd)."""
+        return self._live().fileno()
+
+    def fileno(self) -> int:
+        return self.epoll_fd()
+
+    def _close_epoll(self) -> None:
+        ep, self._epoll = self._epoll, None
+        if ep is not None:
+            ep.close()
+
+    def close(self) -> None:
+        self._close_epoll()
+
+    @property
+    def closed(self) -> bool:
+        return self._epoll is None
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_epoll", None) is not None:
+            warnings.warn(f"unclosed {type(self).__name__}", ResourceWarning, stacklevel=2)
+            self.close()
+
+
+class RingBuffer(EpollOwner):
     """Consume one or more BPF ring buffers (libbpf's ``struct ring_buffer``).
 
     ``RingBuffer(map, callback)`` is ``ring_buffer__new``; :meth:`add` adds
@@ -416,6 +461,8 @@ class RingBuffer:
     - ``record_size=N``: a :class:`RecordBatch`, one zero-copy view of every
       complete N-byte record in one step.
     """
+
+    _what = "ring buffer"
 
     def __init__(self, map: Optional[MapLike] = None, callback: Optional[Callable[..., Any]] = None, **options: Any) -> None:
         self._epoll: Optional[select.epoll] = select.epoll()
@@ -461,12 +508,6 @@ class RingBuffer:
         """The ring added index-th (ring_buffer__ring)."""
         return self._rings[index]
 
-    def _live(self) -> select.epoll:
-        ep = self._epoll
-        if ep is None:
-            raise StateError("ring buffer is closed")
-        return ep
-
     # ------------------------------------------------------------ consuming
     def consume(self) -> int:
         """Process every ring's available records without waiting (ring_buffer__consume).
@@ -504,12 +545,6 @@ class RingBuffer:
                 return r
             total += r
         return total
-
-    def epoll_fd(self) -> int:
-        """The epoll fd that is readable when a ring has data (ring_buffer__epoll_fd)."""
-        return self._live().fileno()
-
-    fileno = epoll_fd
 
     # ------------------------------------------------------------ asyncio
     async def wait_async(self, timeout: Optional[float] = None) -> bool:
@@ -567,34 +602,17 @@ class RingBuffer:
     # ------------------------------------------------------------ lifetime
     def close(self) -> None:
         """Unmap every ring and close the epoll fd (ring_buffer__free); idempotent."""
-        ep, self._epoll = self._epoll, None
-        for ring in self._rings:
+        for ring in getattr(self, "_rings", ()):
             ring._close()
         self._rings = []
         self._by_fd = {}
-        if ep is not None:
-            ep.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._epoll is None
-
-    def __enter__(self) -> "RingBuffer":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_epoll", None) is not None:
-            warnings.warn("unclosed RingBuffer", ResourceWarning, stacklevel=2)
-            self.close()
+        self._close_epoll()
 
     def __repr__(self) -> str:
         return f"<RingBuffer rings={len(self._rings)}{' closed' if self.closed else ''}>"
 
 
-class UserRingBuffer:
+class UserRingBuffer(EpollOwner):
     """Produce records from Python into a BPF_MAP_TYPE_USER_RINGBUF map, which
     a program drains with ``bpf_user_ringbuf_drain`` (libbpf's ``user_ring_buffer``).
 
@@ -603,6 +621,8 @@ class UserRingBuffer:
     order and stops at the first one not yet submitted.  :meth:`write` does
     all three steps for a bytes-like object.
     """
+
+    _what = "user ring buffer"
 
     def __init__(self, map: MapLike) -> None:
         fd = _map_fd(map)
@@ -634,10 +654,6 @@ class UserRingBuffer:
         self._data = pv[PAGE_SIZE:]
         self._u32 = self._data.cast("I")
         self._views = [self._cons, self._prod, self._u32, self._data, pv]
-
-    def _live(self) -> None:
-        if self._epoll is None:
-            raise StateError("user ring buffer is closed")
 
     def avail_space(self) -> int:
         """Free bytes in the ring (headers included)."""
@@ -713,39 +729,14 @@ class UserRingBuffer:
         view[:] = src
         self.submit(view)
 
-    def epoll_fd(self) -> int:
-        """An epoll fd that is readable when the kernel has drained records."""
-        self._live()
-        assert self._epoll is not None
-        return self._epoll.fileno()
-
-    fileno = epoll_fd
-
     def close(self) -> None:
         """Unmap the ring and close the epoll fd (user_ring_buffer__free); idempotent."""
-        ep, self._epoll = self._epoll, None
-        for view, _ in self._pending.values():
+        for view, _ in getattr(self, "_pending", {}).values():
             view.release()
         self._pending = {}
         views = getattr(self, "_views", [])
         self._views = []
         self._cons = self._prod = self._u32 = self._data = None  # type: ignore[assignment]
-        maps, self._maps = self._maps, []
+        maps, self._maps = getattr(self, "_maps", []), []
         _unmap(views, maps)
-        if ep is not None:
-            ep.close()
-
-    @property
-    def closed(self) -> bool:
-        return self._epoll is None
-
-    def __enter__(self) -> "UserRingBuffer":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_epoll", None) is not None:
-            warnings.warn("unclosed UserRingBuffer", ResourceWarning, stacklevel=2)
-            self.close()
+        self._close_epoll()

@@ -9,7 +9,9 @@ the test packet, so both contents and order are checked by the tests.
 from __future__ import annotations
 
 import struct
-from typing import Optional, Sequence
+import subprocess
+from pathlib import Path
+from typing import Optional, Sequence, Tuple
 
 from .asm import (
     ADD,
@@ -143,3 +145,14 @@ def packet(size: int, fill: Optional[Sequence[int]] = None) -> bytes:
 
 def expected_record(seq: int, pkt: bytes, size: int) -> bytes:
     return struct.pack("=Q", seq) + pkt[8:size]
+
+
+def bpftool_loadall(obj: str, bpffs: Path) -> Tuple[Path, Path]:
+    """libbpf (through bpftool, the oracle) loads fixture ``obj`` and pins its
+    programs under bpffs/progs and its maps under bpffs/maps."""
+    from .conftest import fixture_path, require_tool  # pytest only: the benchmark imports this module too
+
+    bpftool = require_tool("bpftool")
+    progs, maps = bpffs / "progs", bpffs / "maps"
+    subprocess.run([bpftool, "prog", "loadall", str(fixture_path(obj)), str(progs), "pinmaps", str(maps)], check=True, capture_output=True)
+    return progs, maps

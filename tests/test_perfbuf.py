@@ -16,8 +16,8 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
-from .conftest import fixture_path, require_tool
-from .eventprogs import expected_record, packet, perf_output_prog, seq_map
+from .conftest import require_tool
+from .eventprogs import bpftool_loadall, expected_record, packet, perf_output_prog, seq_map
 
 from pybpfload import BPFError, Map, MapType, StateError
 from pybpfload.maps import possible_cpus
@@ -207,13 +207,8 @@ def test_unclosed_perf_buffer_warns(perf_map: Map) -> None:
 def test_fixture_perfbuf_produced_through_bpftool(bpffs: Path, tmp_path: Path) -> None:
     """libbpf (through bpftool) loads the C fixture, sizes its perf map to the
     CPU count and runs the producer; we read the pinned map's events."""
+    progs, maps = bpftool_loadall("perfbuf_emit.bpf.o", bpffs)
     bpftool = require_tool("bpftool")
-    progs, maps = bpffs / "progs", bpffs / "maps"
-    subprocess.run(
-        [bpftool, "prog", "loadall", str(fixture_path("perfbuf_emit.bpf.o")), str(progs), "pinmaps", str(maps)],
-        check=True,
-        capture_output=True,
-    )
     pkt = bytes(range(100, 164))
     (tmp_path / "pkt").write_bytes(pkt)
     got: List[Tuple[int, bytes]] = []

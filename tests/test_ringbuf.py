@@ -23,8 +23,8 @@ from typing import Any, List, Tuple
 
 import pytest
 
-from .conftest import fixture_path, require_tool
-from .eventprogs import expected_record, packet, read_seq, ringbuf_output_prog, ringbuf_reserve_prog, seq_map
+from .conftest import require_tool
+from .eventprogs import bpftool_loadall, expected_record, packet, read_seq, ringbuf_output_prog, ringbuf_reserve_prog, seq_map
 
 from pybpfload import BPFError, BPFOSError, Map, MapType, Program, StateError
 from pybpfload.ringbuf import BUSY_BIT, DISCARD_BIT, RecordBatch, Ring, RingBuffer, UserRingBuffer
@@ -666,18 +666,10 @@ def test_user_ringbuf_wraps_around(user_ring: Any) -> None:
 
 
 # ---------------------------------------------------------------- C fixtures loaded by the oracle
-def _bpftool_loadall(obj: str, bpffs: Path) -> Tuple[Path, Path]:
-    """libbpf (through bpftool) loads a fixture and pins its programs and maps."""
-    bpftool = require_tool("bpftool")
-    progs, maps = bpffs / "progs", bpffs / "maps"
-    subprocess.run([bpftool, "prog", "loadall", str(fixture_path(obj)), str(progs), "pinmaps", str(maps)], check=True, capture_output=True)
-    return progs, maps
-
-
 @kernel
 @pytest.mark.oracle
 def test_fixture_ringbuf_produced_through_bpftool(bpffs: Path, tmp_path: Path) -> None:
-    progs, maps = _bpftool_loadall("ringbuf_emit.bpf.o", bpffs)
+    progs, maps = bpftool_loadall("ringbuf_emit.bpf.o", bpffs)
     pkt = bytes(range(64))
     (tmp_path / "pkt").write_bytes(pkt)
     got: List[bytes] = []
@@ -697,7 +689,7 @@ def test_fixture_ringbuf_produced_through_bpftool(bpffs: Path, tmp_path: Path) -
 @kernel
 @pytest.mark.oracle
 def test_fixture_user_ringbuf_drained_checked_by_bpftool(bpffs: Path) -> None:
-    progs, maps = _bpftool_loadall("ringbuf_user.bpf.o", bpffs)
+    progs, maps = bpftool_loadall("ringbuf_user.bpf.o", bpffs)
     values = [10, 20, 30, 40]
     with Map.from_pin(str(maps / "user_rb")) as m, UserRingBuffer(m) as urb:
         for v in values:
