@@ -1,9 +1,9 @@
 """Command line of the VM test runner (run with PYTHONPATH=tools python -m vmtest ...).
 
-  fetch [KERNEL...]           download (or refresh) kernels and build their initramfs
-  run KERNEL [--] CMD...      run CMD as root in the current directory inside KERNEL's guest
-  matrix [--kernels A,B]      kernel-marked tests on each kernel, two guests at a time
-  table [--results FILE]      the Markdown feature-by-kernel table of a results file
+fetch [KERNEL...]           download (or refresh) kernels and build their initramfs
+run KERNEL [--] CMD...      run CMD as root in the current directory inside KERNEL's guest
+matrix [--kernels A,B]      kernel-marked tests on each kernel, two guests at a time
+table [--results FILE]      the Markdown feature-by-kernel table of a results file
 """
 
 from __future__ import annotations
@@ -91,8 +91,15 @@ def cmd_run(ns: argparse.Namespace) -> int:
         return 2
     k = fetch_kernel(kernel_spec(ns.kernel), offline=ns.offline)
     extra = dict(e.split("=", 1) for e in ns.env)
-    r = run_in_vm(k.vmlinuz, build_initramfs(k), command, cwd=ns.cwd or os.getcwd(),
-                  env=guest_env(os.environ, extra), timeout=ns.timeout, keep=ns.keep)
+    r = run_in_vm(
+        k.vmlinuz,
+        build_initramfs(k),
+        command,
+        cwd=ns.cwd or os.getcwd(),
+        env=guest_env(os.environ, extra),
+        timeout=ns.timeout,
+        keep=ns.keep,
+    )
     sys.stdout.write(r.output)
     if r.status is None:
         print(f"vmtest: {'timed out' if r.timed_out else 'no exit status'}; console:\n{r.console[-4000:]}", file=sys.stderr)
@@ -106,10 +113,10 @@ def cmd_matrix(ns: argparse.Namespace) -> int:
 
     specs = parse_kernels(ns.kernels)
     python = ns.python or default_python(REPO)
-    print(f"vmtest: kernel tests on {', '.join(s.name for s in specs)} with {python}, {ns.jobs} guest(s) at a time",
-          flush=True)
-    results, meta = run_matrix(specs, REPO, python, ns.out, ns.jobs, _strip_dashdash(ns.pytest_args),
-                               ns.timeout or DEFAULT_TIMEOUT, ns.offline, ns.host)
+    print(f"vmtest: kernel tests on {', '.join(s.name for s in specs)} with {python}, {ns.jobs} guest(s) at a time", flush=True)
+    results, meta = run_matrix(
+        specs, REPO, python, ns.out, ns.jobs, _strip_dashdash(ns.pytest_args), ns.timeout or DEFAULT_TIMEOUT, ns.offline, ns.host
+    )
     write_results(ns.results, results, meta)
     print(f"\n== matrix summary ({meta['wall_seconds']}s wall, logs in {ns.out}, results in {ns.results})")
     for r in results:

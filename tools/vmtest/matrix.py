@@ -30,8 +30,16 @@ def pytest_command(python: str, junit_path: str, extra: Sequence[str] = ()) -> L
     ]  # fmt: skip
 
 
-def _result(name: str, release: str, version: str, status: Optional[int], seconds: float,
-            output: str, junit: Optional[Path], fallback: str) -> KernelResult:
+def _result(
+    name: str,
+    release: str,
+    version: str,
+    status: Optional[int],
+    seconds: float,
+    output: str,
+    junit: Optional[Path],
+    fallback: str,
+) -> KernelResult:
     tests = []
     if junit is not None and junit.exists():
         try:
@@ -42,9 +50,16 @@ def _result(name: str, release: str, version: str, status: Optional[int], second
     return KernelResult(name, release, status, round(seconds, 1), summary, tests, version)
 
 
-def run_guest(spec: KernelSpec, repo: Path, python: str, out: Path, extra: Sequence[str] = (),
-              timeout: float = DEFAULT_TIMEOUT, offline: bool = False,
-              log: Callable[[str], None] = print) -> KernelResult:
+def run_guest(
+    spec: KernelSpec,
+    repo: Path,
+    python: str,
+    out: Path,
+    extra: Sequence[str] = (),
+    timeout: float = DEFAULT_TIMEOUT,
+    offline: bool = False,
+    log: Callable[[str], None] = print,
+) -> KernelResult:
     """Fetch ``spec``'s kernel, boot it and run the kernel-marked tests in ``repo`` inside it."""
     start = time.monotonic()
     try:
@@ -63,12 +78,10 @@ def run_guest(spec: KernelSpec, repo: Path, python: str, out: Path, extra: Seque
         why = f"guest reported no exit status (see {keep}/console.log)"
     else:
         why = f"pytest exited {r.status} without a summary line"
-    return _result(spec.name, kernel.release, kernel.version, r.status, time.monotonic() - start,
-                   r.output, keep / JUNIT, why)
+    return _result(spec.name, kernel.release, kernel.version, r.status, time.monotonic() - start, r.output, keep / JUNIT, why)
 
 
-def run_host(repo: Path, python: str, out: Path, extra: Sequence[str] = (),
-             timeout: float = DEFAULT_TIMEOUT) -> KernelResult:
+def run_host(repo: Path, python: str, out: Path, extra: Sequence[str] = (), timeout: float = DEFAULT_TIMEOUT) -> KernelResult:
     """The same tests on this machine's own kernel (the ``host`` column)."""
     keep = out / "host"
     keep.mkdir(parents=True, exist_ok=True)
@@ -77,27 +90,52 @@ def run_host(repo: Path, python: str, out: Path, extra: Sequence[str] = (),
     env.pop("PYTHONPATH", None)
     start = time.monotonic()
     try:
-        proc = subprocess.run(pytest_command(python, str(junit), extra), cwd=repo, env=env, timeout=timeout,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.run(
+            pytest_command(python, str(junit), extra),
+            cwd=repo,
+            env=env,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         status, output = proc.returncode, proc.stdout
     except subprocess.TimeoutExpired as e:
         status, output = None, e.stdout.decode(errors="replace") if e.stdout else ""
     (keep / "output").write_text(output)
-    return _result("host", platform.release(), "", status, time.monotonic() - start, output, junit,
-                   f"pytest exited {status} without a summary line")
+    return _result(
+        "host",
+        platform.release(),
+        "",
+        status,
+        time.monotonic() - start,
+        output,
+        junit,
+        f"pytest exited {status} without a summary line",
+    )
 
 
 def git_commit(repo: Path) -> str:
     try:
-        return subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return ""
 
 
-def run_matrix(specs: Sequence[KernelSpec], repo: Path, python: str, out: Path, jobs: int = 2,
-               extra: Sequence[str] = (), timeout: float = DEFAULT_TIMEOUT, offline: bool = False,
-               host: bool = False) -> "tuple[List[KernelResult], Dict[str, str]]":
+def run_matrix(
+    specs: Sequence[KernelSpec],
+    repo: Path,
+    python: str,
+    out: Path,
+    jobs: int = 2,
+    extra: Sequence[str] = (),
+    timeout: float = DEFAULT_TIMEOUT,
+    offline: bool = False,
+    host: bool = False,
+) -> "tuple[List[KernelResult], Dict[str, str]]":
     """Run every guest (``jobs`` at a time), then the host if asked; results in ``specs`` order."""
     lock = threading.Lock()
 
@@ -135,4 +173,3 @@ def default_python(repo: Path) -> str:
         return env
     venv = repo / ".venv" / "bin" / "python"
     return str(venv) if venv.exists() else sys.executable
-

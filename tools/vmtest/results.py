@@ -161,8 +161,10 @@ def render_table(results: Sequence[KernelResult], meta: Optional[Mapping[str, st
                 notes.append(f"- {r.name}: `{t.nodeid}` {t.outcome}: {t.message}")
     out = []
     if meta and meta.get("date"):
-        out.append(f"Kernel-marked tests per kernel, from the matrix run of {meta['date']} "
-                   "(✓/✗ passed/total; guests under qemu, `host` is the CI machine's own kernel).\n")
+        out.append(
+            f"Kernel-marked tests per kernel, from the matrix run of {meta['date']} "
+            "(✓/✗ passed/total; guests under qemu, `host` is the CI machine's own kernel).\n"
+        )
     out += lines
     if notes:
         out += ["", "Failures:", "", *notes]
