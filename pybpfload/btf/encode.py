@@ -215,17 +215,23 @@ class Builder:
         return None
 
     # -- editing --------------------------------------------------------------------------
+    @staticmethod
+    def _normalise(t: T.Type, tid: int) -> T.Type:
+        if isinstance(t, T.COMPOSITES) and not t.kflag and any(m.bitfield_size for m in t.members):
+            return dataclasses.replace(t, id=tid, kflag=True)  # bitfields need the kind_flag encoding
+        return dataclasses.replace(t, id=tid)
+
     def add(self, t: T.Type) -> int:
         """Append a type; returns its new id (the ``id`` it carried is ignored)."""
         tid = len(self)
-        self._types.append(dataclasses.replace(t, id=tid))
+        self._types.append(self._normalise(t, tid))
         return tid
 
     def replace(self, tid: int, t: T.Type) -> None:
         """Put ``t`` in place of type ``tid`` (which keeps its id)."""
         if tid < self.first_id or tid >= len(self):
             raise BTFError(f"cannot replace BTF type {tid}: not one of this BTF's own types")
-        self._types[tid - self.first_id] = dataclasses.replace(t, id=tid)
+        self._types[tid - self.first_id] = self._normalise(t, tid)
 
     def add_string(self, s: str) -> int:
         """Intern a string; returns its offset."""
