@@ -35,6 +35,10 @@ _EXPORTS = {
     "Program": "program",
     "ProgramInfo": "program",
     "TestRun": "program",
+    "RingBuffer": "ringbuf",
+    "UserRingBuffer": "ringbuf",
+    "RecordBatch": "ringbuf",
+    "PerfBuffer": "perfbuf",
     "MapType": "syscall",
     "ProgType": "syscall",
     "AttachType": "syscall",
@@ -73,5 +77,7 @@ if TYPE_CHECKING:  # pragma: no cover
         VerifierError,
     )
     from .maps import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Map, MapInfo, MapKeyError, possible_cpus  # noqa: F401
+    from .perfbuf import PerfBuffer  # noqa: F401
     from .program import Program, ProgramInfo, TestRun  # noqa: F401
+    from .ringbuf import RecordBatch, RingBuffer, UserRingBuffer  # noqa: F401
     from .syscall import AttachType, Fd, LinkType, MapType, ProgType  # noqa: F401

@@ -260,16 +260,19 @@ class Program(FdObject):
         ctx: bytes = b"",
         repeat: int = 0,
         data_size_out: Optional[int] = None,
-        ctx_size_out: Optional[int] = None,
+        ctx_size_out: int = 0,
         flags: int = 0,
         cpu: int = 0,
         batch_size: int = 0,
     ) -> TestRun:
-        """Run the program once (or ``repeat`` times) with BPF_PROG_TEST_RUN."""
+        """Run the program once (or ``repeat`` times) with BPF_PROG_TEST_RUN.
+
+        ``data_size_out`` defaults to room for the packet plus 4 KiB; the
+        context is copied back only when ``ctx_size_out`` asks for it (as
+        libbpf's opts: some program types, e.g. SEC("syscall"), refuse it).
+        """
         if data_size_out is None:
             data_size_out = len(data) + 4096 if data else 0
-        if ctx_size_out is None:
-            ctx_size_out = len(ctx) if ctx else 0
         retval, duration, dout, cout = commands.prog_test_run(
             self._live().fileno(),
             data_in=data,

@@ -117,7 +117,7 @@ def test_ctx_in_and_out() -> None:
     with Program.load(code, PT.BPF_PROG_TYPE_SCHED_CLS, name="mark") as p:
         ctx = bytearray(192)  # sizeof(struct __sk_buff)
         struct.pack_into("<I", ctx, 8, 1234)
-        r = p.test_run(b"\0" * 64, ctx=bytes(ctx))
+        r = p.test_run(b"\0" * 64, ctx=bytes(ctx), ctx_size_out=len(ctx))
         assert r.retval == 1234
         assert struct.unpack_from("<I", r.ctx, 8)[0] == 1234
 
