@@ -33,7 +33,7 @@ def generate_source(n: int) -> str:
     parts = [
         "#include <linux/bpf.h>\n#include <bpf/bpf_helpers.h>\n",
         "struct { __uint(type, BPF_MAP_TYPE_ARRAY); __type(key, __u32); __type(value, __u64);"
-        " __uint(max_entries, 64); } counts SEC(\".maps\");\n",
+        ' __uint(max_entries, 64); } counts SEC(".maps");\n',
         "int global_counter;\nconst volatile int limit = 5;\n",
         "static __noinline int helper(int x) { return x * 3 + limit; }\n",
     ]
@@ -58,7 +58,19 @@ def compile_generated(n: int, workdir: Path) -> Optional[Path]:
     src.write_text(generate_source(n))
     arch = "x86" if sys.platform.startswith("linux") else "x86"
     subprocess.run(
-        [clang, "-g", "-O2", "-target", "bpf", f"-D__TARGET_ARCH_{arch}", "-I/usr/include/x86_64-linux-gnu", "-c", str(src), "-o", str(obj)],
+        [
+            clang,
+            "-g",
+            "-O2",
+            "-target",
+            "bpf",
+            f"-D__TARGET_ARCH_{arch}",
+            "-I/usr/include/x86_64-linux-gnu",
+            "-c",
+            str(src),
+            "-o",
+            str(obj),
+        ],
         check=True,
     )
     return obj
@@ -114,8 +126,8 @@ def main() -> None:
             except Exception as e:  # noqa: BLE001 - report and go on
                 print(f"{f.name:28} error: {e}")
                 continue
-            ours = timeit(lambda: Object.open(f, relaxed_maps=True), args.repeat)
-            theirs = timeit(lambda: lb(f), args.repeat) if lb is not None else None
+            ours = timeit(lambda f=f: Object.open(f, relaxed_maps=True), args.repeat)
+            theirs = timeit(lambda f=f: lb(f), args.repeat) if lb is not None else None
             ratio = f"{ours / theirs:6.1f}" if theirs else "     -"
             lt = f"{theirs * 1e3:10.3f}" if theirs is not None else "         -"
             print(f"{f.name:28} {len(obj.model.programs):5d} {len(obj.maps):4d} {ours * 1e3:12.3f} {lt} {ratio}")

@@ -217,7 +217,7 @@ def opcode_name(code: int) -> str:
     if cls in (BPF_ALU, BPF_ALU64):
         name = _ALU_NAMES.get(code & 0xF0, f"alu{code & 0xF0:#x}")
         if (code & 0xF0) == BPF_END:
-            return ("bswap" if cls == BPF_ALU64 else ("be" if code & 0x08 else "le"))
+            return "bswap" if cls == BPF_ALU64 else ("be" if code & 0x08 else "le")
         return name + ("64" if cls == BPF_ALU64 else "32") + (" reg" if code & 0x08 else " imm")
     name = _JMP_NAMES.get(code & 0xF0, f"jmp{code & 0xF0:#x}")
     if (code & 0xF0) in (BPF_CALL, BPF_EXIT, BPF_JA):

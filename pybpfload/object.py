@@ -112,7 +112,6 @@ class Object:
         btf_custom_path: Optional[str] = None,
         kernel_log_level: int = 0,
     ) -> None:
-        from .maps import Map
         from .program import Program
 
         self.model = model
@@ -150,7 +149,7 @@ class Object:
             )
             progs.setdefault(spec.name, p)
             self._prog_specs.setdefault(spec.name, spec)
-        maps: Dict[str, Map] = {}
+        maps: Dict[str, "Map"] = {}
         self._map_specs: Dict[str, "MapSpec"] = {}
         for ms in model.maps:
             m = _make_map(ms)

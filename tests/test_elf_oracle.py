@@ -26,7 +26,7 @@ pytestmark = pytest.mark.oracle
 
 # Objects libbpf 1.x cannot open, with the reason.
 LIBBPF_REFUSES = {
-    "legacy_maps.bpf.o": "libbpf 1.x dropped legacy SEC(\"maps\") definitions",
+    "legacy_maps.bpf.o": 'libbpf 1.x dropped legacy SEC("maps") definitions',
     "map_unknown_field.bpf.o": "unknown map field without relaxed_maps",
 }
 ALL_FIXTURES = sorted(p.name for p in FIXTURES.glob("*.bpf.o"))

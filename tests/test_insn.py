@@ -64,7 +64,7 @@ def _llvm_mc(lines: List[str]) -> List[str]:
     mc = require_tool("llvm-mc")
     res = subprocess.run([mc, "--disassemble", "-triple=bpfel"], input="\n".join(lines) + "\n", capture_output=True, text=True)
     bad = {int(m.group(1)) for m in re.finditer(r"<stdin>:(\d+):\d+: warning: invalid instruction encoding", res.stderr)}
-    texts = [l.strip() for l in res.stdout.splitlines() if l.startswith("\t") and not l.strip().startswith(".")]
+    texts = [ln.strip() for ln in res.stdout.splitlines() if ln.startswith("\t") and not ln.strip().startswith(".")]
     out: List[str] = []
     it = iter(texts)
     for n in range(1, len(lines) + 1):

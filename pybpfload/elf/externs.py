@@ -103,8 +103,17 @@ def collect_externs(elf: ElfFile, btf: Optional[Spec], datasecs: List[T.Datasec]
                 raise ELFError(f"extern (kcfg) {name!r}: unsupported type")
             raw.append(
                 ExternSpec(
-                    name, ExternKind.KCONFIG, sym.index, tid, sec.id, weak, essential_name(name),
-                    kcfg_type=ktype, kcfg_size=size, kcfg_align=align, kcfg_signed=signed,
+                    name,
+                    ExternKind.KCONFIG,
+                    sym.index,
+                    tid,
+                    sec.id,
+                    weak,
+                    essential_name(name),
+                    kcfg_type=ktype,
+                    kcfg_size=size,
+                    kcfg_align=align,
+                    kcfg_signed=signed,
                 )  # fmt: skip
             )
         elif sec.name == KSYMS_SEC:
@@ -112,8 +121,15 @@ def collect_externs(elf: ElfFile, btf: Optional[Spec], datasecs: List[T.Datasec]
             type_id = skip_mods(btf, t.type)[0]
             raw.append(
                 ExternSpec(
-                    name, ExternKind.KSYM, sym.index, tid, sec.id, weak, essential_name(name),
-                    ksym_type_id=type_id, is_func=is_func,
+                    name,
+                    ExternKind.KSYM,
+                    sym.index,
+                    tid,
+                    sec.id,
+                    weak,
+                    essential_name(name),
+                    ksym_type_id=type_id,
+                    is_func=is_func,
                 )  # fmt: skip
             )
         else:

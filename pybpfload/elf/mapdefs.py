@@ -224,7 +224,7 @@ def btf_maps(
 ) -> List[MapSpec]:
     """The maps of SEC(".maps"), in DATASEC order."""
     if btf is None:
-        raise ELFError("SEC(\".maps\") needs BTF, and the object has none (or it is corrupt)")
+        raise ELFError('SEC(".maps") needs BTF, and the object has none (or it is corrupt)')
     if datasec is None:
         raise BTFError("DATASEC '.maps' not found")
     out = []
@@ -278,8 +278,17 @@ def legacy_maps(elf: ElfFile, sec: Section, btf: Optional[Spec], strict: bool) -
         kid, vid = _kv_pair_types(btf, s.name, ksz, vsz)
         out.append(
             MapSpec(
-                name=s.name, kind=MapKind.LEGACY, type=mtype, key_size=ksz, value_size=vsz, max_entries=maxe,
-                flags=flags, btf_key_type_id=kid, btf_value_type_id=vid, sec_idx=sec.index, sec_offset=s.value,
+                name=s.name,
+                kind=MapKind.LEGACY,
+                type=mtype,
+                key_size=ksz,
+                value_size=vsz,
+                max_entries=maxe,
+                flags=flags,
+                btf_key_type_id=kid,
+                btf_value_type_id=vid,
+                sec_idx=sec.index,
+                sec_offset=s.value,
             )  # fmt: skip
         )
     return out
@@ -311,9 +320,7 @@ def _mmapable(btf: Optional[Spec], datasec: Optional[DatasecInfo]) -> bool:
     return any(v.linkage != T.LINKAGE_STATIC for v in datasec.vars)
 
 
-def global_data_map(
-    obj_name: str, kind: MapKind, sec: Section, btf: Optional[Spec], datasecs: Dict[str, DatasecInfo]
-) -> MapSpec:
+def global_data_map(obj_name: str, kind: MapKind, sec: Section, btf: Optional[Spec], datasecs: Dict[str, DatasecInfo]) -> MapSpec:
     """The internal ARRAY map of a .data / .rodata / .bss section."""
     value_id = find_by_name(btf, sec.name) if btf is not None else -1
     flags = BPF_F_RDONLY_PROG if kind is MapKind.RODATA else 0
@@ -417,4 +424,3 @@ def collect_map_slots(
     for idx, s in slots.items():
         size = max(s) + 1
         maps[idx] = replace(maps[idx], init_slots=tuple(s.get(i) for i in range(size)))
-

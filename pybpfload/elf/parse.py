@@ -186,9 +186,7 @@ def _datasecs(elf: ElfFile, btf: Spec) -> Tuple[List[T.Datasec], List[DatasecInf
             off, linkage = v.offset, var.linkage
             if linkage not in (T.LINKAGE_STATIC, T.LINKAGE_EXTERN):
                 if var_syms is None:
-                    var_syms = {
-                        s.name: s for s in reversed(elf.symbols) if s.type == STT_OBJECT and s.is_global
-                    }
+                    var_syms = {s.name: s for s in reversed(elf.symbols) if s.type == STT_OBJECT and s.is_global}
                 sym = var_syms.get(var.name)
                 if sym is None:
                     raise BTFError(f"DATASEC {name!r}: no ELF symbol for VAR {var.name!r}")
@@ -254,8 +252,10 @@ def _record(ctx: _RelocContext, prog: str, insns: bytes, idx: int, sym: Symbol) 
         raise ELFError(
             f"prog {prog!r}: relocation against {name!r} in special section {sym.shndx:#x}; forgot to initialize a global?"
         )
-    if sym.shndx == text and text and (
-        (sym.bind == STB_LOCAL and sym.type == STT_SECTION) or (sym.is_global and sym.type == STT_FUNC)
+    if (
+        sym.shndx == text
+        and text
+        and ((sym.bind == STB_LOCAL and sym.type == STT_SECTION) or (sym.is_global and sym.type == STT_FUNC))
     ):
         if sym.value % 8 or imm % 8:
             raise ELFError(f"prog {prog!r}: bad subprogram address relocation against {name!r}")
@@ -302,7 +302,7 @@ def _parse(data: bytes, obj_name: str, relaxed_maps: bool, pin_root_path: Option
             if c.btf_maps is not None or has_externs:
                 raise
     elif c.btf_maps is not None:
-        raise ELFError("SEC(\".maps\") needs BTF, and the object has no .BTF section")
+        raise ELFError('SEC(".maps") needs BTF, and the object has no .BTF section')
     raw_ds: List[T.Datasec] = []
     datasecs: List[DatasecInfo] = []
     if btf is not None:
@@ -334,9 +334,7 @@ def _parse(data: bytes, obj_name: str, relaxed_maps: bool, pin_root_path: Option
     keys = [(sec.index, sym.value // 8) for sym, sec in found]
     relocs: List[List[Reloc]] = [[] for _ in found]
     ctx = _RelocContext(elf, c, maps, externs, data_maps)
-    entry = {
-        sym.name: (sec.index, sym.value) for sym, sec in found if not (sec.index == c.text_shndx and nprogs > 1)
-    }
+    entry = {sym.name: (sec.index, sym.value) for sym, sec in found if not (sec.index == c.text_shndx and nprogs > 1)}
     for rs in c.rel_secs:
         target = elf.sections[rs.info]
         if rs.name == ".rel.maps" and not target.is_exec:
@@ -389,4 +387,3 @@ def _parse(data: bytes, obj_name: str, relaxed_maps: bool, pin_root_path: Option
         text_shndx=c.text_shndx,
         section_names={s.index: s.name for s in elf.sections if s.index},
     )
-
