@@ -10,7 +10,6 @@ is decoded for it.
 
 from __future__ import annotations
 
-import mmap
 import os
 import re
 import struct
@@ -26,8 +25,10 @@ from . import types as T
 BTF_MAGIC = 0xEB9F
 HEADER = struct.Struct("<HBBIIIII")
 BTF_MAX_STR_OFFSET = 0x7FFFFFFF
+KERNEL_BTF_DIR = "/sys/kernel/btf"
 
 TT = TypeVar("TT", bound=T.Type)
+_NUL = re.compile(b"\0")
 
 
 class _K:
@@ -36,7 +37,7 @@ class _K:
 
 for _kind in T.Kind:
     setattr(_K, _kind.name, int(_kind))
-Buffer = Union[bytes, bytearray, memoryview, mmap.mmap]
+Buffer = Union[bytes, bytearray, memoryview]
 
 
 class TypeNotFoundError(BTFError, KeyError):
@@ -53,10 +54,21 @@ class Spec:
     split BTF, ids continue after the base's and strings offsets after the
     base's string section.  ``cache`` controls the on-disk index cache:
     None (default) uses it for blobs of 256 KiB and more.
+    ``unique_strings`` promises that no string occurs twice in the string
+    section (true of kernel BTF, which pahole deduplicates): a name lookup
+    then stops at the first occurrence instead of scanning every string.
     """
 
-    def __init__(self, data: Buffer, base: Optional["Spec"] = None, *, cache: Optional[bool] = None) -> None:
-        mv = memoryview(data).cast("B") if not isinstance(data, memoryview) else data.cast("B")
+    def __init__(
+        self,
+        data: Buffer,
+        base: Optional["Spec"] = None,
+        *,
+        cache: Optional[bool] = None,
+        unique_strings: bool = False,
+        _mapped: bool = False,
+    ) -> None:
+        mv = memoryview(data).cast("B")
         size = len(mv)
         if size < HEADER.size:
             raise BTFError(f"BTF too short for its header: {size} bytes")
@@ -86,7 +98,7 @@ class Spec:
         # Keep the buffer (bytes, or a read-only private mapping of the file):
         # strings are read from it in place; the type words are copied into an
         # array (faster to index) unless the index comes from the cache.
-        self._buf: Buffer = data if isinstance(data, (bytes, mmap.mmap)) else bytes(mv)
+        self._buf: Union[bytes, memoryview] = data if isinstance(data, bytes) else (mv if _mapped else bytes(mv))
         buf = self._buf
         self._sstart, self._send = sstart, sstart + str_len
         self._tstart, self._tend = tstart, tstart + type_len
@@ -97,6 +109,7 @@ class Spec:
         if base is None and not str_len:
             raise BTFError("BTF has no string section")
         self._str_len = str_len
+        self._unique_strings = unique_strings
         self.first_id = 1 if base is None else len(base)
         self.str_base = 0 if base is None else base.str_base + base._str_len
         self._cache_key: Optional[Tuple[int, int, int]] = None
@@ -132,21 +145,21 @@ class Spec:
         """Decode a raw BTF file such as /sys/kernel/btf/vmlinux.
 
         The file is mapped read-only and private when possible (the mapping
-        lives as long as the Spec), and read otherwise.
+        lives as long as the Spec, and holds no fd), and read otherwise.
+        Files under /sys/kernel/btf are kernel BTF, whose strings are unique.
         """
+        from ._mapped import map_file
+
+        unique = os.path.abspath(os.fspath(path)).startswith(KERNEL_BTF_DIR + "/")
         try:
+            mapped = map_file(path)
+            if mapped is not None:
+                return cls(mapped, base, cache=cache, unique_strings=unique, _mapped=True)
             with open(path, "rb") as f:
-                try:
-                    m = mmap.mmap(
-                        f.fileno(), 0, flags=mmap.MAP_PRIVATE | getattr(mmap, "MAP_POPULATE", 0), prot=mmap.PROT_READ
-                    )
-                except (OSError, ValueError):
-                    data: Buffer = f.read()
-                else:
-                    return cls(m, base, cache=cache)
+                data = f.read()
         except OSError as e:
             raise BTFError(f"cannot read BTF from {path}: {e.strerror}") from e
-        return cls(data, base, cache=cache)
+        return cls(data, base, cache=cache, unique_strings=unique)
 
     @property
     def raw(self) -> bytes:
@@ -169,8 +182,9 @@ class Spec:
             raise BTFError(f"BTF string offset {off} out of range")
         start = self._sstart + local
         buf = self._buf
-        end = buf.find(b"\0", start, self._send)
-        return buf[start:end].decode("utf-8", "replace")
+        m = _NUL.search(buf, start, self._send)
+        end = m.start() if m is not None else self._send
+        return str(buf[start:end], "utf-8", "replace")
 
     def string_offset(self, value: str) -> Optional[int]:
         """Offset of an existing string equal to ``value`` (base first), or None."""
@@ -186,13 +200,16 @@ class Spec:
         """Local offsets of every string equal to ``needle``."""
         buf, start, end = self._buf, self._sstart, self._send
         found = []
-        if needle and buf[start : start + len(needle) + 1] == needle + b"\0":
+        if needle and bytes(buf[start : start + len(needle) + 1]) == needle + b"\0":
             found.append(0)
-        pat = b"\0" + needle + b"\0"
-        pos = buf.find(pat, start, end)
-        while pos >= 0:
-            found.append(pos + 1 - start)
-            pos = buf.find(pat, pos + 1, end)
+        # "\0name" followed by a NUL that is not consumed, so adjacent hits are all found
+        pat = re.compile(b"\0" + re.escape(needle) + b"(?=\0)")
+        if self._unique_strings and found:
+            return found
+        for m in pat.finditer(buf, start, end):
+            found.append(m.start() + 1 - start)
+            if self._unique_strings:
+                break
         return found
 
     # -- types --------------------------------------------------------------------------

@@ -1,0 +1,105 @@
+"""BTF in the kernel: BTF_LOAD with its log, reading BTF back by id, feature probes."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pybpfload.btf import Spec
+from pybpfload.btf import types as T
+from pybpfload.btf.encode import Builder
+from pybpfload.btf.features import PROBES, BtfFeatures, probe
+from pybpfload.btf.kernel import BtfHandle, iter_kernel_btf, vmlinux_spec
+from pybpfload.errors import StateError, VerifierError
+
+from .conftest import FIXTURES, require_tool
+from .test_btf_decode import VMLINUX, elf_section
+
+pytestmark = pytest.mark.kernel
+
+
+def _small() -> bytes:
+    b = Builder()
+    i = b.add(T.Int(0, "int", 4, T.INT_SIGNED, 0, 32))
+    b.add(T.Struct(0, "pair", 8, (T.Member("a", i, 0, 0), T.Member("b", i, 32, 0))))
+    return b.encode()
+
+
+def test_load_and_read_back() -> None:
+    blob = _small()
+    with BtfHandle.load(Spec.from_bytes(blob)) as h:
+        info = h.info()
+        assert info.id > 0 and not info.kernel_btf and info.size == len(blob)
+        assert h.raw() == blob
+        with BtfHandle.from_id(info.id) as again:
+            assert again.raw() == blob
+            assert again.spec().find("pair", T.Struct).size == 8
+    assert h.closed
+    with pytest.raises(StateError):
+        h.info()
+
+
+def test_load_keeps_the_log_when_asked() -> None:
+    with BtfHandle.load(_small(), log_level=1) as h:
+        assert "pair" in h.log or h.log == ""  # some kernels log only on failure
+    with BtfHandle.load(_small()) as h:
+        assert h.log == ""
+
+
+def test_rejection_raises_with_the_kernel_log() -> None:
+    b = Builder()
+    b.add(T.Pointer(0, "", 42))  # dangling type id
+    with pytest.raises(VerifierError) as e:
+        BtfHandle.load(b.encode())
+    assert e.value.errno and e.value.log
+
+
+def test_vmlinux_read_back_by_id_equals_sysfs() -> None:
+    if not os.path.exists(VMLINUX):
+        pytest.skip("no kernel BTF")
+    for h in iter_kernel_btf():
+        with h:
+            info = h.info()
+            if info.kernel_btf and info.name == "vmlinux":
+                assert h.raw() == Path(VMLINUX).read_bytes()
+                assert len(h.spec()) == len(vmlinux_spec())
+                return
+    pytest.fail("no vmlinux BTF object found by id")
+
+
+def test_btf_of_a_program_loaded_by_bpftool(bpffs: Path) -> None:
+    """The BTF of a loaded program, read by id, decodes like bpftool's dump of the same id."""
+    from .test_btf_decode import as_bpftool, normalise_oracle
+
+    tool = require_tool("bpftool")
+    subprocess.run([tool, "prog", "loadall", str(FIXTURES / "btf_kinds.bpf.o"), str(bpffs / "p")], check=True)
+    prog = json.loads(subprocess.run([tool, "-j", "prog", "show", "pinned", str(bpffs / "p" / "btf_kinds_prog")], check=True, capture_output=True, text=True).stdout)
+    oracle = json.loads(subprocess.run([tool, "-j", "btf", "dump", "id", str(prog["btf_id"])], check=True, capture_output=True, text=True).stdout)["types"]
+    with BtfHandle.from_id(prog["btf_id"]) as h:
+        spec = h.spec()
+    assert len(spec) == len(oracle) + 1
+    for want in oracle:
+        assert as_bpftool(spec, spec.type(want["id"])) == normalise_oracle(want)
+    local = Spec.from_bytes(elf_section(FIXTURES / "btf_kinds.bpf.o", ".BTF") or b"")
+    assert [t.name for t in spec] == [t.name for t in local]
+
+
+def test_feature_probes() -> None:
+    feats = probe()
+    assert probe() is feats  # cached per process
+    major, minor = (int(x) for x in platform.release().split(".")[:2])
+    if (major, minor) >= (6, 0):  # every probed kind is older than 6.0
+        assert feats == BtfFeatures()
+    assert set(PROBES) == {f for f in BtfFeatures.__dataclass_fields__}
+    # a blob of a kind the kernel does not know must fail (the probe can fail)
+    b = Builder()
+    b.add(T.Int(0, "int", 4, T.INT_SIGNED, 0, 32))
+    blob = bytearray(b.encode())
+    blob[24 + 7] = 25  # kind 25 does not exist
+    with pytest.raises(VerifierError):
+        BtfHandle.load(bytes(blob))
