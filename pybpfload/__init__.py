@@ -25,6 +25,7 @@ _EXPORTS = {
     "BTFError": "errors",
     "RelocationError": "errors",
     "StateError": "errors",
+    "Object": "object",
     "Map": "maps",
     "MapInfo": "maps",
     "MapKeyError": "maps",
@@ -80,6 +81,7 @@ if TYPE_CHECKING:  # pragma: no cover
         VerifierError,
     )
     from .maps import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Map, MapInfo, MapKeyError, possible_cpus  # noqa: F401
+    from .object import Object  # noqa: F401
     from .perfbuf import PerfBuffer  # noqa: F401
     from .program import Program, ProgramInfo, TestRun  # noqa: F401
     from .ringbuf import RecordBatch, RingBuffer, UserRingBuffer  # noqa: F401

@@ -205,8 +205,12 @@ class Map(FdObject):
         m = cls(name, type, key_size, value_size, max_entries, flags, **kwargs)
         return m._create(btf_fd=btf_fd)
 
-    def _create(self, btf_fd: int = 0) -> "Map":
-        """Create the map from its definition; returns self."""
+    def _create(self, btf_fd: int = 0, name: Optional[str] = None) -> "Map":
+        """Create the map from its definition; returns self.
+
+        ``name`` is the name given to the kernel when it differs from
+        :attr:`name` (internal maps of an object).
+        """
         self._check_definable()
         self._check_formats()
         inner_fd = 0
@@ -226,7 +230,7 @@ class Map(FdObject):
                 self.key_size,
                 self.value_size,
                 self.max_entries,
-                name=self.name,
+                name=self.name if name is None else name,
                 flags=self.flags,
                 inner_map_fd=inner_fd,
                 numa_node=self.numa_node,

@@ -127,6 +127,8 @@ class Object:
         self._btf: Optional["Spec"] = None
         self._loaded = False  # set by the loader
         self._closed = False
+        self._btf_handle: Optional[Any] = None  # the object's BTF in the kernel, after load
+        self._linked: Dict[str, Any] = {}  # program name -> LinkedProgram, after load
 
         progs: Dict[str, Program] = {}
         self._prog_specs: Dict[str, "ProgramSpec"] = {}
@@ -299,9 +301,32 @@ class Object:
         """The ELF model of map ``name``: definition, BTF ids, initial slots."""
         return self._map_specs.get(name)
 
+    # ------------------------------------------------------------ loading
+    def load(self) -> "Object":
+        """Load the object into the kernel (bpf_object__load); returns self.
+
+        Creates the maps, relocates and loads every program whose autoload
+        is on.  On failure nothing stays behind (fds closed, new pins
+        removed) and the error names the program or map.
+        """
+        from .loader import load_object
+
+        load_object(self)
+        return self
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    @property
+    def btf_fd(self) -> int:
+        """The fd of the object's BTF in the kernel; -1 before load or without BTF (bpf_object__btf_fd)."""
+        h = self._btf_handle
+        return h.fd if h is not None and not h.closed else -1
+
     # ------------------------------------------------------------ lifetime
     def close(self) -> None:
-        """Close every program and map fd (pinned objects live on)."""
+        """Close every program, map and BTF fd (pinned objects live on)."""
         if self._closed:
             return
         self._closed = True
@@ -309,6 +334,8 @@ class Object:
             p.close()
         for m in self._maps.values():
             m.close()
+        if self._btf_handle is not None:
+            self._btf_handle.close()
 
     def __enter__(self) -> "Object":
         return self

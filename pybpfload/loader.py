@@ -1,0 +1,578 @@
+"""Object.load(): from an opened object to programs and maps in the kernel.
+
+In libbpf's order (bpf_object_load):
+
+1. externs get their values (kconfig, ksyms, kfuncs);
+2. the object's BTF is fixed up, sanitised for this kernel and loaded —
+   carrying on without it when the kernel refuses it, as libbpf does;
+3. maps are created (reusing maps pinned by name), global data maps filled
+   and frozen where libbpf freezes them, maps of maps initialised;
+4. every program is relocated: CO-RE, subprograms appended, map / global
+   data / extern references patched, func_info and line_info adjusted;
+5. programs are loaded (attach BTF ids looked up for BTF-attached types);
+6. prog arrays are filled from their ``.maps`` initial values.
+
+Any failure closes every fd made so far and removes every pin this load
+made; the exception names the program or map and carries errno and, for
+programs, the verifier log.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Tuple
+
+from . import features, log
+from .elf.model import ExternKind, MapKind, RelocKind
+from .errors import BPFError, NotSupportedError, PinError, RelocationError, StateError
+from .linker import (
+    BPF_PSEUDO_BTF_ID,
+    BPF_PSEUDO_KFUNC_CALL,
+    BPF_PSEUDO_MAP_FD,
+    BPF_PSEUDO_MAP_VALUE,
+    LinkedProgram,
+    ext_info_for,
+    ld_imm64_imm,
+    link,
+    patch_call,
+    patch_ld_imm64,
+)
+from .syscall._types import AttachType, FuncId, MapType, ProgType
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .btf import Spec
+    from .btf.kernel import BtfHandle
+    from .elf.model import ProgramSpec
+    from .externs import KsymValue
+    from .maps import Map
+    from .object import Object
+    from .program import Program
+
+__all__ = ["load_object"]
+
+# libbpf poisons calls of unresolved weak kfuncs with this base + extern index
+POISON_CALL_KFUNC_BASE = 2002000000
+BPF_F_RDONLY_PROG = 1 << 7
+
+_PROBE_READ_FALLBACK = {
+    FuncId.BPF_FUNC_probe_read_kernel: FuncId.BPF_FUNC_probe_read,
+    FuncId.BPF_FUNC_probe_read_user: FuncId.BPF_FUNC_probe_read,
+    FuncId.BPF_FUNC_probe_read_kernel_str: FuncId.BPF_FUNC_probe_read_str,
+    FuncId.BPF_FUNC_probe_read_user_str: FuncId.BPF_FUNC_probe_read_str,
+}
+
+# Map types created without BTF key/value types, as libbpf creates them.
+_NO_BTF_MAPS = frozenset(
+    {
+        MapType.BPF_MAP_TYPE_PERF_EVENT_ARRAY,
+        MapType.BPF_MAP_TYPE_CGROUP_ARRAY,
+        MapType.BPF_MAP_TYPE_STACK_TRACE,
+        MapType.BPF_MAP_TYPE_ARRAY_OF_MAPS,
+        MapType.BPF_MAP_TYPE_HASH_OF_MAPS,
+        MapType.BPF_MAP_TYPE_DEVMAP,
+        MapType.BPF_MAP_TYPE_DEVMAP_HASH,
+        MapType.BPF_MAP_TYPE_CPUMAP,
+        MapType.BPF_MAP_TYPE_XSKMAP,
+        MapType.BPF_MAP_TYPE_SOCKMAP,
+        MapType.BPF_MAP_TYPE_SOCKHASH,
+        MapType.BPF_MAP_TYPE_QUEUE,
+        MapType.BPF_MAP_TYPE_STACK,
+        MapType.BPF_MAP_TYPE_ARENA,
+    }
+)
+
+# attach type -> (BTF name prefix, kind) of the attach target (libbpf's find_attach_btf_id)
+_ATTACH_BTF_NAMES = {
+    AttachType.BPF_TRACE_RAW_TP: ("btf_trace_", "TYPEDEF"),
+    AttachType.BPF_LSM_MAC: ("bpf_lsm_", "FUNC"),
+    AttachType.BPF_LSM_CGROUP: ("bpf_lsm_", "FUNC"),
+    AttachType.BPF_TRACE_ITER: ("bpf_iter_", "FUNC"),
+}
+
+
+class _Load:
+    """The state of one load, so that a failure can undo it."""
+
+    def __init__(self, obj: "Object") -> None:
+        self.obj = obj
+        self.model = obj.model
+        self.btf_handle: Optional["BtfHandle"] = None
+        self.created_maps: List["Map"] = []
+        self.loaded_progs: List["Program"] = []
+        self.new_pins: List[str] = []
+        self.ksyms: Dict[str, "KsymValue"] = {}
+        self.kernel_btf_fds: Dict[str, "BtfHandle"] = {}  # module name -> its BTF fd (fd_array / attach)
+        self.linked: Dict[str, LinkedProgram] = {}
+
+    # ------------------------------------------------------------ driver
+    def run(self) -> None:
+        try:
+            self._resolve_externs()
+            self._load_btf()
+            self._create_maps()
+            self._relocate_and_load()
+            self._init_prog_arrays()
+        except BaseException:
+            self._rollback()
+            raise
+        finally:
+            for h in self.kernel_btf_fds.values():
+                h.close()
+            self.kernel_btf_fds.clear()
+
+    def _rollback(self) -> None:
+        for path in self.new_pins:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+        for p in self.loaded_progs:
+            _forget_fd(p)
+        for m in self.created_maps:
+            _forget_fd(m)
+        if self.btf_handle is not None:
+            self.btf_handle.close()
+            self.btf_handle = None
+
+    # ------------------------------------------------------------ kernel BTF
+    def _vmlinux(self) -> "Spec":
+        from .btf.kernel import vmlinux_spec
+
+        return vmlinux_spec()
+
+    def _kernel_btfs(self) -> Iterable[Tuple[str, "Spec"]]:
+        """vmlinux, then the BTF of every loaded module."""
+        from .btf.kernel import kernel_modules_with_btf, module_spec
+
+        yield "vmlinux", self._vmlinux()
+        for mod in kernel_modules_with_btf():
+            try:
+                yield mod, module_spec(mod)
+            except BPFError:
+                continue
+
+    def _module_btf_fd(self, module: str) -> int:
+        """An fd of a module's BTF object in the kernel (kept for this load)."""
+        h = self.kernel_btf_fds.get(module)
+        if h is None:
+            from .btf.kernel import iter_kernel_btf
+
+            for cand in iter_kernel_btf():
+                if h is None and cand.info().kernel_btf and cand.info().name == module:
+                    h = cand
+                else:
+                    cand.close()
+            if h is None:
+                raise NotSupportedError("module BTF", f"no BTF object for module {module!r}")
+            self.kernel_btf_fds[module] = h
+        return h.fd
+
+    # ------------------------------------------------------------ 1. externs
+    def _resolve_externs(self) -> None:
+        from .externs import kconfig_values, read_system_kconfig, resolve_ksyms
+        from .object import running_kernel_version
+
+        externs = self.model.externs
+        if not externs:
+            return
+        kmap = next((ms for ms in self.model.maps if ms.kind is MapKind.KCONFIG), None)
+        if kmap is not None:
+            obj = self.obj
+            text = (lambda: obj.kconfig) if obj.kconfig is not None else read_system_kconfig
+            data = kconfig_values(
+                externs,
+                kmap.value_size,
+                config_text=text,  # type: ignore[arg-type]
+                kernel_version=running_kernel_version(),
+                has_bpf_cookie=features.has_bpf_cookie,
+                has_syscall_wrapper=_has_syscall_wrapper,
+            )
+            m = self.obj.maps[kmap.name]
+            m.initial_value = data
+        if any(e.kind is ExternKind.KSYM for e in externs):
+            self.ksyms = resolve_ksyms(externs, self._kernel_btfs)
+
+    # ------------------------------------------------------------ 2. BTF
+    def _load_btf(self) -> None:
+        raw = self.model.btf_raw
+        if raw is None:
+            return
+        from .btf import Spec
+        from .btf.encode import Builder
+        from .btf.features import probe
+        from .btf.fixup import fixup_datasecs, mark_funcs_static, needs_sanitizing, sanitize
+        from .btf.kernel import BtfHandle
+
+        feats = probe()
+        if not feats.btf:
+            log.info("kernel doesn't support BTF, skipping uploading it")
+            return
+        b = Builder.from_spec(Spec.from_bytes(raw))
+        sizes = {d.name: d.size for d in self.model.datasecs}
+        offsets = {v.name: v.offset for d in self.model.datasecs for v in d.vars}
+        hidden = {v.name for d in self.model.datasecs for v in d.vars if v.linkage == 0}
+        fixup_datasecs(b, sizes, offsets, hidden)
+        mark_funcs_static(b, {p.name for p in self.model.programs if p.mark_btf_static})
+        if needs_sanitizing(feats):
+            sanitize(b, feats)
+        try:
+            self.btf_handle = BtfHandle.load(b.encode(), log_level=self.obj.kernel_log_level)
+        except BPFError as e:
+            # libbpf: BTF is optional unless struct_ops need it
+            log.warn("Error loading .BTF into kernel: %s. BTF is optional, ignoring.", e)
+            self.btf_handle = None
+            return
+        log.debug("loaded BTF, fd %d", self.btf_handle.fd)
+
+    # ------------------------------------------------------------ 3. maps
+    def _create_maps(self) -> None:
+        btf_fd = self.btf_handle.fd if self.btf_handle is not None else 0
+        global_data = None
+        for name, m in self.obj.maps.items():
+            ms = self.obj.map_spec(name)
+            assert ms is not None
+            if m.created:  # reuse_fd() before load
+                continue
+            if ms.internal:
+                if global_data is None:
+                    global_data = features.has_global_data()
+                if not global_data:
+                    raise NotSupportedError("global data", f"map {name!r} needs BPF_PSEUDO_MAP_VALUE (kernel 5.2+)")
+            if m.pinning == 1 and m.pin_path and self._reuse_pinned(m):
+                continue
+            if m.type == MapType.BPF_MAP_TYPE_PERF_EVENT_ARRAY and not m.max_entries:
+                from .maps import possible_cpus
+
+                m.max_entries = possible_cpus()
+            self._create_one(m, ms.name_for_kernel, btf_fd)
+            if ms.internal:
+                self._populate_internal(m, ms.kind)
+            if m.pinning == 1 and m.pin_path:
+                self._pin_new(m)
+        # maps of maps: inner maps named in .maps initial values (libbpf's init_map_in_map_slots)
+        for name in self.obj.maps:
+            ms = self.obj.map_spec(name)
+            assert ms is not None
+            if ms.init_slots and ms.type in (MapType.BPF_MAP_TYPE_ARRAY_OF_MAPS, MapType.BPF_MAP_TYPE_HASH_OF_MAPS):
+                outer = self.obj.maps[name]
+                for i, target in enumerate(ms.init_slots):
+                    if target is None:
+                        continue
+                    inner = self.obj.maps.get(target)
+                    if inner is None:
+                        raise RelocationError(f"map {name!r}: slot {i} names unknown map {target!r}")
+                    outer.update(i, inner.fileno().to_bytes(4, "little"))
+                    log.debug("map '%s': slot %d = map '%s'", name, i, target)
+
+    def _create_one(self, m: "Map", kernel_name: str, btf_fd: int) -> None:
+        if m.type in _NO_BTF_MAPS:  # as libbpf: the kernel takes no BTF types for these
+            m.btf_key_type_id = 0
+            m.btf_value_type_id = 0
+        use_btf = btf_fd if (m.btf_key_type_id or m.btf_value_type_id) else 0
+        name = kernel_name if features.has_prog_name() else ""
+        try:
+            m._create(btf_fd=use_btf, name=name)
+        except BPFError as e:
+            if not use_btf or not isinstance(e, OSError):
+                raise
+            log.warn("map '%s': failed to create with BTF: %s; retrying without BTF", m.name, e)
+            m.btf_key_type_id = 0
+            m.btf_value_type_id = 0
+            m._create(btf_fd=0, name=name)
+        self.created_maps.append(m)
+        log.debug("map '%s': created, fd %d", m.name, m.fd)
+
+    def _populate_internal(self, m: "Map", kind: MapKind) -> None:
+        value = bytes(m.initial_value or bytes(m.value_size))
+        if len(value) != m.value_size:
+            raise BPFError(f"map {m.name!r}: initial value is {len(value)} bytes, the map's value is {m.value_size}")
+        m.update(0, value)
+        if kind in (MapKind.RODATA, MapKind.KCONFIG):
+            m.freeze()
+        log.debug("map '%s': initialised%s", m.name, " and frozen" if kind in (MapKind.RODATA, MapKind.KCONFIG) else "")
+
+    def _reuse_pinned(self, m: "Map") -> bool:
+        """Use the map pinned at m.pin_path when there is one (LIBBPF_PIN_BY_NAME)."""
+        from . import pinning
+        from .maps import Map
+
+        path = m.pin_path
+        assert path is not None
+        try:
+            fd = pinning.open_pinned(path)
+        except PinError as e:
+            if e.errno == errno.ENOENT:
+                return False
+            raise
+        pinned = Map._from_owned_fd(fd)
+        info = pinned.info()
+        diffs = [
+            f"{what} {theirs} != {ours}"
+            for what, theirs, ours in (
+                ("type", info.type, int(m.type)),
+                ("key_size", info.key_size, m.key_size),
+                ("value_size", info.value_size, m.value_size),
+                ("max_entries", info.max_entries, m.max_entries),
+                ("map_flags", info.flags, m.flags),
+                ("map_extra", info.map_extra, m.map_extra),
+            )
+            if theirs != ours
+        ]
+        if diffs:
+            pinned.close()
+            raise PinError(errno.EINVAL, f"map {m.name!r}: pinned map is incompatible ({', '.join(diffs)})", path)
+        fdobj = pinned._fd
+        assert fdobj is not None
+        object.__setattr__(pinned, "_fd", None)
+        m._adopt(fdobj)
+        m._pinned_at = path
+        self.created_maps.append(m)
+        log.debug("map '%s': reused map pinned at %s", m.name, path)
+        return True
+
+    def _pin_new(self, m: "Map") -> None:
+        from . import pinning
+
+        path = m.pin_path
+        assert path is not None
+        pinning.make_parent_dir(path)
+        m.pin(path)
+        self.new_pins.append(path)
+        log.debug("map '%s': pinned at %s", m.name, path)
+
+    # ------------------------------------------------------------ 4-5. programs
+    def _relocate_and_load(self) -> None:
+        core_insns = self._apply_core()
+        rodata = next(
+            (self.obj.maps[ms.name] for ms in self.model.maps if ms.kind is MapKind.RODATA and ms.real_name == ".rodata"),
+            None,
+        )
+        bind = rodata is not None and features.has_prog_bind_map()
+        for name, prog in self.obj.programs.items():
+            spec = self.obj.program_spec(name)
+            assert spec is not None
+            if not prog.autoload:
+                log.debug("prog '%s': skipped loading (autoload off)", name)
+                continue
+            if prog.loaded:
+                continue
+            linked = link(self.model, spec, (lambda p: core_insns.get(id(p), p.insns)) if core_insns else None)
+            if prog._insns != spec.insns:
+                # instructions replaced before load (bpf_program__set_insns): no relocation of the file's code
+                linked = LinkedProgram(name, prog._insns, (), ())
+            self.linked[name] = linked
+            insns = bytearray(linked.insns)
+            fd_array = self._patch_refs(prog, insns, linked)
+            self._fixup_helpers(insns)
+            func_info, line_info, fi_size, li_size = self._ext_info(linked)
+            self._attach_btf(prog)
+            object.__setattr__(prog, "_insns", bytes(insns))
+            prog._load(
+                prog_btf_fd=self.btf_handle.fd if (self.btf_handle is not None and func_info) else 0,
+                func_info=func_info,
+                func_info_rec_size=fi_size,
+                line_info=line_info,
+                line_info_rec_size=li_size,
+                fd_array=fd_array,
+            )
+            self.loaded_progs.append(prog)
+            log.debug("prog '%s': loaded, %d insns, fd %d", name, len(insns) // 8, prog.fd)
+            if bind and rodata is not None:
+                from .syscall import commands
+
+                try:
+                    commands.prog_bind_map(prog.fileno(), rodata.fileno())
+                except BPFError as e:
+                    log.warn("prog '%s': failed to bind .rodata map: %s", name, e)
+
+    def _apply_core(self) -> Dict[int, bytes]:
+        """CO-RE relocation of every function's own instructions (id(spec) -> insns)."""
+        ext = self._ext()
+        if ext is None or not ext.core_relos:
+            return {}
+        from . import core  # the CO-RE engine
+
+        return core.relocate_object(self.obj, ext)
+
+    def _ext(self):  # type: ignore[no-untyped-def]
+        cached = getattr(self, "_ext_cache", False)
+        if cached is not False:
+            return cached
+        ext = None
+        if self.model.btf_ext_raw is not None and self.obj.btf is not None:
+            from .btf.ext import parse_ext
+
+            ext = parse_ext(self.model.btf_ext_raw, self.obj.btf.string)
+        self._ext_cache = ext
+        return ext
+
+    def _patch_refs(self, prog: "Program", insns: bytearray, linked: LinkedProgram) -> List[int]:
+        """Fill map fds, global data addresses and extern values; return the fd_array (kfuncs in modules)."""
+        fd_array: List[int] = []
+        ext_index = {e.name: i for i, e in enumerate(self.model.externs)}
+        externs = {e.name: e for e in self.model.externs}
+        for idx, r in linked.refs:
+            if r.kind is RelocKind.MAP:
+                m = self._map(r.map_name, prog)
+                patch_ld_imm64(insns, idx, BPF_PSEUDO_MAP_FD, m.fileno())
+            elif r.kind is RelocKind.DATA:
+                m = self._map(r.map_name, prog)
+                imm, _ = ld_imm64_imm(insns, idx)
+                patch_ld_imm64(insns, idx, BPF_PSEUDO_MAP_VALUE, m.fileno(), imm + r.sym_off)
+            elif r.kind is RelocKind.EXTERN_LD64:
+                e = externs[r.extern_name or ""]
+                if e.kind is ExternKind.KCONFIG:
+                    kmap = next(ms for ms in self.model.maps if ms.kind is MapKind.KCONFIG)
+                    patch_ld_imm64(insns, idx, BPF_PSEUDO_MAP_VALUE, self.obj.maps[kmap.name].fileno(), e.kcfg_offset)
+                else:
+                    v = self.ksyms[e.name]
+                    if e.ksym_type_id == 0:  # untyped: the address
+                        patch_ld_imm64(insns, idx, 0, v.addr & 0xFFFFFFFF, v.addr >> 32)
+                    elif not v.resolved:
+                        patch_ld_imm64(insns, idx, 0, 0, 0)
+                    else:
+                        obj_fd = 0 if v.btf_obj == "vmlinux" else self._module_btf_fd(v.btf_obj)
+                        patch_ld_imm64(insns, idx, BPF_PSEUDO_BTF_ID, v.btf_id, obj_fd)
+            elif r.kind is RelocKind.EXTERN_CALL:
+                e = externs[r.extern_name or ""]
+                v = self.ksyms[e.name]
+                if not v.resolved:
+                    patch_call(insns, idx, 0, POISON_CALL_KFUNC_BASE + ext_index[e.name])
+                    continue
+                off = 0
+                if v.btf_obj != "vmlinux":
+                    fd = self._module_btf_fd(v.btf_obj)
+                    if not fd_array:
+                        fd_array.append(0)  # index 0 stands for vmlinux
+                    if fd not in fd_array[1:]:
+                        fd_array.append(fd)
+                    off = fd_array.index(fd, 1)
+                patch_call(insns, idx, BPF_PSEUDO_KFUNC_CALL, v.btf_id, off)
+        return fd_array
+
+    def _map(self, name: Optional[str], prog: "Program") -> "Map":
+        m = self.obj.maps.get(name or "")
+        if m is None:
+            raise RelocationError(f"reference to unknown map {name!r}", program=prog.name)
+        return m
+
+    def _fixup_helpers(self, insns: bytearray) -> None:
+        """bpf_probe_read_{kernel,user}[_str] -> bpf_probe_read[_str] on kernels without them (libbpf)."""
+        if features.has_probe_read_kernel():
+            return
+        for i in range(0, len(insns), 8):
+            if insns[i] == 0x85 and insns[i + 1] >> 4 == 0:
+                fid = int.from_bytes(insns[i + 4 : i + 8], "little", signed=True)
+                new = _PROBE_READ_FALLBACK.get(fid)  # type: ignore[call-overload]
+                if new is not None:
+                    insns[i + 4 : i + 8] = int(new).to_bytes(4, "little")
+
+    def _ext_info(self, linked: LinkedProgram) -> Tuple[bytes, bytes, int, int]:
+        ext = self._ext()
+        if ext is None or self.btf_handle is None or not linked.pieces:
+            return b"", b"", 0, 0
+        from .btf.ext import pack_func_info, pack_line_info
+
+        names = self.model.section_names
+
+        def sec(spec: "ProgramSpec") -> str:
+            return names.get(spec.sec_idx, spec.section.elf_name)
+
+        fis = ext_info_for(linked, ext.func_info, sec)
+        lis = ext_info_for(linked, ext.line_info, sec)
+        fi = b"".join(pack_func_info([rec], idx - rec.insn) for idx, rec in fis)  # type: ignore[attr-defined]
+        li = b"".join(pack_line_info([rec], idx - rec.insn) for idx, rec in lis)  # type: ignore[attr-defined]
+        if fis and fis[0][0] != 0:
+            return b"", b"", 0, 0  # no func_info at the program's start: the kernel would refuse it
+        return fi, li, 8 if fi else 0, 16 if li else 0
+
+    def _attach_btf(self, prog: "Program") -> None:
+        """attach_btf_id (and module fd) of tp_btf / fentry / fexit / fmod_ret / lsm / iter programs."""
+        spec = self.obj.program_spec(prog.name)
+        sec_def = spec.section.sec_def if spec is not None else None
+        if sec_def is None or not sec_def.attach_btf or prog.attach_btf_id or prog.attach_prog_fd:
+            return
+        target = prog.attach_target
+        if not target:
+            return  # no target in SEC(): the user sets one before load, as in libbpf
+        if prog.type == ProgType.BPF_PROG_TYPE_EXT:
+            raise BPFError(f"prog {prog.name!r}: freplace programs need a target program (attach_prog_fd)")
+        module = None
+        if ":" in target:
+            module, target = target.split(":", 1)
+        prefix, kind = _ATTACH_BTF_NAMES.get(prog.expected_attach_type, ("", "FUNC"))  # type: ignore[call-overload]
+        from .btf import types as T
+
+        want = T.Kind[kind]
+        for obj_name, spec_btf in self._kernel_btfs():
+            if module is not None and obj_name != module:
+                continue
+            first = getattr(spec_btf, "first_id", 1)
+            for tid in spec_btf.find_ids(prefix + target):
+                if tid >= first and spec_btf.kind_of(tid) == want:
+                    prog.attach_btf_id = tid
+                    if obj_name != "vmlinux":
+                        prog.attach_btf_obj_fd = self._module_btf_fd(obj_name)
+                    log.debug("prog '%s': attach target %s%s is [%d] in %s", prog.name, prefix, target, tid, obj_name)
+                    return
+        raise BPFError(f"prog {prog.name!r}: failed to find kernel BTF type ID of {prefix + target!r}")
+
+    # ------------------------------------------------------------ 6. prog arrays
+    def _init_prog_arrays(self) -> None:
+        for name in self.obj.maps:
+            ms = self.obj.map_spec(name)
+            assert ms is not None
+            if ms.type != MapType.BPF_MAP_TYPE_PROG_ARRAY or not ms.init_slots:
+                continue
+            m = self.obj.maps[name]
+            for i, target in enumerate(ms.init_slots):
+                if target is None:
+                    continue
+                p = self.obj.programs.get(target)
+                if p is None:
+                    raise RelocationError(f"map {name!r}: slot {i} names unknown program {target!r}")
+                if not p.loaded:
+                    log.warn("map '%s': slot %d: program '%s' is not loaded, skipped", name, i, target)
+                    continue
+                m.update(i, p.fileno().to_bytes(4, "little"))
+                log.debug("map '%s': slot %d = prog '%s'", name, i, target)
+
+
+def _forget_fd(o: object) -> None:
+    """Close an object's fd and return it to its unloaded state."""
+    fd = getattr(o, "_fd", None)
+    if fd is not None:
+        fd.close()
+    object.__setattr__(o, "_fd", None)
+    if hasattr(o, "_kmv"):
+        o.__dict__["_kmv"] = None
+    if hasattr(o, "_pinned_at"):
+        object.__setattr__(o, "_pinned_at", None)
+
+
+def _has_syscall_wrapper() -> bool:
+    """Syscalls enter through __<arch>_sys_* wrappers (libbpf's FEAT_SYSCALL_WRAPPER)."""
+    import platform
+
+    prefix = {"x86_64": "__x64_", "aarch64": "__arm64_", "s390x": "__s390x_", "riscv64": "__riscv_"}.get(platform.machine(), "")
+    if not prefix:
+        return False
+    from .externs import kallsyms
+
+    try:
+        return bool(kallsyms([prefix + "sys_bpf"]))
+    except BPFError:
+        return False
+
+
+def load_object(obj: "Object") -> None:
+    if obj._closed:
+        raise StateError(f"object {obj.name!r} is closed")
+    if obj._loaded:
+        raise StateError(f"object {obj.name!r} is already loaded")
+    load = _Load(obj)
+    load.run()
+    obj._btf_handle = load.btf_handle
+    obj._linked = load.linked
+    obj._loaded = True
