@@ -189,14 +189,14 @@ def resolve_ksyms(
     externs: Sequence[ExternSpec],
     kernel_btfs: KernelBtfs,
     local_btf: Optional[object] = None,
-    kallsyms_lookup: Callable[[Iterable[str]], Mapping[str, int]] = kallsyms,
+    kallsyms_lookup: Optional[Callable[[Iterable[str]], Mapping[str, int]]] = None,
 ) -> Dict[str, KsymValue]:
     """Resolve every ksym extern; strong ones that are missing raise :class:`ExternError`."""
     out: Dict[str, KsymValue] = {}
     ksyms = [e for e in externs if e.kind is ExternKind.KSYM]
     untyped = [e for e in ksyms if not e.is_func and e.ksym_type_id == 0]
     if untyped:
-        addrs = kallsyms_lookup(e.name for e in untyped)
+        addrs = (kallsyms_lookup or kallsyms)(e.name for e in untyped)
         for e in untyped:
             a = addrs.get(e.name)
             if a is None:

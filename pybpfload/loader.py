@@ -42,8 +42,9 @@ from .syscall._types import AttachType, FuncId, MapType, ProgType
 
 if TYPE_CHECKING:  # pragma: no cover
     from .btf import Spec
+    from .btf.encode import Builder
     from .btf.kernel import BtfHandle
-    from .elf.model import ProgramSpec
+    from .elf.model import ExternSpec, ProgramSpec
     from .externs import KsymValue
     from .maps import Map
     from .object import Object
@@ -209,6 +210,7 @@ class _Load:
             log.info("kernel doesn't support BTF, skipping uploading it")
             return
         b = Builder.from_spec(Spec.from_bytes(raw))
+        _fixup_extern_btf(b, self.model.externs)
         sizes = {d.name: d.size for d in self.model.datasecs}
         offsets = {v.name: v.offset for d in self.model.datasecs for v in d.vars}
         hidden = {v.name for d in self.model.datasecs for v in d.vars if v.linkage == 0}
@@ -537,6 +539,53 @@ class _Load:
                     continue
                 m.update(i, p.fileno().to_bytes(4, "little"))
                 log.debug("map '%s': slot %d = prog '%s'", name, i, target)
+
+
+def _fixup_extern_btf(b: "Builder", externs: Iterable["ExternSpec"]) -> None:
+    """Make extern VARs / FUNCs loadable, as libbpf's bpf_object__collect_externs does.
+
+    .ksyms: every extern becomes a 4-byte allocated int variable (kfunc FUNCs
+    turn global and point their DATASEC slot at a "dummy_ksym" variable);
+    .kconfig: VARs become allocated, at their offsets in the .kconfig map.
+    """
+    import dataclasses
+
+    from .btf import types as T
+
+    GLOBAL_ALLOCATED = 1
+    for t in list(b):
+        if not isinstance(t, T.Datasec) or t.name not in (".ksyms", ".kconfig"):
+            continue
+        new_vars = []
+        if t.name == ".ksyms":
+            int_id = next((x.id for x in b if isinstance(x, T.Int) and x.bits == 32 and x.size == 4), 0)
+            dummy = 0
+            if any(isinstance(b.type(v.type), T.Func) for v in t.vars):
+                dummy = b.add(T.Var(0, "dummy_ksym", int_id, GLOBAL_ALLOCATED))
+            for i, v in enumerate(t.vars):
+                vt = b.type(v.type)
+                if isinstance(vt, T.Func):
+                    proto = b.type(vt.type)
+                    if isinstance(proto, T.FuncProto):
+                        params = tuple(p if p.name or not p.type else T.Param("dummy_ksym", p.type) for p in proto.params)
+                        b.replace(proto.id, dataclasses.replace(proto, params=params))
+                    b.replace(vt.id, dataclasses.replace(vt, linkage=T.LINKAGE_GLOBAL))
+                    new_vars.append(T.VarSecinfo(dummy, i * 4, 4))
+                else:
+                    b.replace(vt.id, dataclasses.replace(vt, linkage=GLOBAL_ALLOCATED, type=int_id))  # type: ignore[call-arg]
+                    new_vars.append(T.VarSecinfo(v.type, i * 4, 4))
+            b.replace(t.id, dataclasses.replace(t, size=4 * len(t.vars), vars=tuple(new_vars)))
+        else:
+            offsets = {e.name: e for e in externs if e.kind is ExternKind.KCONFIG}
+            end = max((e.kcfg_offset + e.kcfg_size for e in offsets.values()), default=0)
+            for v in t.vars:
+                vt = b.type(v.type)
+                e = offsets.get(vt.name)
+                if e is None:
+                    raise BPFError(f"no extern definition for BTF var {vt.name!r} in .kconfig")
+                b.replace(vt.id, dataclasses.replace(vt, linkage=GLOBAL_ALLOCATED))
+                new_vars.append(T.VarSecinfo(v.type, e.kcfg_offset, v.size))
+            b.replace(t.id, dataclasses.replace(t, size=end, vars=tuple(new_vars)))
 
 
 def _forget_fd(o: object) -> None:
