@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Sequence, 
 
 from . import pinning
 from ._fdobject import FdObject
-from .errors import BPFError, StateError, SyscallError
+from .errors import BPFError, PinError, StateError, SyscallError
 from .syscall import commands
 from .syscall._raw import NR_BPF, get_errno, syscall
 from .syscall._types import Cmd, MapElemAttr, MapInfo as _MapInfo, MapType
@@ -379,15 +379,30 @@ class Map(FdObject):
 
     # ------------------------------------------------------------ pinning
     def pin(self, path: Optional[str] = None) -> None:  # type: ignore[override]
-        """Pin at ``path`` (default: the map's pin_path) on bpffs (bpf_map__pin)."""
+        """Pin at ``path`` (default: the map's pin_path) on bpffs (bpf_map__pin).
+
+        As libbpf: a map whose pin_path is set cannot be pinned elsewhere;
+        pinning again where it is pinned is a no-op; the parent directory is
+        created.
+        """
+        from . import pinning
+
+        if path and self.pin_path and path != self.pin_path:
+            raise PinError(errno.EINVAL, f"map {self.name!r} already has pin path {self.pin_path!r}", path)
         path = path or self.pin_path
         if not path:
-            raise BPFError(f"map {self.name!r}: no pin path given and none set")
+            raise PinError(errno.EINVAL, f"map {self.name!r}: no path to pin at", "")
+        if self._pinned_at == path:
+            return
+        pinning.make_parent_dir(path)
         super().pin(path)
         self.pin_path = path
 
     def unpin(self, path: Optional[str] = None) -> None:
-        super().unpin(path or self._pinned_at or self.pin_path)
+        """Remove the pin (bpf_map__unpin); ``path`` must match pin_path when both are set."""
+        if path and self.pin_path and path != self.pin_path:
+            raise PinError(errno.EINVAL, f"map {self.name!r} has pin path {self.pin_path!r}", path)
+        super().unpin(path or self.pin_path or self._pinned_at)
 
     @property
     def pinned(self) -> bool:

@@ -324,6 +324,102 @@ class Object:
         h = self._btf_handle
         return h.fd if h is not None and not h.closed else -1
 
+    # ------------------------------------------------------------ pinning (spec sections 8-10)
+    def pin_maps(self, path: Optional[str] = None) -> None:
+        """Pin every map (bpf_object__pin_maps).
+
+        With ``path``, each map is pinned at ``path/<map name>`` (periods
+        become underscores); without, at its own :attr:`Map.pin_path`, and
+        maps without one are skipped.  A failure unpins what this call pinned.
+        """
+        from . import pinning
+
+        self._require_loaded("pin maps")
+        done = []
+        try:
+            for name, m in self._maps.items():
+                target = pinning.join_pin_path(path, name) if path else m.pin_path
+                if not target:
+                    continue
+                was_pinned = m.pinned_at == target
+                m.pin(target)
+                if not was_pinned:
+                    done.append((m, target))
+        except BaseException:
+            for m, target in reversed(done):
+                try:
+                    m.unpin(target)
+                except BPFOSError:
+                    pass
+            raise
+
+    def unpin_maps(self, path: Optional[str] = None) -> None:
+        """Remove the pins of every map (bpf_object__unpin_maps); ``path`` as in :meth:`pin_maps`."""
+        from . import pinning
+
+        for name, m in self._maps.items():
+            target = pinning.join_pin_path(path, name) if path else m.pin_path
+            if target:
+                m.unpin(target)
+
+    def pin_programs(self, path: str) -> None:
+        """Pin every loaded program at ``path/<program name>`` (bpf_object__pin_programs).
+
+        Programs not loaded (autoload off) are skipped — libbpf would fail on
+        them.  A failure unpins what this call pinned.
+        """
+        from . import pinning
+
+        self._require_loaded("pin programs")
+        if not path:
+            raise ParseError("pin_programs needs a directory")
+        done = []
+        try:
+            for name, p in self._programs.items():
+                if not p.loaded:
+                    continue
+                target = pinning.join_pin_path(path, name)
+                pinning.make_parent_dir(target)
+                p.pin(target)
+                done.append((p, target))
+        except BaseException:
+            for p, target in reversed(done):
+                try:
+                    p.unpin(target)
+                except BPFOSError:
+                    pass
+            raise
+
+    def unpin_programs(self, path: str) -> None:
+        """Remove the pins :meth:`pin_programs` made under ``path``."""
+        from . import pinning
+
+        if not path:
+            raise ParseError("unpin_programs needs a directory")
+        for name, p in self._programs.items():
+            if p.loaded:
+                p.unpin(pinning.join_pin_path(path, name))
+
+    def pin(self, path: str) -> None:
+        """Pin every map and program under ``path`` (bpf_object__pin)."""
+        self.pin_maps(path)
+        try:
+            self.pin_programs(path)
+        except BaseException:
+            self.unpin_maps(path)
+            raise
+
+    def unpin(self, path: str) -> None:
+        """Undo :meth:`pin` (bpf_object__unpin)."""
+        self.unpin_programs(path)
+        self.unpin_maps(path)
+
+    def _require_loaded(self, what: str) -> None:
+        if self._closed:
+            raise StateError(f"object {self.name!r} is closed")
+        if not self._loaded:
+            raise StateError(f"object {self.name!r}: cannot {what} before load")
+
     # ------------------------------------------------------------ lifetime
     def close(self) -> None:
         """Close every program, map and BTF fd (pinned objects live on)."""

@@ -6,9 +6,12 @@ import ctypes
 import errno
 import os
 
+from typing import TYPE_CHECKING
+
 from .errors import PinError
-from .syscall import commands
-from .syscall.fd import Fd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .syscall.fd import Fd
 
 BPF_FS_MAGIC = 0xCAFE4A11
 PATH_MAX = 4096
@@ -97,6 +100,8 @@ def join_pin_path(directory: str, name: str) -> str:
 
 def pin_fd(fd: int, path: str) -> None:
     """Pin a bpf fd at ``path`` (the directory must be on bpffs)."""
+    from .syscall import commands
+
     check_pin_path(path)
     try:
         commands.obj_pin(fd, path)
@@ -104,8 +109,10 @@ def pin_fd(fd: int, path: str) -> None:
         raise PinError(e.errno or errno.EIO, "cannot pin", path) from None
 
 
-def open_pinned(path: str, flags: int = 0) -> Fd:
+def open_pinned(path: str, flags: int = 0) -> "Fd":
     """A new fd for the object pinned at ``path``."""
+    from .syscall import commands
+
     try:
         return commands.obj_get(path, flags)
     except OSError as e:

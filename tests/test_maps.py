@@ -320,7 +320,7 @@ def test_pin_and_open_from_pin(bpffs: Path) -> None:
     with Map.create(MT.BPF_MAP_TYPE_HASH, 4, 8, 5, name="pinme", value_format="Q") as m:
         m.pin(path)
         m.pin(path)  # again at the same path: a no-op
-        with pytest.raises(BPFError, match="already pinned"):
+        with pytest.raises(PinError, match="already has pin path"):
             m.pin(str(bpffs / "other"))
         m[3] = 33
         # read it through the pin in another process
@@ -341,15 +341,21 @@ def test_pin_path_errors(bpffs: Path, tmp_path: Path) -> None:
             m.pin(str(tmp_path / "notbpffs"))
         assert ei.value.errno == errno.EINVAL and "notbpffs" in str(ei.value) and "bpffs" in str(ei.value)
         with pytest.raises(PinError) as ei:
-            m.pin(str(bpffs / "missing-dir" / "x"))
+            m.pin(str(bpffs / "missing" / "two-levels" / "x"))  # only the parent is created, as libbpf
         assert ei.value.errno == errno.ENOENT
-        taken = bpffs / "taken"
-        m.pin(str(taken))
-        with Map.create(MT.BPF_MAP_TYPE_ARRAY, 4, 4, 1) as other:
-            with pytest.raises(PinError) as ei:
-                other.pin(str(taken))
-            assert ei.value.errno == errno.EEXIST
+        assert m.pin_path is None and m.pinned_at is None
+    with Map.create(MT.BPF_MAP_TYPE_ARRAY, 4, 4, 1, name="pe2") as m:
+        m.pin(str(bpffs / "new-dir" / "x"))  # the parent directory is created
+        assert (bpffs / "new-dir" / "x").exists()
         m.unpin()
+        taken = bpffs / "taken"
+        with Map.create(MT.BPF_MAP_TYPE_ARRAY, 4, 4, 1) as first:
+            first.pin(str(taken))
+            with pytest.raises(PinError) as ei:
+                with Map.create(MT.BPF_MAP_TYPE_ARRAY, 4, 4, 1) as other:
+                    other.pin(str(taken))
+            assert ei.value.errno == errno.EEXIST
+            first.unpin()
     with pytest.raises(PinError):
         Map.from_pin(str(bpffs / "nothing"))
 

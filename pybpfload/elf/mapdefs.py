@@ -247,7 +247,9 @@ def btf_maps(
         d = _parse_def(btf, name, st, strict, False)
         pin_path = None
         if d.pinning == LIBBPF_PIN_BY_NAME:
-            pin_path = f"{pin_root or DEFAULT_PIN_ROOT}/{name}"
+            from ..pinning import join_pin_path  # refuses names that would leave the pin root
+
+            pin_path = join_pin_path(pin_root or DEFAULT_PIN_ROOT, name)
         out.append(
             _spec_from_def(name, d, kind=MapKind.BTF, pin_path=pin_path, sec_idx=sec.index, sec_offset=v.offset, btf_var_idx=idx)
         )
