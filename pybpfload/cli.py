@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from .errors import BPFError, VerifierError
 
@@ -110,6 +110,175 @@ def cmd_map_dump(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- objects
+def _type_name(enum_cls: Any, prefix: str, value: int) -> str:
+    try:
+        return enum_cls(value).name[len(prefix) :].lower()
+    except ValueError:
+        return str(value)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .object import Object
+    from .syscall._types import AttachType, MapType, ProgType
+
+    obj = Object.open(args.object)
+    model = obj.model
+    progs = []
+    for p in model.programs:
+        relocs: Dict[str, int] = {}
+        for r in p.relocs:
+            relocs[r.kind.value] = relocs.get(r.kind.value, 0) + 1
+        progs.append(
+            {
+                "name": p.name,
+                "section": p.section.elf_name,
+                "type": _type_name(ProgType, "BPF_PROG_TYPE_", p.prog_type),
+                "attach_type": _type_name(AttachType, "BPF_", p.expected_attach_type) if p.expected_attach_type else None,
+                "insns": p.insn_cnt,
+                "subprogram": p.is_subprog,
+                "autoload": p.autoload,
+                "relocations": relocs,
+            }
+        )
+    maps = [
+        {
+            "name": m.name,
+            "type": _type_name(MapType, "BPF_MAP_TYPE_", m.type),
+            "key_size": m.key_size,
+            "value_size": m.value_size,
+            "max_entries": m.max_entries,
+            "flags": m.flags,
+            "kind": m.kind.value,
+            "pin_path": m.pin_path,
+        }
+        for m in model.maps
+    ]
+    variables = [
+        {"section": d.name, "name": v.name, "offset": v.offset, "size": v.size} for d in model.datasecs for v in d.vars
+    ]
+    btf = obj.btf
+    info: Dict[str, Any] = {
+        "name": obj.name,
+        "license": obj.license,
+        "kversion": model.kversion,
+        "programs": progs,
+        "maps": maps,
+        "globals": variables,
+        "externs": [{"name": e.name, "kind": e.kind.value, "weak": e.is_weak} for e in model.externs],
+        "btf": None if btf is None else {"types": len(btf), "size": len(model.btf_raw or b"")},
+        "btf_ext": model.btf_ext_raw is not None,
+    }
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    print(f"object {info['name']}: license {info['license']!r}" + (f", kversion {model.kversion:#x}" if model.kversion else ""))
+    print(f"programs ({sum(not p['subprogram'] for p in progs)}, subprograms {sum(p['subprogram'] for p in progs)}):")
+    for p in progs:
+        extra = " subprogram" if p["subprogram"] else ("" if p["autoload"] else " autoload off")
+        rel = ", ".join(f"{k} {v}" for k, v in sorted(p["relocations"].items()))
+        at = f" attach {p['attach_type']}" if p["attach_type"] else ""
+        print(f"  {p['name']}: section {p['section']!r} type {p['type']}{at}, {p['insns']} insns{extra}" + (f"; relocations: {rel}" if rel else ""))
+    print(f"maps ({len(maps)}):")
+    for m in maps:
+        pin = f" pin {m['pin_path']}" if m["pin_path"] else ""
+        print(
+            f"  {m['name']}: {m['type']} key {m['key_size']}B value {m['value_size']}B max_entries {m['max_entries']} "
+            f"flags {m['flags']:#x} ({m['kind']}){pin}"
+        )
+    if variables:
+        print(f"global variables ({len(variables)}):")
+        for v in variables:
+            print(f"  {v['section']} +{v['offset']}: {v['name']} ({v['size']}B)")
+    for e in info["externs"]:
+        print(f"extern {e['kind']} {e['name']}" + (" (weak)" if e["weak"] else ""))
+    if btf is not None:
+        print(f"BTF: {info['btf']['types']} types, {info['btf']['size']} bytes" + (", .BTF.ext present" if info["btf_ext"] else ""))
+    return 0
+
+
+def cmd_disasm(args: argparse.Namespace) -> int:
+    from .insn import disasm
+    from .object import Object
+
+    obj = Object.open(args.object)
+    found = False
+    for p in obj.model.programs:
+        if args.program and p.name != args.program:
+            continue
+        found = True
+        print(f"{p.name} ({p.section.elf_name}{', subprogram' if p.is_subprog else ''}):")
+        print(disasm(p.insns, start=p.insn_off, raw=not args.no_raw, annotate=True))
+        print()
+    if not found:
+        print(f"pybpfload: error: no program {args.program!r} in {args.object}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    """Mirror of `bpftool prog loadall OBJ PIN_DIR [pinmaps MAP_DIR]`."""
+    from .object import Object
+
+    with Object.open(args.object) as obj:
+        obj.load()
+        obj.pin_programs(args.pin_dir)
+        try:
+            if args.pinmaps:
+                obj.pin_maps(args.pinmaps)
+        except BaseException:
+            obj.unpin_programs(args.pin_dir)
+            raise
+        for name, p in obj.programs.items():
+            if p.loaded:
+                print(f"{name}: id {p.info().id} pinned at {p.pinned_at}")
+    return 0
+
+
+def cmd_btf_dump(args: argparse.Namespace) -> int:
+    from .btf import Spec
+    from .btf.kernel import VMLINUX_PATH, vmlinux_spec
+
+    path = args.file
+    if path.endswith(".o"):
+        from .object import Object
+
+        spec = Object.open(path).btf
+        if spec is None:
+            print(f"pybpfload: error: {path} has no .BTF section", file=sys.stderr)
+            return 1
+    elif path == VMLINUX_PATH:
+        spec = vmlinux_spec()
+    else:
+        import os
+
+        base = None
+        if os.path.dirname(os.path.abspath(path)) == "/sys/kernel/btf":
+            base = vmlinux_spec()  # a module's split BTF
+        spec = Spec.from_file(path, base)
+    if args.format == "c":
+        from .btf.cdump import dump_c
+
+        sys.stdout.write(dump_c(spec))
+    elif args.format == "json":
+        from .btf.query import describe
+
+        out = [{"id": t.id, "kind": t.kind.name, "name": t.name, "description": describe(spec, t.id)} for t in spec]
+        print(json.dumps(out))
+    else:
+        from .btf.query import describe
+
+        for t in spec:
+            print(f"[{t.id}] {t.kind.name} {describe(spec, t.id)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(packets=args.packets)
+
+
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="pybpfload", description="A pure-Python eBPF loader (libbpf's semantics).")
@@ -132,6 +301,33 @@ def build_parser() -> argparse.ArgumentParser:
     md.add_argument("--json", action="store_true")
     md.set_defaults(handler=cmd_map_dump)
 
+    ins = sub.add_parser("inspect", help="programs, maps, globals, externs and BTF of an object (no root needed)")
+    ins.add_argument("object", metavar="OBJ")
+    ins.add_argument("--json", action="store_true")
+    ins.set_defaults(handler=cmd_inspect)
+
+    dis = sub.add_parser("disasm", help="disassemble an object's programs, as llvm-objdump -d")
+    dis.add_argument("object", metavar="OBJ")
+    dis.add_argument("program", metavar="PROG", nargs="?")
+    dis.add_argument("--no-raw", action="store_true", help="omit the instruction bytes")
+    dis.set_defaults(handler=cmd_disasm)
+
+    ld = sub.add_parser("load", help="load an object and pin its programs (like bpftool prog loadall)")
+    ld.add_argument("object", metavar="OBJ")
+    ld.add_argument("pin_dir", metavar="PIN_DIR")
+    ld.add_argument("--pinmaps", metavar="MAP_DIR")
+    ld.set_defaults(handler=cmd_load)
+
+    btf = sub.add_parser("btf", help="BTF")
+    bsub = btf.add_subparsers(dest="btf_command", metavar="SUBCOMMAND")
+    bd = bsub.add_parser("dump", help="dump the BTF of a raw BTF file or an object")
+    bd.add_argument("file", metavar="FILE")
+    bd.add_argument("--format", choices=("raw", "c", "json"), default="raw")
+    bd.set_defaults(handler=cmd_btf_dump)
+
+    demo = sub.add_parser("demo", help="load the bundled xdp_count object, run it on test packets, pin and unpin")
+    demo.add_argument("--packets", type=int, default=5)
+    demo.set_defaults(handler=cmd_demo)
     return ap
 
 
@@ -158,8 +354,13 @@ def run(argv: List[str]) -> int:
     except BPFError as e:
         print(f"pybpfload: error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # e.g. piped into head
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:
         print(f"pybpfload: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130

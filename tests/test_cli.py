@@ -52,3 +52,73 @@ def test_errors_are_one_line_and_nonzero() -> None:
 def test_no_command_prints_help() -> None:
     out = subprocess.run([sys.executable, "-m", "pybpfload"], capture_output=True, text=True)
     assert out.returncode == 2 and "usage" in out.stderr
+
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pybpfload", *args], capture_output=True, text=True)
+
+
+@pytest.mark.kernel
+def test_demo_is_the_readme_main_job() -> None:
+    out = _cli("demo", "--packets", "4")
+    assert out.returncode == 0, out.stderr
+    assert "pkt_count[0] = 4" in out.stdout
+    assert "read through the pin: pkt_count[0] = 4" in out.stdout
+    assert "unpinned: []" in out.stdout
+
+
+def test_demo_object_is_shipped_in_the_package() -> None:
+    from pybpfload.demo import bundled_object
+
+    assert Path(bundled_object()).read_bytes() == (FIXTURES / "xdp_count.bpf.o").read_bytes()
+
+
+def test_inspect_agrees_with_the_model() -> None:
+    from pybpfload import Object
+
+    out = _cli("inspect", str(FIXTURES / "subprogs.bpf.o"), "--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    model = Object.open(FIXTURES / "subprogs.bpf.o").model
+    assert [p["name"] for p in info["programs"]] == [p.name for p in model.programs]
+    assert [p["insns"] for p in info["programs"]] == [p.insn_cnt for p in model.programs]
+    assert {m["name"] for m in info["maps"]} == {m.name for m in model.maps}
+    text = _cli("inspect", str(FIXTURES / "subprogs.bpf.o")).stdout
+    assert "static_helper" in text and "subprogram" in text and "results" in text
+
+
+def test_disasm_names_helpers_and_fails_cleanly() -> None:
+    out = _cli("disasm", str(FIXTURES / "xdp_count.bpf.o"), "xdp_count")
+    assert out.returncode == 0 and "call 1\t; bpf_map_lookup_elem" in out.stdout
+    bad = _cli("disasm", str(FIXTURES / "xdp_count.bpf.o"), "nope")
+    assert bad.returncode == 1 and "no program 'nope'" in bad.stderr
+    broken = _cli("inspect", str(FIXTURES / "malformed" / sorted(p.name for p in (FIXTURES / "malformed").iterdir())[0]))
+    assert broken.returncode == 1 and broken.stderr.startswith("pybpfload: error:") and "Traceback" not in broken.stderr
+
+
+@pytest.mark.kernel
+def test_load_mirrors_bpftool_loadall(bpffs: Path) -> None:
+    out = _cli("load", str(FIXTURES / "subprogs.bpf.o"), str(bpffs / "progs"), "--pinmaps", str(bpffs / "maps"))
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in (bpffs / "progs").iterdir()) == sorted(["tc_first", "tc_second", "xdp_one", "xdp_two", "sock_plain"])
+    assert [p.name for p in (bpffs / "maps").iterdir()] == ["results"]
+    tool = require_tool("bpftool")
+    shown = json.loads(subprocess.run([tool, "prog", "show", "pinned", str(bpffs / "progs" / "xdp_two"), "-j"], capture_output=True, text=True, check=True).stdout)
+    assert shown["name"] == "xdp_two"
+    for d in ("progs", "maps"):
+        for p in (bpffs / d).iterdir():
+            p.unlink()
+
+
+@pytest.mark.kernel
+def test_verifier_errors_print_the_log() -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        out = _cli("load", str(FIXTURES / "verifier_reject.bpf.o"), d)
+    assert out.returncode == 1
+    assert "unchecked_read" in out.stderr and "verifier log:" in out.stderr and "invalid access to packet" in out.stderr
+    assert "Traceback" not in out.stderr
