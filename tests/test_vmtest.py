@@ -501,10 +501,10 @@ def test_feature_of() -> None:
 
 
 def test_cli_parses_matrix_and_run_arguments() -> None:
-    ns = cli.build_parser().parse_args(["matrix", "--kernels", "5.10,7.x", "--jobs", "1", "--", "-k", "maps"])
-    assert ns.jobs == 1 and cli._strip_dashdash(ns.pytest_args) == ["-k", "maps"]
-    ns = cli.build_parser().parse_args(["run", "6.12", "--", "uname", "-r"])
-    assert ns.kernel == "6.12" and cli._strip_dashdash(ns.command) == ["uname", "-r"]
+    ns = cli.parse_args(["matrix", "--offline", "--kernels", "5.10,7.x", "--jobs", "1", "--", "-k", "maps"])
+    assert ns.jobs == 1 and ns.offline and ns.pytest_args == ["-k", "maps"]
+    ns = cli.parse_args(["run", "6.12", "--timeout", "60", "--", "uname", "-r", "--timeout"])
+    assert (ns.kernel, ns.timeout, ns.command) == ("6.12", 60.0, ["uname", "-r", "--timeout"])
     cmd = matrix.pytest_command("/py", "/run/vmtest/junit.xml", ["-x"])
     assert cmd[:3] == ["/py", "-m", "pytest"] and cmd[cmd.index("-m", 2) + 1] == "kernel"
     assert "--junitxml=/run/vmtest/junit.xml" in cmd and cmd[-1] == "-x"

@@ -34,38 +34,34 @@ def parse_kernels(text: Optional[str]) -> List[KernelSpec]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vmtest", description="Run pybpfload's kernel tests on Debian kernels under qemu.")
-    p.add_argument("--offline", action="store_true", help="use cached kernels, do not ask the archive")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--offline", action="store_true", help="use cached kernels, do not ask the archive")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    f = sub.add_parser("fetch", help="download kernels and build their initramfs")
+    f = sub.add_parser("fetch", parents=[common], help="download kernels and build their initramfs")
     f.add_argument("kernels", nargs="*", help="kernel names (default: all)")
 
-    r = sub.add_parser("run", help="run a command inside one kernel's guest")
+    r = sub.add_parser("run", parents=[common], help="run a command inside one kernel's guest")
     r.add_argument("kernel")
     r.add_argument("--cwd", default=None, help="directory to run in (default: the current one)")
     r.add_argument("--timeout", type=float, default=1800.0)
     r.add_argument("--keep", type=Path, default=None, help="copy the job share and console log here")
     r.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="extra guest environment")
-    r.add_argument("command", nargs=argparse.REMAINDER)
+    r.add_argument("command", nargs="*", help="the command (put it after -- if it has options)")
 
-    m = sub.add_parser("matrix", help="run the kernel-marked tests on every kernel")
+    m = sub.add_parser("matrix", parents=[common], help="run the kernel-marked tests on every kernel")
     m.add_argument("--kernels", default="all", help="comma-separated names: " + ",".join(k.name for k in KERNELS))
     m.add_argument("--jobs", type=int, default=2, help="guests at a time (default 2)")
     m.add_argument("--python", default=None, help="interpreter inside the guests (default: .venv, else this one)")
     m.add_argument("--host", action="store_true", help="also run on this machine's kernel (column 'host')")
-    m.add_argument("--timeout", type=float, default=None, help="seconds per guest (default 1200)")
+    m.add_argument("--timeout", type=float, default=None, help="seconds per guest (default 900)")
     m.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     m.add_argument("--out", type=Path, default=DEFAULT_OUT, help="per-kernel logs, junit.xml and console.log")
-    m.add_argument("pytest_args", nargs=argparse.REMAINDER, help="-- then extra pytest arguments")
+    m.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
 
     t = sub.add_parser("table", help="print the Markdown table of a results file")
     t.add_argument("--results", type=Path, default=DEFAULT_RESULTS)
     return p
-
-
-def _strip_dashdash(args: Sequence[str]) -> List[str]:
-    args = list(args)
-    return args[1:] if args[:1] == ["--"] else args
 
 
 def closing_line(results: Sequence[KernelResult]) -> str:
@@ -85,7 +81,7 @@ def cmd_fetch(ns: argparse.Namespace) -> int:
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
-    command = _strip_dashdash(ns.command)
+    command = list(ns.command)
     if not command:
         print("vmtest run: no command given", file=sys.stderr)
         return 2
@@ -115,7 +111,7 @@ def cmd_matrix(ns: argparse.Namespace) -> int:
     python = ns.python or default_python(REPO)
     print(f"vmtest: kernel tests on {', '.join(s.name for s in specs)} with {python}, {ns.jobs} guest(s) at a time", flush=True)
     results, meta = run_matrix(
-        specs, REPO, python, ns.out, ns.jobs, _strip_dashdash(ns.pytest_args), ns.timeout or DEFAULT_TIMEOUT, ns.offline, ns.host
+        specs, REPO, python, ns.out, ns.jobs, list(ns.pytest_args), ns.timeout or DEFAULT_TIMEOUT, ns.offline, ns.host
     )
     write_results(ns.results, results, meta)
     print(f"\n== matrix summary ({meta['wall_seconds']}s wall, logs in {ns.out}, results in {ns.results})")
@@ -138,8 +134,25 @@ def cmd_table(ns: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """Parse the command line; everything after the first ``--`` is the guest command or pytest's arguments."""
+    argv = list(argv)
+    tail: List[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, tail = argv[:i], argv[i + 1 :]
     ns = build_parser().parse_args(argv)
+    if ns.cmd == "run":
+        ns.command = list(ns.command) + tail
+    elif ns.cmd == "matrix":
+        ns.pytest_args = list(ns.pytest_args) + tail
+    elif tail:
+        build_parser().error(f"{ns.cmd} takes no arguments after --")
+    return ns
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ns = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return {"fetch": cmd_fetch, "run": cmd_run, "matrix": cmd_matrix, "table": cmd_table}[ns.cmd](ns)
     except VMTestError as e:

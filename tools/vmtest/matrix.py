@@ -19,7 +19,7 @@ from .qemu import guest_env, run_in_vm
 from .results import KernelResult, parse_junit, summary_line
 
 JUNIT = "junit.xml"
-DEFAULT_TIMEOUT = 20 * 60.0
+DEFAULT_TIMEOUT = 15 * 60.0
 
 
 def pytest_command(python: str, junit_path: str, extra: Sequence[str] = ()) -> List[str]:
