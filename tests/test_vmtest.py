@@ -266,6 +266,7 @@ def test_init_script_is_valid_sh_and_mounts_what_tests_need() -> None:
     ]:
         assert re.search(rf"mount -t {fs} .*/newroot{where}\b", script), fs
     assert f"> /newroot{initramfs.SHARE_MOUNT}/{initramfs.STATUS_FILE}" in script
+    assert "/newroot/tmp" not in script  # a checkout under the host's /tmp stays visible
 
 
 def test_build_initramfs_from_a_fake_kernel(tmp_path: Path) -> None:

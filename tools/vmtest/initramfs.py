@@ -1,6 +1,8 @@
 """Build (and cache) the guest's initramfs: a static busybox, the kernel's 9p,
 virtio and overlay modules, and an /init that mounts the host's root read-only
 over 9p under a tmpfs overlay, then runs the job handed over a second 9p share.
+The guest's /tmp is the overlay's (host files visible, writes private to the
+guest), so a checkout anywhere on the host, /tmp included, is seen in place.
 
 The cpio archive is written here in plain Python (newc format, uncompressed:
 the guest, emulated, unpacks it faster than it would gunzip it).
@@ -39,6 +41,7 @@ SHARE_MOUNT = "/run/vmtest"  # where the job share appears inside the guest's ro
 JOB_SCRIPT = "job.sh"
 OUTPUT_FILE = "output"
 STATUS_FILE = "status"
+DMESG_FILE = "dmesg"
 MSIZE = 512 * 1024
 
 
@@ -118,7 +121,6 @@ mount -t devtmpfs devtmpfs {new}/dev
 mkdir -p {new}/dev/pts {new}/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts {new}/dev/pts
 mount -t tmpfs tmpfs {new}/dev/shm
-mount -t tmpfs -o mode=1777 tmpfs {new}/tmp
 mount -t tmpfs -o mode=0755 tmpfs {new}/run
 mkdir -p {share}
 mount -t 9p -o trans=virtio,version=9p2000.L,msize={MSIZE} {SHARE_TAG} {share} || fail "mount job share"
@@ -129,6 +131,7 @@ if [ -f /kconfig ]; then mkdir -p {new}/boot && cp /kconfig {new}/boot/config-$(
 ulimit -l unlimited
 chroot {new} /bin/sh {SHARE_MOUNT}/{JOB_SCRIPT} > {share}/{OUTPUT_FILE} 2>&1 < /dev/null
 echo $? > {share}/{STATUS_FILE}
+dmesg > {share}/{DMESG_FILE}
 sync
 umount {share}
 poweroff -f

@@ -32,7 +32,7 @@ KERNEL_ARGS = (
     "panic=-1",
     "oops=panic",
     "quiet",
-    "loglevel=4",
+    "loglevel=5",  # warnings (WARN splats, 9p complaints) reach console.log
     "random.trust_cpu=on",
     "tsc=reliable",
     "no_timer_check",
