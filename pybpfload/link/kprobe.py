@@ -1,0 +1,92 @@
+"""kprobes, kretprobes and ksyscall: the kprobe PMU, else tracefs kprobe_events.
+
+A kernel built without CONFIG_KPROBES has neither: attaching raises
+NotSupportedError naming kprobes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+from typing import TYPE_CHECKING, Optional
+
+from ..errors import NotSupportedError
+from ..syscall import perf
+from .base import prog_fd_of
+from .perf_event import PerfEventLink, attach_perf_fd
+from .tracefs import add_probe_event, remove_probe_event, tracefs_root
+from .tracepoint import tracepoint_perf_attr
+from .uprobe import pmu_config_bit, pmu_type, probe_perf_attr
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..program import Program
+
+__all__ = ["attach_kprobe", "attach_ksyscall", "kprobe_support", "syscall_function_name"]
+
+# the prefix of syscall entry functions since Linux 4.17 (ARCH_HAS_SYSCALL_WRAPPER)
+_SYSCALL_PREFIX = {
+    "x86_64": "__x64_sys_",
+    "aarch64": "__arm64_sys_",
+    "s390x": "__s390x_sys_",
+    "riscv64": "__riscv_sys_",
+    "ppc64le": "sys_",
+    "ppc64": "sys_",
+    "loongarch64": "sys_",
+}
+
+
+def kprobe_support() -> Optional[str]:
+    """How kprobes can be made here: "pmu", "tracefs", or None when the kernel has no kprobes."""
+    if pmu_type("kprobe") is not None:
+        return "pmu"
+    root = tracefs_root(required=False)
+    if root is not None and os.path.exists(os.path.join(root, "kprobe_events")):
+        return "tracefs"
+    return None
+
+
+def _require_kprobes() -> str:
+    how = kprobe_support()
+    if how is None:
+        raise NotSupportedError(
+            "kprobes",
+            "no kprobe PMU (/sys/bus/event_source/devices/kprobe) and no kprobe_events in tracefs: "
+            "the kernel is built without CONFIG_KPROBES",
+        )
+    return how
+
+
+def syscall_function_name(syscall: str) -> str:
+    """The kernel function behind system call ``syscall`` (``"__x64_sys_getpid"`` on x86-64)."""
+    return _SYSCALL_PREFIX.get(platform.machine(), "sys_") + syscall
+
+
+def attach_kprobe(
+    prog: "Program", func: str, offset: int = 0, *, retprobe: bool = False, cookie: int = 0, legacy: bool = False
+) -> PerfEventLink:
+    """Attach a kprobe (or kretprobe) program to kernel function ``func`` (+ ``offset``)."""
+    prog_fd_of(prog)
+    how = _require_kprobes()
+    kind = "kretprobe" if retprobe else "kprobe"
+    what = f"{func}+{offset:#x}" if offset else func
+    if how == "pmu" and not legacy:
+        pmu = pmu_type("kprobe")
+        assert pmu is not None
+        cname = ctypes.create_string_buffer(func.encode())
+        attr = probe_perf_attr(pmu, retprobe, ctypes.addressof(cname), offset, ret_bit=pmu_config_bit("kprobe", "retprobe", 0))
+        pfd = perf.perf_event_open(attr, -1, 0)
+        del cname
+        return attach_perf_fd(prog, pfd, cookie=cookie, kind=kind, target=what)
+    group, event, tp_id = add_probe_event("kprobe", retprobe, what)
+    try:
+        pfd = perf.perf_event_open(tracepoint_perf_attr(tp_id), -1, 0)
+    except BaseException:
+        remove_probe_event("kprobe", group, event)
+        raise
+    return attach_perf_fd(prog, pfd, cookie=cookie, kind=kind, target=what, cleanup=lambda: remove_probe_event("kprobe", group, event))
+
+
+def attach_ksyscall(prog: "Program", syscall: str, *, retprobe: bool = False, cookie: int = 0) -> PerfEventLink:
+    """Attach a kprobe program to the entry (or return) of system call ``syscall`` (libbpf's attach_ksyscall)."""
+    return attach_kprobe(prog, syscall_function_name(syscall), retprobe=retprobe, cookie=cookie)
