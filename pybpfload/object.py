@@ -442,6 +442,13 @@ class Object:
     def __repr__(self) -> str:
         return f"<Object {self.name!r} programs={len(self._programs)} maps={len(self._maps)}>"
 
+    # ------------------------------------------------------------ attaching
+    def attach_all(self, *, skip_unsupported: bool = False) -> Any:
+        """Attach every loaded program whose section names a target; the links (see :func:`pybpfload.attach.attach_all`)."""
+        from .attach import attach_all
+
+        return attach_all(self, skip_unsupported=skip_unsupported)
+
 
 def _check_options(
     object_name: Optional[str],
