@@ -127,6 +127,7 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize={MSIZE} {SHARE_TAG} {share} |
 mount -t bpf bpf {new}/sys/fs/bpf || fail "mount bpffs"
 mount -t debugfs debugfs {new}/sys/kernel/debug || echo "vmtest-init: no debugfs"
 mount -t tracefs tracefs {new}/sys/kernel/tracing || echo "vmtest-init: no tracefs"
+mount -t securityfs securityfs {new}/sys/kernel/security || echo "vmtest-init: no securityfs"
 if [ -f /kconfig ]; then mkdir -p {new}/boot && cp /kconfig {new}/boot/config-$(uname -r); fi
 ulimit -l unlimited
 chroot {new} /bin/sh {SHARE_MOUNT}/{JOB_SCRIPT} > {share}/{OUTPUT_FILE} 2>&1 < /dev/null

@@ -36,6 +36,7 @@ KERNEL_ARGS = (
     "random.trust_cpu=on",
     "tsc=reliable",
     "no_timer_check",
+    "lsm=lockdown,yama,bpf",  # BPF LSM active everywhere (5.10's default list lacks it)
 )
 
 
