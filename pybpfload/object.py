@@ -449,6 +449,19 @@ class Object:
 
         return attach_all(self, skip_unsupported=skip_unsupported)
 
+    # ------------------------------------------------------------ multi-instance programs (spec section 6)
+    def program_variants(self, name: str, prep: Any, count: int) -> Any:
+        """Load ``count`` variants of program ``name`` (bpf_program__set_prep's modern equivalent).
+
+        ``prep(n, insns)`` gets the loaded program's relocated instructions
+        and returns instance ``n``'s (or None to skip it); returns a
+        :class:`~pybpfload.variants.ProgramVariants` owning their fds.  See
+        :mod:`pybpfload.variants`.
+        """
+        from .variants import load_variants
+
+        return load_variants(self, name, prep, count)
+
 
 def _check_options(
     object_name: Optional[str],
