@@ -131,8 +131,13 @@ class Link(FdObject):
 
     @classmethod
     def from_pin(cls, path: str) -> "Link":
-        """Open the link pinned at ``path``; closing it leaves the pin (and the attachment) alone."""
+        """Open the link pinned at ``path``.
+
+        Closing it leaves the pin (and the attachment) alone; ``detach()``
+        detaches the link and removes this pin.
+        """
         link = cls._from_owned_fd(pinning.open_pinned(path))
+        link._pinned_at = path
         return link
 
     @classmethod

@@ -75,8 +75,8 @@ class IterLink(Link):
 
     def lines(self) -> Iterator[str]:
         """The output of one walk, line by line, read as the program produces it."""
-        with self.open() as f:
-            for line in io.TextIOWrapper(f, encoding="utf-8", errors="replace"):
+        with io.TextIOWrapper(self.open(), encoding="utf-8", errors="replace") as text:
+            for line in text:
                 yield line.rstrip("\n")
 
 

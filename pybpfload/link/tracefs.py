@@ -72,8 +72,7 @@ def add_probe_event(kind: str, retprobe: bool, target: str) -> Tuple[str, str, i
     event = f"{'r' if retprobe else 'p'}_{_sanitize(os.path.basename(target))}_{os.getpid()}_{next(_counter)}"
     line = f"{'r' if retprobe else 'p'}:{group}/{event} {target}\n"
     try:
-        with open(control, "a") as f:
-            f.write(line)
+        _append(control, line)
     except OSError as e:
         raise BPFOSError(e.errno or errno.EIO, f"cannot add {kind} event {target!r}", filename=control) from None
     try:
@@ -89,7 +88,15 @@ def remove_probe_event(kind: str, group: str, event: str) -> None:
     if root is None:
         return
     try:
-        with open(os.path.join(root, f"{kind}_events"), "a") as f:
-            f.write(f"-:{group}/{event}\n")
+        _append(os.path.join(root, f"{kind}_events"), f"-:{group}/{event}\n")
     except OSError:
         pass
+
+
+def _append(path: str, line: str) -> None:
+    # one write(2) with O_APPEND: Python's append mode seeks, which tracefs control files refuse
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    try:
+        os.write(fd, line.encode())
+    finally:
+        os.close(fd)
