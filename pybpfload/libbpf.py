@@ -30,6 +30,8 @@ Conventions
   pointer return None on failure with errno set.  pybpfload exceptions
   never escape for failures libbpf reports by return value (wrong Python
   types still raise TypeError, where C would not compile).
+* Test results for None with ``is None`` where C writes ``if (!map)``: a
+  :class:`~pybpfload.maps.Map` is a mapping, so ``not map`` asks its length.
 * errno is ctypes' thread-local errno slot: :func:`get_errno` (or
   ``ctypes.get_errno()``) reads it, and ``libbpf_get_error(None)`` returns
   ``-errno``, as in libbpf 1.x.  It is per thread, like C's errno, and like
@@ -263,13 +265,15 @@ def libbpf_num_possible_cpus() -> int:
 
 def _type_str(enum_cls: Any, prefix: str, value: int) -> Optional[str]:
     try:
-        return str(enum_cls(value).name[len(prefix) :].lower())
+        name = str(enum_cls(value).name[len(prefix) :].lower())
     except ValueError:
         return None
+    # the kernel renamed e.g. CGROUP_STORAGE to CGROUP_STORAGE_DEPRECATED; libbpf keeps the old name
+    return name[: -len("_deprecated")] if name.endswith("_deprecated") else name
 
 
 def libbpf_bpf_prog_type_str(t: int) -> Optional[str]:
-    """"xdp", "socket_filter"...; None for an unknown type."""
+    """The type's name ("xdp", "socket_filter"...); None for an unknown type."""
     return _type_str(ProgType, "BPF_PROG_TYPE_", t)
 
 
@@ -320,6 +324,8 @@ def libbpf_probe_bpf_prog_type(prog_type: int, opts: Any = None) -> int:
 
     if opts is not None:
         return -_errno.EINVAL
+    if prog_type == ProgType.BPF_PROG_TYPE_UNSPEC:
+        return 0  # libbpf tries the load, which fails
     if not _known(ProgType, prog_type):
         return -_errno.EOPNOTSUPP
     return int(features.prog_type_supported(prog_type))
@@ -611,7 +617,12 @@ def bpf_object__set_kversion(obj: Object, kern_version: int) -> int:
 
 
 def bpf_object__btf(obj: Optional[Object]) -> Optional["Btf"]:
-    """The object's BTF; None (errno untouched, as libbpf) when it has none."""
+    """The object's BTF as libbpf holds it after open; None (errno untouched, as libbpf) when it has none.
+
+    That is the file's BTF with libbpf's open-time fix-ups: extern VARs and
+    FUNCs made loadable (a ``dummy_ksym`` VAR added for kfuncs) and DATASEC
+    sizes and offsets filled in.
+    """
     if obj is None or obj.btf is None:
         return None
     b = _BTF.get(obj)
@@ -622,8 +633,25 @@ def bpf_object__btf(obj: Optional[Object]) -> Optional["Btf"]:
             o = ref()
             return o.btf_fd if o is not None else -1
 
-        b = _BTF[obj] = Btf(obj.btf, fd_source=fd)
+        b = _BTF[obj] = Btf(_opened_btf(obj), fd_source=fd)
     return b
+
+
+def _opened_btf(obj: Object) -> Any:
+    from .btf import Spec
+    from .btf.encode import Builder
+    from .btf.fixup import fixup_datasecs
+    from .loader import _fixup_extern_btf  # noqa: PLC2701 - the loader's open-time fix-ups, reused
+
+    model = obj.model
+    assert obj.btf is not None
+    b = Builder.from_spec(obj.btf)
+    _fixup_extern_btf(b, model.externs)
+    sizes = {d.name: d.size for d in model.datasecs}
+    offsets = {v.name: v.offset for d in model.datasecs for v in d.vars}
+    hidden = {v.name for d in model.datasecs for v in d.vars if v.linkage == 0}
+    fixup_datasecs(b, sizes, offsets, hidden)
+    return Spec.from_bytes(b.encode())
 
 
 def bpf_object__btf_fd(obj: Object) -> int:
@@ -776,8 +804,16 @@ def bpf_program__autoload(prog: Program) -> bool:
     return bool(prog.autoload)
 
 
+def _implied_flags(prog: Program) -> int:
+    """Flags the SEC() name implies (sleepable, XDP frags): libbpf adds them at load, never shows them."""
+    o = _OWNER.get(prog)
+    spec = o.program_spec(prog.name) if o is not None else None
+    return int(spec.section.prog_flags) if spec is not None else 0
+
+
 def bpf_program__flags(prog: Program) -> int:
-    return int(prog.flags)
+    """The flags set on the program, without those its SEC() name implies (as libbpf)."""
+    return int(prog.flags) & ~_implied_flags(prog)
 
 
 def bpf_program__log_level(prog: Program) -> int:
@@ -821,7 +857,8 @@ def bpf_program__set_autoload(prog: Program, autoload: bool) -> int:
 
 
 def bpf_program__set_flags(prog: Program, flags: int) -> int:
-    return _setter(prog, "flags", flags, _errno.EBUSY)
+    """Set the load flags (before load); the SEC() name's implied flags stay on, as libbpf adds them at load."""
+    return _setter(prog, "flags", flags | _implied_flags(prog), _errno.EBUSY)
 
 
 def bpf_program__set_log_level(prog: Program, log_level: int) -> int:
@@ -1709,8 +1746,8 @@ def btf__resolve_type(btf: Btf, type_id: int) -> int:
 
     chain = (T.Kind.TYPEDEF, T.Kind.VOLATILE, T.Kind.CONST, T.Kind.RESTRICT, T.Kind.TYPE_TAG, T.Kind.VAR)
     for _ in range(32):
-        if type_id == 0 or type_id >= len(spec):
-            return -_errno.EINVAL
+        if type_id == 0 or type_id >= len(spec) or spec.kind_of(type_id) == T.Kind.FWD:
+            return -_errno.EINVAL  # void, out of range, or a forward declaration (void to libbpf)
         if spec.kind_of(type_id) not in chain:
             return type_id
         type_id = spec.type(type_id).type

@@ -86,7 +86,7 @@ class ProgramVariants:
         """
         from . import pinning
 
-        pinning.check_pin_path(os.path.join(directory, "0"))
+        pinning.check_pin_path(directory)  # its parent is on bpffs
         try:
             os.mkdir(directory, 0o700)
         except FileExistsError:
@@ -182,4 +182,3 @@ def load_variants(obj: "Object", name: str, prep: Prep, count: int) -> ProgramVa
                 q.close()
         raise
     return ProgramVariants(name, out)
-
