@@ -79,10 +79,11 @@ class Link(FdObject):
     def detach(self) -> None:
         """Detach the program now, even if the link is pinned or shared.
 
-        Uses BPF_LINK_DETACH.  Link types the kernel cannot detach explicitly
-        (tracing, raw tracepoints, perf events, iterators) are unpinned (when
-        this Link pinned them) and closed, which detaches them unless other
-        fds or pins still hold them.
+        Uses BPF_LINK_DETACH, then removes the pin this Link made or was
+        opened from (a detached link's pin would be a dead end).  Link types
+        the kernel cannot detach explicitly (tracing, raw tracepoints, perf
+        events, iterators) are unpinned and closed, which detaches them
+        unless other fds or pins still hold them.
         """
         f = self._fd
         if f is not None and not f.closed:
@@ -91,8 +92,8 @@ class Link(FdObject):
             except SyscallError as e:
                 if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL, ENOTSUPP):
                     raise
-                if self._pinned_at is not None:
-                    self.unpin()
+            if self._pinned_at is not None:
+                self.unpin()
         self.close()
 
     # ------------------------------------------------------------ changes

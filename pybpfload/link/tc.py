@@ -69,8 +69,9 @@ def remove_clsact(dev: Union[int, str]) -> None:
 class TcLink(DetachOnClose):
     """A cls_bpf filter; closing (or detaching) deletes it."""
 
-    def __init__(self, program: "Program", ifindex: int, direction: str, handle: int, priority: int, dev: str) -> None:
+    def __init__(self, program: "Program", ifindex: int, direction: str, handle: int, priority: int, dev: str, nl: RtNetlink) -> None:
         super().__init__(None, program, kind="tc", target=f"{dev}:{direction}")
+        self._nl = nl  # bound to the device's network namespace: the filter is deleted there
         self.ifindex = ifindex
         self.direction = direction
         self.handle = handle
@@ -79,11 +80,11 @@ class TcLink(DetachOnClose):
     def _detach(self) -> None:
         info = (self.priority << 16) | socket.htons(ETH_P_ALL)
         msg = _tcmsg(self.ifindex, self.handle, tc_parent(self.direction), info) + attr(TCA_KIND, "bpf")
-        with RtNetlink() as nl:
+        with self._nl as nl:
             try:
                 nl.request(RTM_DELTFILTER, 0, msg, f"delete tc filter on ifindex {self.ifindex}")
             except SyscallError as e:
-                if e.errno not in (errno.ENODEV, errno.ENOENT, errno.EINVAL):  # the device or filter is gone already
+                if e.errno not in (errno.ENODEV, errno.ENOENT):  # the device or the filter is gone already
                     raise
 
     def _info_target(self) -> Any:
@@ -113,10 +114,14 @@ def attach_tc(
         attr(TCA_BPF_FLAGS, TCA_BPF_FLAG_ACT_DIRECT if direct_action else 0),
     )
     msg = _tcmsg(ifindex, handle, tc_parent(direction), info) + attr(TCA_KIND, "bpf") + options
-    with RtNetlink() as nl:
+    nl = RtNetlink()
+    try:
         ensure_clsact(ifindex, nl)
         nl.request(RTM_NEWTFILTER, NLM_F_CREATE | NLM_F_EXCL, msg, f"add tc filter on ifindex {ifindex} {direction}")
-    return TcLink(prog, ifindex, direction, handle, priority, str(dev))
+    except BaseException:
+        nl.close()
+        raise
+    return TcLink(prog, ifindex, direction, handle, priority, str(dev), nl)
 
 
 def list_tc_filters(dev: Union[int, str], direction: str = "ingress") -> List[Dict[str, Any]]:
