@@ -11,11 +11,12 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Optional, Tuple
 
 from ..errors import NotSupportedError, SyscallError
 from ..syscall import _types as t
 from ..syscall._raw import bpf
+from ..syscall.commands import fill
 from ..syscall.fd import Fd
 
 __all__ = [
@@ -65,19 +66,11 @@ def kernel_at_least(version: Tuple[int, int]) -> bool:
     return (nums[0], nums[1]) >= version
 
 
-def _fill(obj: Any, fields: Dict[str, Any]) -> None:
-    for key, value in fields.items():
-        if isinstance(value, dict):
-            _fill(getattr(obj, key), value)
-        else:
-            setattr(obj, key, value)
-
-
 def link_create_attr(prog_fd: int, target: int, attach_type: int, flags: int = 0, **fields: Any) -> t.LinkCreateAttr:
     """``link_create`` of union bpf_attr; ``target`` is an fd or an ifindex; extra ``fields``
     (nested dicts for ``tracing``, ``perf_event``, ``netfilter``, ``tcx``...) fill the union."""
     attr = t.LinkCreateAttr(prog_fd=prog_fd, target_fd=target, attach_type=int(attach_type), flags=flags)
-    _fill(attr, fields)
+    fill(attr, fields)
     return attr
 
 
