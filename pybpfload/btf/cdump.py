@@ -45,6 +45,8 @@ FOOTER = """#ifndef BPF_NO_PRESERVE_ACCESS_INDEX
 _NOT_ORDERED, _ORDERING, _ORDERED = 0, 1, 2
 _NOT_EMITTED, _EMITTING, _EMITTED = 0, 1, 2
 _MAX_TABS = 13
+# Refuse to write out holes above 1 MiB (131072 "long: 64;" lines): only malformed BTF has them.
+_MAX_PADDING_BITS = 8 << 20
 
 # GCC emits typedefs to internal __PolyN_t types for Arm SIMD; alias them.
 _MISSING_BASE_TYPES = {
@@ -168,6 +170,8 @@ class CDumper:
     # -- ordering ---------------------------------------------------------------------------------
     def _order_type(self, tid: int, through_ptr: bool) -> int:
         """1 when ``tid`` is a strong dependency, 0 when weak; fills the emit queue."""
+        if not 0 <= tid < self._n:
+            raise BTFError(f"BTF type id {tid} out of range (have {self._n})")
         state = self._order[tid]
         if state == _ORDERED:
             return 1
@@ -222,6 +226,8 @@ class CDumper:
 
     # -- emission ----------------------------------------------------------------------------------
     def _emit_type(self, tid: int, cont_id: int) -> None:
+        if not 0 <= tid < self._n:
+            raise BTFError(f"BTF type id {tid} out of range (have {self._n})")
         state = self._emit[tid]
         if state == _EMITTED:
             return
@@ -301,6 +307,8 @@ class CDumper:
     def _emit_bit_padding(self, cur: int, nxt: int, next_align: int, in_bitfield: bool, lvl: int) -> None:
         if cur >= nxt:
             return
+        if nxt - cur > _MAX_PADDING_BITS:
+            raise BTFError(f"a {nxt - cur}-bit hole in a struct is too large to write out as padding")
         pads: Sequence[Tuple[str, int]] = (("long", self.ptr_size * 8), ("int", 32), ("short", 16), ("char", 8))
         new_off, pad_type, pad_bits = 0, "", 0
         for pad_type, pad_bits in pads:
