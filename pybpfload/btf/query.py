@@ -26,26 +26,24 @@ def _loop(tid: int) -> BTFError:
     return BTFError(f"BTF type {tid}: reference chain too long (loop?)")
 
 
-def skip_modifiers(spec: "Spec", tid: int) -> int:
-    """The id behind typedefs, const/volatile/restrict and type tags."""
+def _skip(spec: "Spec", tid: int, kinds: Tuple[type, ...]) -> int:
     start = tid
     for _ in range(MAX_DEPTH):
         t = spec.type(tid)
-        if not isinstance(t, T.MODIFIERS):
+        if not isinstance(t, kinds):
             return tid
-        tid = t.type
+        tid = t.type  # type: ignore[attr-defined]
     raise _loop(start)
+
+
+def skip_modifiers(spec: "Spec", tid: int) -> int:
+    """The id behind typedefs, const/volatile/restrict and type tags."""
+    return _skip(spec, tid, T.MODIFIERS)
 
 
 def skip_qualifiers(spec: "Spec", tid: int) -> int:
     """The id behind const/volatile/restrict and type tags (typedefs kept)."""
-    start = tid
-    for _ in range(MAX_DEPTH):
-        t = spec.type(tid)
-        if not isinstance(t, T.QUALIFIERS):
-            return tid
-        tid = t.type
-    raise _loop(start)
+    return _skip(spec, tid, T.QUALIFIERS)
 
 
 def sizeof(spec: "Spec", tid: int) -> int:
