@@ -26,6 +26,8 @@ _EXPORTS = {
     "RelocationError": "errors",
     "StateError": "errors",
     "Object": "object",
+    "Spec": "btf",
+    "BtfHandle": "btf",
     "Map": "maps",
     "MapInfo": "maps",
     "MapKeyError": "maps",
@@ -81,6 +83,7 @@ if TYPE_CHECKING:  # pragma: no cover
         VerifierError,
     )
     from .maps import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Map, MapInfo, MapKeyError, possible_cpus  # noqa: F401
+    from .btf import BtfHandle, Spec  # noqa: F401
     from .object import Object  # noqa: F401
     from .perfbuf import PerfBuffer  # noqa: F401
     from .program import Program, ProgramInfo, TestRun  # noqa: F401

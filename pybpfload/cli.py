@@ -328,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="load the bundled xdp_count object, run it on test packets, pin and unpin")
     demo.add_argument("--packets", type=int, default=5)
     demo.set_defaults(handler=cmd_demo)
+
+    from .corecheck import add_parser as add_core_parser
+
+    add_core_parser(sub)
     return ap
 
 

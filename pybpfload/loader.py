@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Tuple
 
 from . import features, log
 from .elf.model import ExternKind, MapKind, RelocKind
-from .errors import BPFError, NotSupportedError, PinError, RelocationError, StateError
+from .errors import BPFError, NotSupportedError, PinError, RelocationError, StateError, VerifierError
 from .linker import (
     BPF_PSEUDO_BTF_ID,
     BPF_PSEUDO_KFUNC_CALL,
@@ -370,14 +370,21 @@ class _Load:
             func_info, line_info, fi_size, li_size = self._ext_info(linked)
             self._attach_btf(prog)
             object.__setattr__(prog, "_insns", bytes(insns))
-            prog._load(
-                prog_btf_fd=self.btf_handle.fd if (self.btf_handle is not None and func_info) else 0,
-                func_info=func_info,
-                func_info_rec_size=fi_size,
-                line_info=line_info,
-                line_info_rec_size=li_size,
-                fd_array=fd_array,
-            )
+            try:
+                prog._load(
+                    prog_btf_fd=self.btf_handle.fd if (self.btf_handle is not None and func_info) else 0,
+                    func_info=func_info,
+                    func_info_rec_size=fi_size,
+                    line_info=line_info,
+                    line_info_rec_size=li_size,
+                    fd_array=fd_array,
+                )
+            except VerifierError as e:
+                if not core_insns:
+                    raise
+                from . import core
+
+                raise core.explain_verifier_error(self.obj, linked, e) from None
             self.loaded_progs.append(prog)
             log.debug("prog '%s': loaded, %d insns, fd %d", name, len(insns) // 8, prog.fd)
             if bind and rodata is not None:
