@@ -37,6 +37,12 @@ LIBBPF_LOADS = [
     "perfbuf_emit",
     "btf_kinds",
     "kconfig_only",
+    "core_task",  # CO-RE against the running kernel's BTF
+    "btf_core",
+    "ringbuf_user",
+    "attach_trace",  # tp_btf: attach BTF ids
+    "attach_iter",
+    "attach_syscount",
 ]
 BPF_F_MMAPABLE = 1 << 10
 
