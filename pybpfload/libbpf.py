@@ -638,20 +638,10 @@ def bpf_object__btf(obj: Optional[Object]) -> Optional["Btf"]:
 
 
 def _opened_btf(obj: Object) -> Any:
-    from .btf import Spec
-    from .btf.encode import Builder
-    from .btf.fixup import fixup_datasecs
-    from .loader import _fixup_extern_btf  # noqa: PLC2701 - the loader's open-time fix-ups, reused
+    from .loader import opened_btf
 
-    model = obj.model
     assert obj.btf is not None
-    b = Builder.from_spec(obj.btf)
-    _fixup_extern_btf(b, model.externs)
-    sizes = {d.name: d.size for d in model.datasecs}
-    offsets = {v.name: v.offset for d in model.datasecs for v in d.vars}
-    hidden = {v.name for d in model.datasecs for v in d.vars if v.linkage == 0}
-    fixup_datasecs(b, sizes, offsets, hidden)
-    return Spec.from_bytes(b.encode())
+    return opened_btf(obj.model, obj.btf).spec()
 
 
 def bpf_object__btf_fd(obj: Object) -> int:

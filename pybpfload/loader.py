@@ -44,13 +44,13 @@ if TYPE_CHECKING:  # pragma: no cover
     from .btf import Spec
     from .btf.encode import Builder
     from .btf.kernel import BtfHandle
-    from .elf.model import ExternSpec, ProgramSpec
+    from .elf.model import ElfModel, ExternSpec, ProgramSpec
     from .externs import KsymValue
     from .maps import Map
     from .object import Object
     from .program import Program
 
-__all__ = ["load_object"]
+__all__ = ["load_object", "opened_btf"]
 
 # libbpf poisons calls of unresolved weak kfuncs with this base + extern index
 POISON_CALL_KFUNC_BASE = 2002000000
@@ -200,22 +200,17 @@ class _Load:
         if raw is None:
             return
         from .btf import Spec
-        from .btf.encode import Builder
         from .btf.features import probe
-        from .btf.fixup import fixup_datasecs, mark_funcs_static, needs_sanitizing, sanitize
+        from .btf.fixup import mark_funcs_static, needs_sanitizing, sanitize
         from .btf.kernel import BtfHandle
 
         feats = probe()
         if not feats.btf:
             log.info("kernel doesn't support BTF, skipping uploading it")
             return
-        b = Builder.from_spec(Spec.from_bytes(raw))
-        _fixup_extern_btf(b, self.model.externs)
-        sizes = {d.name: d.size for d in self.model.datasecs}
-        offsets = {v.name: v.offset for d in self.model.datasecs for v in d.vars}
-        hidden = {v.name for d in self.model.datasecs for v in d.vars if v.linkage == 0}
-        fixup_datasecs(b, sizes, offsets, hidden)
-        mark_funcs_static(b, {p.name for p in self.model.programs if p.mark_btf_static})
+        b = opened_btf(self.model, Spec.from_bytes(raw))
+        # hidden global subprograms: static, so the verifier checks them in their caller's context
+        mark_funcs_static(b, {p.name for p in self.model.programs if p.mark_btf_static and p.is_subprog})
         if needs_sanitizing(feats):
             sanitize(b, feats)
         try:
@@ -366,6 +361,13 @@ class _Load:
             self.linked[name] = linked
             insns = bytearray(linked.insns)
             fd_array = self._patch_refs(prog, insns, linked)
+            log.debug(
+                "prog '%s': relocated: %d subprograms appended, %d map/data/extern references, %d insns",
+                name,
+                len(linked.pieces) - 1,
+                len(linked.refs),
+                len(insns) // 8,
+            )
             self._fixup_helpers(insns)
             func_info, line_info, fi_size, li_size = self._ext_info(linked)
             self._attach_btf(prog)
@@ -546,6 +548,24 @@ class _Load:
                     continue
                 m.update(i, p.fileno().to_bytes(4, "little"))
                 log.debug("map '%s': slot %d = prog '%s'", name, i, target)
+
+
+def opened_btf(model: "ElfModel", spec: "Spec") -> "Builder":
+    """The object's BTF with libbpf's open-time fix-ups: externs, DATASEC sizes and VAR offsets.
+
+    This is what libbpf's bpf_object__btf() shows; loading then adds the
+    static marking of hidden subprograms and sanitising for the kernel.
+    """
+    from .btf.encode import Builder
+    from .btf.fixup import fixup_datasecs
+
+    b = Builder.from_spec(spec)
+    _fixup_extern_btf(b, model.externs)
+    sizes = {d.name: d.size for d in model.datasecs}
+    offsets = {v.name: v.offset for d in model.datasecs for v in d.vars}
+    hidden = {v.name for d in model.datasecs for v in d.vars if v.linkage == 0}
+    fixup_datasecs(b, sizes, offsets, hidden)
+    return b
 
 
 def _fixup_extern_btf(b: "Builder", externs: Iterable["ExternSpec"]) -> None:

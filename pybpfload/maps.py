@@ -661,6 +661,10 @@ class Map(FdObject):
         for _, v in self.items():
             yield v
 
+    def __bool__(self) -> bool:
+        """A Map is always true (``if not m`` must not count its keys, or fail before creation)."""
+        return True
+
     def __len__(self) -> int:
         """Number of keys, counted by iteration."""
         return sum(1 for _ in self._raw_keys())

@@ -130,9 +130,19 @@ class Object:
         self._btf_handle: Optional[Any] = None  # the object's BTF in the kernel, after load
         self._linked: Dict[str, Any] = {}  # program name -> LinkedProgram, after load
 
+        from . import log
+
         progs: Dict[str, Program] = {}
         self._prog_specs: Dict[str, "ProgramSpec"] = {}
         for spec in model.programs:
+            log.debug(
+                "elf: section '%s': %s '%s', %d insns, %d relocations",
+                spec.section.elf_name,
+                "subprogram" if spec.is_subprog else "program",
+                spec.name,
+                spec.insn_cnt,
+                len(spec.relocs),
+            )
             if spec.is_subprog:
                 continue
             sec = spec.section
@@ -154,6 +164,16 @@ class Object:
         maps: Dict[str, "Map"] = {}
         self._map_specs: Dict[str, "MapSpec"] = {}
         for ms in model.maps:
+            log.debug(
+                "elf: map '%s' (%s): type %d, key %d, value %d, max_entries %d, flags %#x",
+                ms.name,
+                ms.kind.value,
+                ms.type,
+                ms.key_size,
+                ms.value_size,
+                ms.max_entries,
+                ms.flags,
+            )
             m = _make_map(ms)
             if ms.name not in maps:
                 maps[ms.name] = m
