@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--timeout", type=float, default=1800.0)
     r.add_argument("--keep", type=Path, default=None, help="copy the job share and console log here")
     r.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="extra guest environment")
+    r.add_argument("--append", action="append", default=[], metavar="ARG", help="extra kernel command-line argument")
     r.add_argument("command", nargs="*", help="the command (put it after -- if it has options)")
 
     m = sub.add_parser("matrix", parents=[common], help="run the kernel-marked tests on every kernel")
@@ -95,6 +96,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
         env=guest_env(os.environ, extra),
         timeout=ns.timeout,
         keep=ns.keep,
+        kernel_args=ns.append,
     )
     sys.stdout.write(r.output)
     if r.status is None:

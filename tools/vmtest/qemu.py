@@ -136,11 +136,13 @@ def run_in_vm(
     env: Optional[Mapping[str, str]] = None,
     timeout: float = 1800.0,
     keep: Optional[Path] = None,
+    kernel_args: Sequence[str] = (),
 ) -> RunResult:
     """Boot, run ``command`` as root in ``cwd`` inside the guest, power off, and return the result.
 
     ``keep``, if given, is a directory that receives the job share (output,
-    status, any file the command wrote under $VMTEST_SHARE) and console.log.
+    status, dmesg, any file the command wrote under $VMTEST_SHARE) and
+    console.log.  ``kernel_args`` are appended to the kernel command line.
     """
     if shutil.which(QEMU) is None:
         raise VMTestError(f"{QEMU} not found: apt-get install qemu-system-x86")
@@ -150,7 +152,7 @@ def run_in_vm(
         full_env = dict(env if env is not None else guest_env(os.environ))
         full_env.setdefault("VMTEST_SHARE", SHARE_MOUNT)
         (share / JOB_SCRIPT).write_text(job_script(command, cwd or os.getcwd(), full_env))
-        cfg = BootConfig(vmlinuz, initramfs, share, console_log)
+        cfg = BootConfig(vmlinuz, initramfs, share, console_log, extra_kernel_args=tuple(kernel_args))
         start = time.monotonic()
         timed_out = False
         proc = subprocess.Popen(qemu_argv(cfg), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
