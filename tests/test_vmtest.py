@@ -286,8 +286,11 @@ def test_build_initramfs_from_a_fake_kernel(tmp_path: Path) -> None:
         p.parent.mkdir(parents=True, exist_ok=True)
         blob = _modinfo(deps)
         p.write_bytes(lzma.compress(blob) if rel.endswith(".xz") else blob)
-    busybox = tmp_path / "busybox"
-    busybox.write_bytes(b"static busybox")
+    busybox = tmp_path / "busybox"  # stands in for busybox depmod -b BASE RELEASE
+    busybox.write_text(
+        '#!/bin/sh\n[ "$1" = depmod ] && touch "$3/lib/modules/$4/modules.dep" "$3/lib/modules/$4/modules.alias"\n'
+    )
+    busybox.chmod(0o755)
     k = kernels.Kernel(kernels.kernel_spec("6.12"), "1.0-1", "6.99-test", root)
     cpio = initramfs.build_initramfs(k, cache=tmp_path / "cache", busybox=str(busybox))
     members = {name: body for name, _, body, _ in _read_newc(cpio.read_bytes())}
@@ -303,6 +306,8 @@ def test_build_initramfs_from_a_fake_kernel(tmp_path: Path) -> None:
     order = re.search(r"for m in ([^;]*);", members["init"].decode()).group(1).split()
     assert order.index("9pnet.ko") < order.index("9p.ko") and order.index("netfs.ko") < order.index("9p.ko")
     assert members["kconfig"] == b"CONFIG_BPF=y\n"
+    assert (k.modules_dir / "modules.dep").exists()  # depmod ran on the cached tree
+    assert f"ln -s /newroot{k.modules_dir} /lib/modules/$(uname -r)" in members["init"].decode()
     # cached: same inputs give the same file, untouched
     mtime = cpio.stat().st_mtime_ns
     assert initramfs.build_initramfs(k, cache=tmp_path / "cache", busybox=str(busybox)) == cpio

@@ -14,6 +14,7 @@ import hashlib
 import lzma
 import os
 import re
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
@@ -98,8 +99,14 @@ def index_modules(modules_dir: Path) -> Dict[str, Path]:
     return index
 
 
-def init_script(modules: Sequence[str]) -> str:
-    """The guest's /init (busybox sh)."""
+def init_script(modules: Sequence[str], modules_dir: str = "") -> str:
+    """The guest's /init (busybox sh).
+
+    ``modules``: names to insmod from the initramfs, in order.  ``modules_dir``:
+    the host path of the kernel's whole module tree (depmod'ed); the guest's
+    /lib/modules/RELEASE points there, and the kernel's on-demand module
+    loading (veth, sch_*, ...) runs busybox modprobe from the initramfs.
+    """
     mods = " ".join(f"{m}.ko" for m in modules)
     new = "/newroot"
     share = new + SHARE_MOUNT
@@ -127,7 +134,17 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize={MSIZE} {SHARE_TAG} {share} |
 mount -t bpf bpf {new}/sys/fs/bpf || fail "mount bpffs"
 mount -t debugfs debugfs {new}/sys/kernel/debug || echo "vmtest-init: no debugfs"
 mount -t tracefs tracefs {new}/sys/kernel/tracing || echo "vmtest-init: no tracefs"
+mount -t cgroup2 cgroup2 {new}/sys/fs/cgroup || echo "vmtest-init: no cgroup2"
 mount -t securityfs securityfs {new}/sys/kernel/security || echo "vmtest-init: no securityfs"
+if [ -n "{modules_dir}" ] && [ -f "{new}{modules_dir}/modules.dep" ]; then
+  mkdir -p /lib/modules /sbin {new}/lib/modules
+  ln -s {new}{modules_dir} /lib/modules/$(uname -r)
+  ln -sfn {modules_dir} {new}/lib/modules/$(uname -r)
+  ln -s /bin/busybox /sbin/modprobe
+  echo /sbin/modprobe > /proc/sys/kernel/modprobe
+  if [ ! -e {new}/sbin/modprobe ]; then cp /bin/busybox {new}/run/busybox && ln -s /run/busybox {new}/sbin/modprobe; fi
+fi
+ip link set lo up
 if [ -f /kconfig ]; then mkdir -p {new}/boot && cp /kconfig {new}/boot/config-$(uname -r); fi
 ulimit -l unlimited
 chroot {new} /bin/sh {SHARE_MOUNT}/{JOB_SCRIPT} > {share}/{OUTPUT_FILE} 2>&1 < /dev/null
@@ -194,6 +211,22 @@ def initramfs_entries(
     return entries
 
 
+def depmod(kernel: Kernel, busybox: str = BUSYBOX) -> bool:
+    """Give the cached module tree its modules.dep / modules.alias (busybox depmod, once); False if that failed."""
+    mdir = kernel.modules_dir
+    if (mdir / "modules.dep").exists() and (mdir / "modules.alias").exists():
+        return True
+    base = kernel.root
+    rel = mdir.relative_to(base)
+    if rel.parts[0] == "usr" and not (base / "lib").exists():
+        (base / "lib").symlink_to("usr/lib")  # depmod -b expects BASE/lib/modules
+    try:
+        proc = subprocess.run([busybox, "depmod", "-b", str(base), kernel.release], capture_output=True, text=True)
+    except OSError:
+        return False
+    return proc.returncode == 0 and (mdir / "modules.dep").exists()
+
+
 def build_initramfs(kernel: Kernel, cache: Optional[Path] = None, busybox: str = BUSYBOX) -> Path:
     """The cached initramfs for ``kernel``, built if its inputs changed."""
     if not os.path.exists(busybox):
@@ -211,7 +244,7 @@ def build_initramfs(kernel: Kernel, cache: Optional[Path] = None, busybox: str =
         depends[name] = [d for d in modinfo_depends(blobs[name]) if d in index]
         todo += depends[name]
     order = load_order(WANTED_MODULES, depends)
-    init = init_script(order)
+    init = init_script(order, str(kernel.modules_dir) if depmod(kernel, busybox) else "")
     bb = Path(busybox).read_bytes()
     kconfig = kernel.config.read_bytes() if kernel.config else None
     h = hashlib.sha256(init.encode() + bb + (kconfig or b""))
