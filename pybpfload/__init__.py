@@ -26,6 +26,8 @@ _EXPORTS = {
     "RelocationError": "errors",
     "StateError": "errors",
     "Object": "object",
+    "Link": "link",
+    "LinkInfo": "link",
     "Spec": "btf",
     "BtfHandle": "btf",
     "Map": "maps",
@@ -84,6 +86,7 @@ if TYPE_CHECKING:  # pragma: no cover
     )
     from .maps import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Map, MapInfo, MapKeyError, possible_cpus  # noqa: F401
     from .btf import BtfHandle, Spec  # noqa: F401
+    from .link import Link, LinkInfo  # noqa: F401
     from .object import Object  # noqa: F401
     from .perfbuf import PerfBuffer  # noqa: F401
     from .program import Program, ProgramInfo, TestRun  # noqa: F401
