@@ -27,7 +27,7 @@ from typing import Optional, Tuple
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DEFAULT = ["xdp_count", "global_data", "subprogs", "map_in_map", "sec_types", "ringbuf_emit", "kconfig_only", "core_kernel"]
+DEFAULT = ["xdp_count", "global_data", "subprogs", "map_in_map", "sec_types", "ringbuf_emit", "kconfig_only", "core_task"]
 
 COLD = (
     "import time, sys; t = time.perf_counter()\n"
