@@ -423,14 +423,18 @@ def test_asyncio_stream_without_threads() -> None:
             rb.close()
         return out
 
-    out = asyncio.run(asyncio.wait_for(main(), 5))
+    try:
+        out = asyncio.run(asyncio.wait_for(main(), 5))
+    finally:
+        for p in prods:
+            p.close()
+        for m in maps:
+            m.close()
+    # each ring in its own order; how the rings interleave depends on when the
+    # loop runs the producers (a loaded machine may run several at once)
     assert [r for i, r in out if i == 0] == prods[0].expected(1, 4)
     assert [r for i, r in out if i == 1] == prods[1].expected(1, 2)
-    assert [i for i, _ in out] == [0, 0, 0, 1, 1, 0]
-    for p in prods:
-        p.close()
-    for m in maps:
-        m.close()
+    assert out[0][0] == 0
 
 
 @kernel
@@ -444,9 +448,11 @@ def test_asyncio_poll(ring: Map) -> None:
             asyncio.get_running_loop().call_later(0.02, prod.run, 4)
             return empty, await rb.poll_async(timeout=5)
 
-    assert asyncio.run(main()) == (0, 4)
+    try:
+        assert asyncio.run(main()) == (0, 4)
+    finally:
+        prod.close()
     assert got == prod.expected(1, 4)
-    prod.close()
 
 
 @kernel
