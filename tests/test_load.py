@@ -9,7 +9,7 @@ import struct
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 from unittest import mock
 
 import pytest
@@ -20,7 +20,7 @@ from pybpfload import externs as externs_mod
 from pybpfload.btf.kernel import BtfHandle
 from pybpfload.errors import BPFError, StateError, VerifierError
 from pybpfload.pinning import pin_name
-from pybpfload.syscall import MapType, ProgType
+from pybpfload.syscall import AttachType, MapType, ProgType
 
 from .conftest import FIXTURES, open_fds, require_tool
 
@@ -325,32 +325,39 @@ BTF_ATTACHED = {
 
 
 def test_attach_btf_ids_of_programs_this_kernel_refuses() -> None:
-    """fentry / fexit / fmod_ret / lsm are refused here (EPERM, no trampolines): check what we pass.
+    """fentry / fexit / fmod_ret / lsm may be refused (EPERM without trampolines): check what we pass.
 
     The attach BTF id sent with PROG_LOAD must be the id bpftool reads for the
-    target in /sys/kernel/btf/vmlinux; tp_btf and iter load for real.
+    target in /sys/kernel/btf/vmlinux; tp_btf and iter load for real. A target
+    this kernel's BTF lacks (do_unlinkat is gone from 7.x) must fail with a
+    clear error naming it; the program is then retargeted at bpf_fentry_test1,
+    which every kernel with BPF test runs has.
     """
     dump = _bpftool("btf", "dump", "file", "/sys/kernel/btf/vmlinux")
-    ids = {}
-    for want, kind in BTF_ATTACHED.values():
-        needle = f"] {kind} '{want}' "
-        line = next(ln for ln in dump.splitlines() if needle in ln)
-        ids[want] = int(line[1 : line.index("]")])
+
+    def btf_id(name: str, kind: str) -> Optional[int]:
+        needle = f"] {kind} '{name}' "
+        line = next((ln for ln in dump.splitlines() if needle in ln), None)
+        return None if line is None else int(line[1 : line.index("]")])
+
     sent: Dict[str, dict] = {}
     from pybpfload.syscall import commands
 
     real = commands.prog_load
+    load_for_real = (AttachType.BPF_TRACE_RAW_TP, AttachType.BPF_TRACE_ITER)
 
     def spy(prog_type: int, insns: bytes, license: str = "GPL", **kw):  # type: ignore[no-untyped-def]
         sent[kw.get("name", "")] = dict(kw, prog_type=prog_type)
-        if prog_type == ProgType.BPF_PROG_TYPE_TRACING and kw.get("expected_attach_type") in (24, 28):  # raw tp, iter
+        if prog_type == ProgType.BPF_PROG_TYPE_TRACING and kw.get("expected_attach_type") in load_for_real:
             return real(prog_type, insns, license, **kw)
         raise bpf.SyscallError(errno.EPERM, "BPF_PROG_LOAD", kw.get("name"))
 
-    for pname, (target, _) in BTF_ATTACHED.items():
+    def load(pname: str, retarget: Optional[str] = None) -> None:
         with Object.open(FIXTURES / "sec_types_more.bpf.o") as obj:
             for p in obj.programs.values():
                 p.autoload = p.name == pname
+            if retarget is not None:
+                obj.programs[pname].attach_target = retarget
             with mock.patch("pybpfload.program.commands.prog_load", spy):
                 try:
                     obj.load()
@@ -358,9 +365,27 @@ def test_attach_btf_ids_of_programs_this_kernel_refuses() -> None:
                     assert e.errno == errno.EPERM
                 else:
                     assert obj.programs[pname].loaded
+
+    checked = 0
+    for pname, (target, kind) in BTF_ATTACHED.items():
+        want = btf_id(target, kind)
+        if want is None:
+            assert kind == "FUNC" and target == "do_unlinkat", f"{target} missing from this kernel's BTF"
+            sent.pop(pname[:15], None)
+            with pytest.raises(BPFError, match=f"{pname}.*{target}"):
+                load(pname)
+            assert pname[:15] not in sent  # refused before PROG_LOAD
+            target = "bpf_fentry_test1"
+            want = btf_id(target, kind)
+            assert want is not None
+            load(pname, retarget=target)
+        else:
+            load(pname)
         got = sent[pname[:15]]
-        assert got["attach_btf_id"] == ids[target], pname
+        assert got["attach_btf_id"] == want, pname
         assert got["attach_btf_obj_fd"] == 0
+        checked += 1
+    assert checked == len(BTF_ATTACHED)
 
 
 def test_program_instructions_after_load_are_final() -> None:

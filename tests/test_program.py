@@ -97,10 +97,14 @@ def test_log_buffer_grows_until_the_whole_log_fits() -> None:
     with p._load(log_size=1024):
         assert p.log.count("r0 += 1") >= 2000
         assert "processed 2002 insns" in p.log
-    # a rejected one: the log in the error is whole too (starts at insn 0)
+    # a rejected one, refused only after 2000 verified insns (on every kernel):
+    # the log in the error is whole too (starts at insn 0, ends at the culprit)
+    bad = mov64_imm(0, 0) + body + ins(0xBF, 0, 2) + EXIT  # r0 = r2: r2 was never written
     with pytest.raises(VerifierError) as ei:
-        Program.load(body + EXIT, PT.BPF_PROG_TYPE_XDP, name="longbad", log_level=2)
+        Program.load(bad, PT.BPF_PROG_TYPE_XDP, name="longbad", log_level=2)
     assert ei.value.log_lines[0].startswith("func#0") or ei.value.log_lines[0].startswith("0:")
+    assert "R2 !read_ok" in ei.value.log
+    assert ei.value.log.count("r0 += 1") >= 2000
     assert len(ei.value.log) > 1024
 
 
