@@ -16,11 +16,12 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import errno
+import itertools
 import mmap as _mmap
 import struct
 import sys
 from functools import lru_cache
-from typing import Any, Callable, Dict, Iterable, Iterator, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from . import pinning
 from ._fdobject import FdObject
@@ -727,7 +728,9 @@ class Map(FdObject):
         """Elements per batch call: as asked, else about 1 MiB of keys and values."""
         if chunk:
             return chunk
-        return max(256, min(65536, (1 << 20) // max(1, self.key_size + self._vbuf_size)))
+        # the whole map in one call when its keys and values fit in 4 MiB
+        cap = (4 << 20) // max(1, self.key_size + self._vbuf_size)
+        return max(256, min(self.max_entries or cap, cap))
 
     def lookup_batch(self, chunk: Optional[int] = None, elem_flags: int = 0) -> Iterator[Tuple[Any, Any]]:
         """(key, value) pairs read with BPF_MAP_LOOKUP_BATCH, ``chunk`` elements per call."""
@@ -758,11 +761,15 @@ class Map(FdObject):
 
     def dump(self, chunk: Optional[int] = None) -> Dict[Any, Any]:
         """The whole map as a dict, by batch lookup (falls back to iteration where unsupported)."""
-        out: Dict[Any, Any] = {}
+        keys: List[Sequence[Any]] = []
+        values: List[Sequence[Any]] = []
         try:
             for ks, vs in self._batch_columns(Cmd.BPF_MAP_LOOKUP_BATCH, chunk, 0):
-                out.update(zip(ks, vs))
-            return out
+                keys.append(ks)
+                values.append(vs)
+            if len(keys) == 1:
+                return dict(zip(keys[0], values[0]))
+            return dict(zip(itertools.chain.from_iterable(keys), itertools.chain.from_iterable(values)))
         except SyscallError as e:
             if e.errno not in (errno.EINVAL, errno.EOPNOTSUPP, _ENOTSUPP):
                 raise
