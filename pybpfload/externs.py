@@ -209,14 +209,21 @@ def resolve_ksyms(
     typed = [e for e in ksyms if e.is_func or e.ksym_type_id != 0]
     if not typed:
         return out
-    btfs: Optional[List[Tuple[str, object]]] = None
+    # module BTFs are parsed only when vmlinux lacks a symbol, and once
+    seen: List[Tuple[str, object]] = []
+    source = iter(kernel_btfs())
+
+    def btfs() -> Iterable[Tuple[str, object]]:
+        yield from seen
+        for item in source:
+            seen.append(item)
+            yield item
+
     for e in typed:
         want = T.Kind.FUNC if e.is_func else T.Kind.VAR
         name = e.essent_name if e.is_func else e.name
         found: Optional[KsymValue] = None
-        if btfs is None:
-            btfs = list(kernel_btfs())
-        for obj_name, spec in btfs:
+        for obj_name, spec in btfs():
             for tid in spec.find_ids(name):  # type: ignore[attr-defined]
                 if tid >= getattr(spec, "first_id", 1) and spec.kind_of(tid) == want:  # type: ignore[attr-defined]
                     found = KsymValue(btf_id=tid, btf_obj=obj_name)
