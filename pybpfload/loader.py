@@ -43,6 +43,7 @@ from .syscall._types import AttachType, FuncId, MapType, ProgType
 if TYPE_CHECKING:  # pragma: no cover
     from .btf import Spec
     from .btf.encode import Builder
+    from .btf.ext import ExtInfo
     from .btf.kernel import BtfHandle
     from .elf.model import ElfModel, ExternSpec, ProgramSpec
     from .externs import KsymValue
@@ -105,6 +106,8 @@ class _Load:
         self.ksyms: Dict[str, "KsymValue"] = {}
         self.kernel_btf_fds: Dict[str, "BtfHandle"] = {}  # module name -> its BTF fd (fd_array / attach)
         self.linked: Dict[str, LinkedProgram] = {}
+        self._ext_cache: Optional["ExtInfo"] = None
+        self._ext_decoded = False
 
     # ------------------------------------------------------------ driver
     def run(self) -> None:
@@ -354,10 +357,11 @@ class _Load:
                 continue
             if prog.loaded:
                 continue
-            linked = link(self.model, spec, (lambda p: core_insns.get(id(p), p.insns)) if core_insns else None)
             if prog._insns != spec.insns:
-                # instructions replaced before load (bpf_program__set_insns): no relocation of the file's code
+                # instructions replaced before load (bpf_program__set_insns): loaded as given
                 linked = LinkedProgram(name, prog._insns, (), ())
+            else:
+                linked = link(self.model, spec, (lambda p: core_insns.get(id(p), p.insns)) if core_insns else None)
             self.linked[name] = linked
             insns = bytearray(linked.insns)
             fd_array = self._patch_refs(prog, insns, linked)
@@ -406,17 +410,16 @@ class _Load:
 
         return core.relocate_object(self.obj, ext)
 
-    def _ext(self):  # type: ignore[no-untyped-def]
-        cached = getattr(self, "_ext_cache", False)
-        if cached is not False:
-            return cached
-        ext = None
+    def _ext(self) -> Optional["ExtInfo"]:
+        """The object's .BTF.ext, decoded once (None without one)."""
+        if self._ext_decoded:
+            return self._ext_cache
+        self._ext_decoded = True
         if self.model.btf_ext_raw is not None and self.obj.btf is not None:
             from .btf.ext import parse_ext
 
-            ext = parse_ext(self.model.btf_ext_raw, self.obj.btf.string)
-        self._ext_cache = ext
-        return ext
+            self._ext_cache = parse_ext(self.model.btf_ext_raw, self.obj.btf.string)
+        return self._ext_cache
 
     def _patch_refs(self, prog: "Program", insns: bytearray, linked: LinkedProgram) -> List[int]:
         """Fill map fds, global data addresses and extern values; return the fd_array (kfuncs in modules)."""
