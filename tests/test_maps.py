@@ -14,7 +14,7 @@ import pytest
 
 import pybpfload as bpf
 from pybpfload import Map, MapType as MT
-from pybpfload.errors import BPFError, PinError, StateError, SyscallError
+from pybpfload.errors import BPFError, NotSupportedError, PinError, StateError, SyscallError
 from pybpfload.maps import BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, possible_cpus
 
 from .conftest import require_tool
@@ -69,6 +69,24 @@ STORAGES = (
 )
 
 
+def _refused_when_absent(mtype: MT) -> bool:
+    """True when this kernel lacks ``mtype`` (the loader's own probe); then creating one must fail clearly.
+
+    The clear error is BPF_MAP_CREATE's EINVAL naming the map (or NotSupportedError).
+    """
+    from pybpfload.features import map_type_supported
+
+    return not map_type_supported(mtype)
+
+
+def _assert_create_refused(mtype: MT, *args: object, **kw: object) -> None:
+    with pytest.raises((SyscallError, NotSupportedError)) as ei:
+        Map.create(mtype, *args, **kw).close()  # type: ignore[arg-type]
+    e = ei.value
+    assert isinstance(e, NotSupportedError) or (e.errno == errno.EINVAL and "BPF_MAP_CREATE" in str(e))
+    assert str(kw.get("name", "")) in str(e)
+
+
 def _bpftool_map(map_id: int) -> dict:
     tool = require_tool("bpftool")
     out = subprocess.run([tool, "map", "show", "id", str(map_id), "--json"], capture_output=True, text=True, check=True)
@@ -80,6 +98,10 @@ def test_create_every_type_as_bpftool_sees_it(mtype: MT) -> None:
     ks, vs, n, flags, kw = CREATABLE[mtype]
     if mtype == MT.BPF_MAP_TYPE_ARENA:
         kw = dict(kw, map_extra=0)
+    name = "t_" + mtype.name[13:].lower()[:12]
+    if _refused_when_absent(mtype):
+        _assert_create_refused(mtype, ks, vs, n, flags, name=name, **kw)
+        return
     with Map.create(mtype, ks, vs, n, flags, name="t_" + mtype.name[13:].lower()[:12], **kw) as m:
         info = m.info()
         seen = _bpftool_map(info.id)
@@ -111,6 +133,10 @@ def test_local_storage_with_btf(mtype: MT) -> None:
 
     btf, _ = commands.btf_load(_int_btf())
     with btf:
+        if _refused_when_absent(mtype):
+            args = dict(name="stor", btf_fd=btf.fileno(), btf_key_type_id=1, btf_value_type_id=1)
+            _assert_create_refused(mtype, 4, 4, 0, BPF_F_NO_PREALLOC, **args)
+            return
         with Map.create(
             mtype, 4, 4, 0, BPF_F_NO_PREALLOC, name="stor", btf_fd=btf.fileno(), btf_key_type_id=1, btf_value_type_id=1
         ) as m:
@@ -233,6 +259,9 @@ def test_queue_and_stack(mtype: MT, order: list) -> None:
 
 
 def test_bloom_filter() -> None:
+    if _refused_when_absent(MT.BPF_MAP_TYPE_BLOOM_FILTER):  # 5.16+
+        _assert_create_refused(MT.BPF_MAP_TYPE_BLOOM_FILTER, 0, 8, 64, name="bf", map_extra=3)
+        return
     with Map.create(MT.BPF_MAP_TYPE_BLOOM_FILTER, 0, 8, 64, name="bf", map_extra=3, value_format="Q") as bf:
         for v in range(10):
             bf.push(v)
