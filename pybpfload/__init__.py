@@ -11,6 +11,24 @@ import importlib
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~2 ms
 
 __version__ = "0.1.0"
+# The libbpf API level pybpfload mirrors (pybpfload.libbpf's libbpf_*_version report it):
+# the spec documents libbpf 0.8; behaviour follows libbpf 1.x, checked against 1.1.
+LIBBPF_API_VERSION = (1, 1)
+
+
+def major_version() -> int:
+    """pybpfload's major version (as libbpf_major_version for libbpf)."""
+    return int(__version__.split(".")[0])
+
+
+def minor_version() -> int:
+    return int(__version__.split(".")[1])
+
+
+def version_string() -> str:
+    """``"v0.1"``, in the form of libbpf_version_string."""
+    return f"v{major_version()}.{minor_version()}"
+
 
 # public name -> module that defines it
 _EXPORTS = {
@@ -52,7 +70,7 @@ _EXPORTS = {
     "Fd": "syscall",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", "LIBBPF_API_VERSION", "major_version", "minor_version", "version_string", *_EXPORTS]
 
 
 def __getattr__(name: str) -> Any:

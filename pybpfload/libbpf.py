@@ -91,8 +91,9 @@ __all__ = [  # the names libbpf has; helpers and types follow
     "BpfProgramPrepResult",
 ]
 
-LIBBPF_MAJOR_VERSION = 1
-LIBBPF_MINOR_VERSION = 1
+from . import LIBBPF_API_VERSION as _API  # noqa: E402
+
+LIBBPF_MAJOR_VERSION, LIBBPF_MINOR_VERSION = _API
 
 # libbpf_print_level
 LIBBPF_WARN = _log.WARN

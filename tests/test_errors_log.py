@@ -159,3 +159,13 @@ def test_set_print_is_thread_safe() -> None:
 def test_errors_module_exports() -> None:
     for name in errors.__all__:
         assert hasattr(errors, name)
+
+
+def test_version_functions() -> None:
+    import pybpfload
+    from pybpfload import libbpf
+
+    assert pybpfload.version_string() == f"v{pybpfload.major_version()}.{pybpfload.minor_version()}"
+    assert pybpfload.__version__.startswith(f"{pybpfload.major_version()}.{pybpfload.minor_version()}")
+    assert (libbpf.libbpf_major_version(), libbpf.libbpf_minor_version()) == pybpfload.LIBBPF_API_VERSION
+    assert libbpf.libbpf_version_string() == "v%d.%d" % pybpfload.LIBBPF_API_VERSION
