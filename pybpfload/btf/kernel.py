@@ -10,13 +10,14 @@ that of programs and maps (their info's ``btf_id``).
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import threading
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Dict, Iterator, Optional, Type, Union
 
-from ..errors import BTFError, StateError
+from ..errors import BTFError, StateError, SyscallError
 from .spec import Spec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -95,7 +96,16 @@ class BtfHandle:
             raise StateError("BTF handle is closed")
         name = ctypes.create_string_buffer(256)
         info = _types.BtfInfo(name=ctypes.addressof(name), name_len=ctypes.sizeof(name))
-        commands.obj_get_info_by_fd(self.fd, info, name="BTF")
+        try:
+            commands.obj_get_info_by_fd(self.fd, info, name="BTF")
+        except SyscallError as e:
+            if e.errno != errno.E2BIG:
+                raise
+            # Linux < 5.11: struct bpf_btf_info ends at ``id`` (no name, no
+            # kernel_btf) and the kernel refuses a non-zero field beyond it.
+            info = _types.BtfInfo()
+            commands.obj_get_info_by_fd(self.fd, info, name="BTF")
+            name.value = b""
         return BtfInfo(info.id, name.value.decode("utf-8", "replace"), bool(info.kernel_btf), info.btf_size)
 
     @property

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import io
 import os
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
 
+from ..errors import NotSupportedError, SyscallError
 from ..syscall import commands
 from ..syscall._types import AttachType
 from ..syscall.fd import Fd
@@ -115,7 +117,15 @@ def attach_iter(
         if info is not None:
             fields = {"iter_info": ctypes.addressof(info), "iter_info_len": ctypes.sizeof(info)}
         attr = link_create_attr(prog_fd, 0, AttachType.BPF_TRACE_ITER, **fields)
-        fd = link_create(attr, what=f"iter {prog.attach_target or ''}", feature="BPF iterators", since=(5, 8))
+        try:
+            fd = link_create(attr, what=f"iter {prog.attach_target or ''}", feature="BPF iterators", since=(5, 8))
+        except SyscallError as e:
+            if e.errno != errno.E2BIG or info is None or map_fd:
+                raise
+            # the kernel's union bpf_iter_link_info is shorter (Linux < 6.1): it refuses the
+            # non-zero fields it does not know
+            what = "cgroup iterator options" if (cgroup_fd or cgroup_id or order) else "task iterator pid/tid filters"
+            raise NotSupportedError(what, f"{e}; they need Linux 6.1+") from None
     finally:
         if cg_fd is not None:
             cg_fd.close()

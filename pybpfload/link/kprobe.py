@@ -70,6 +70,7 @@ def attach_kprobe(
     how = _require_kprobes()
     kind = "kretprobe" if retprobe else "kprobe"
     what = f"{func}+{offset:#x}" if offset else func
+    describe = {"perf_event_type": kind, "func_name": func, "offset": offset, "addr": 0}
     if how == "pmu" and not legacy:
         pmu = pmu_type("kprobe")
         assert pmu is not None
@@ -77,14 +78,16 @@ def attach_kprobe(
         attr = probe_perf_attr(pmu, retprobe, ctypes.addressof(cname), offset, ret_bit=pmu_config_bit("kprobe", "retprobe", 0))
         pfd = perf.perf_event_open(attr, -1, 0)
         del cname
-        return attach_perf_fd(prog, pfd, cookie=cookie, kind=kind, target=what)
+        return attach_perf_fd(prog, pfd, cookie=cookie, kind=kind, target=what, describe=describe)
     group, event, tp_id = add_probe_event("kprobe", retprobe, what)
     try:
         pfd = perf.perf_event_open(tracepoint_perf_attr(tp_id), -1, 0)
     except BaseException:
         remove_probe_event("kprobe", group, event)
         raise
-    return attach_perf_fd(prog, pfd, cookie=cookie, kind=kind, target=what, cleanup=lambda: remove_probe_event("kprobe", group, event))
+    return attach_perf_fd(
+        prog, pfd, cookie=cookie, kind=kind, target=what, cleanup=lambda: remove_probe_event("kprobe", group, event), describe=describe
+    )
 
 
 def attach_ksyscall(prog: "Program", syscall: str, *, retprobe: bool = False, cookie: int = 0) -> PerfEventLink:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
-from typing import TYPE_CHECKING, Any, Optional, Union
+import dataclasses
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 
 from ..errors import NotSupportedError, SyscallError
 from ..syscall import perf
@@ -17,7 +19,7 @@ from ..syscall._types import AttachType
 from ..syscall.fd import Fd
 from ._attach_cmd import ENOTSUPP, link_create, link_create_attr
 from .base import Link, prog_fd_of
-from .info import LinkInfo
+from .info import PERF_EVENT_TYPES, LinkInfo
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..program import Program
@@ -37,14 +39,27 @@ class PerfEventLink(Link):
 
     ``perf_fd`` is the event's fd.  Closing closes both (the kernel detaches
     unless the link is pinned: a pinned perf link keeps its event alive).
+    ``describe`` is what ``struct bpf_link_info``'s perf_event member would
+    say (``perf_event_type``, ``tp_name``, ``file_name``...): :meth:`info`
+    reports it where the kernel does not (ioctl attachments, and perf links
+    before Linux 6.6, which leave that member empty).
     """
 
     def __init__(
-        self, link_fd: Optional[Fd], perf_fd: Fd, program: Optional["Program"], *, kind: str, target: str, cleanup: Any = None
+        self,
+        link_fd: Optional[Fd],
+        perf_fd: Fd,
+        program: Optional["Program"],
+        *,
+        kind: str,
+        target: str,
+        cleanup: Any = None,
+        describe: Optional[Mapping[str, Any]] = None,
     ) -> None:
         super().__init__(link_fd, program, kind=kind, target=target)
         self._perf_fd: Optional[Fd] = perf_fd
         self._cleanup = cleanup  # called once the event is closed (legacy tracefs probes)
+        self._describe: Dict[str, Any] = dict(describe) if describe is not None else {"perf_event_type": kind}
 
     @property
     def perf_fd(self) -> int:
@@ -83,8 +98,12 @@ class PerfEventLink(Link):
             if self._closed:
                 self._live()
             pid = self.program.info().id if self.program is not None and self.program.fd >= 0 else 0
-            return LinkInfo(0, 0, pid, int(AttachType.BPF_PERF_EVENT), {"perf_event_type": self.kind, "target": self.target})
-        return super().info()
+            return LinkInfo(0, 0, pid, int(AttachType.BPF_PERF_EVENT), MappingProxyType({**self._describe, "target": self.target}))
+        info = super().info()
+        if info.target.get("perf_event_type") not in PERF_EVENT_TYPES.values():
+            # Linux < 6.6 has perf links but does not describe their event
+            info = dataclasses.replace(info, target=MappingProxyType({**self._describe, **_known(info.target)}))
+        return info
 
     def detach(self) -> None:
         if self._fd is None:
@@ -94,15 +113,28 @@ class PerfEventLink(Link):
 
 
 def attach_perf_fd(
-    prog: "Program", perf_fd: Fd, *, cookie: int = 0, kind: str, target: str, force_ioctl: bool = False, cleanup: Any = None
+    prog: "Program",
+    perf_fd: Fd,
+    *,
+    cookie: int = 0,
+    kind: str,
+    target: str,
+    force_ioctl: bool = False,
+    cleanup: Any = None,
+    describe: Optional[Mapping[str, Any]] = None,
 ) -> PerfEventLink:
-    """Attach ``prog`` to an open perf event; the returned link owns ``perf_fd`` (closed on failure too)."""
+    """Attach ``prog`` to an open perf event; the returned link owns ``perf_fd`` (closed on failure too).
+
+    ``describe``: the event as ``bpf_link_info`` names it (see :class:`PerfEventLink`).
+    """
+    if describe is not None:
+        describe = {**describe, "cookie": cookie}
     try:
         prog_fd = prog_fd_of(prog)
         if not force_ioctl:
             try:
                 fd = link_create(perf_link_attr(prog_fd, perf_fd.fileno(), cookie), what=f"{kind} {target}")
-                return PerfEventLink(fd, perf_fd, prog, kind=kind, target=target, cleanup=cleanup)
+                return PerfEventLink(fd, perf_fd, prog, kind=kind, target=target, cleanup=cleanup, describe=describe)
             except SyscallError as e:
                 if e.errno not in (errno.EINVAL, errno.EOPNOTSUPP, ENOTSUPP) or cookie:
                     raise
@@ -112,7 +144,7 @@ def attach_perf_fd(
         except OSError as e:
             raise SyscallError(e.errno or 0, "ioctl", prog.name, detail=f"PERF_EVENT_IOC_SET_BPF, {kind} {target}") from None
         perf.enable(perf_fd.fileno())
-        return PerfEventLink(None, perf_fd, prog, kind=kind, target=target, cleanup=cleanup)
+        return PerfEventLink(None, perf_fd, prog, kind=kind, target=target, cleanup=cleanup, describe=describe)
     except BaseException:
         perf_fd.close()
         if cleanup is not None:
@@ -128,6 +160,13 @@ def attach_perf_event(prog: "Program", perf_fd: Union[int, Fd], *, cookie: int =
     """
     raw = perf_fd.fileno() if isinstance(perf_fd, Fd) else int(perf_fd)
     dup = Fd(fcntl.fcntl(raw, fcntl.F_DUPFD_CLOEXEC, 3))
-    return attach_perf_fd(prog, dup, cookie=cookie, kind="perf_event", target=f"fd {raw}", force_ioctl=force_ioctl)
+    return attach_perf_fd(
+        prog, dup, cookie=cookie, kind="perf_event", target=f"fd {raw}", force_ioctl=force_ioctl, describe={"perf_event_type": "event"}
+    )
+
+
+def _known(target: Mapping[str, Any]) -> Dict[str, Any]:
+    """The fields of an empty kernel description worth keeping (non-zero, non-empty)."""
+    return {k: v for k, v in target.items() if k != "perf_event_type" and v}
 
 

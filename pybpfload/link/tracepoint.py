@@ -33,4 +33,6 @@ def attach_tracepoint(
     cat, tp = split_tracepoint(category, name)
     tp_id = tracepoint_id(cat, tp)
     pfd = perf.perf_event_open(tracepoint_perf_attr(tp_id), -1, 0)
-    return attach_perf_fd(prog, pfd, cookie=cookie, kind="tracepoint", target=f"{cat}:{tp}", force_ioctl=force_ioctl)
+    return attach_perf_fd(
+        prog, pfd, cookie=cookie, kind="tracepoint", target=f"{cat}:{tp}", force_ioctl=force_ioctl, describe={"perf_event_type": "tracepoint", "tp_name": tp}
+    )

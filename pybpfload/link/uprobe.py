@@ -90,6 +90,7 @@ def attach_uprobe(
         path, file_off = find_binary(binary), offset
         what = f"{path}:{offset:#x}"
     kind = "uretprobe" if retprobe else "uprobe"
+    describe = {"perf_event_type": kind, "file_name": path, "offset": file_off}  # the name the kernel keeps
     pmu = None if legacy else pmu_type("uprobe")
     pid_arg, cpu = _cpu_pid(pid)
     if pmu is not None:
@@ -105,7 +106,7 @@ def attach_uprobe(
         )
         pfd = perf.perf_event_open(attr, pid_arg, cpu)
         del cpath
-        return attach_perf_fd(prog, pfd, cookie=cookie, kind=kind, target=what)
+        return attach_perf_fd(prog, pfd, cookie=cookie, kind=kind, target=what, describe=describe)
     if ref_ctr_offset:
         raise NotSupportedError("uprobe reference counters", "they need the uprobe PMU")
     group, event, tp_id = add_probe_event("uprobe", retprobe, f"{path}:{file_off:#x}")
@@ -114,6 +115,8 @@ def attach_uprobe(
     except BaseException:
         remove_probe_event("uprobe", group, event)
         raise
-    return attach_perf_fd(prog, pfd, cookie=cookie, kind=kind, target=what, cleanup=lambda: remove_probe_event("uprobe", group, event))
+    return attach_perf_fd(
+        prog, pfd, cookie=cookie, kind=kind, target=what, cleanup=lambda: remove_probe_event("uprobe", group, event), describe=describe
+    )
 
 
