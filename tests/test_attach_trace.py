@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import functools
 import os
 import struct
 import subprocess
@@ -24,6 +23,7 @@ from pybpfload.link.elfsym import resolve_function
 from pybpfload.syscall import LinkType, perf
 
 from .conftest import FIXTURES, fixture_path, require_tool
+from .kernel_adapt import kernel_describes_perf_links, kernel_has_perf_links
 
 pytestmark = pytest.mark.kernel
 
@@ -54,39 +54,6 @@ def counts(obj: Object) -> Dict[Tuple[int, int], int]:
 
 
 ME = os.getpid()  # read once: every getpid() call is counted
-
-
-@functools.lru_cache(maxsize=None)
-def _vmlinux_has(type_name: str, member: str) -> bool:
-    """Whether the kernel's BTF struct/enum ``type_name`` has ``member`` (a field or an enumerator)."""
-    from pybpfload.btf import types as T
-    from pybpfload.btf.kernel import vmlinux_spec
-    from pybpfload.btf.query import field
-    from pybpfload.errors import BTFError
-
-    vm = vmlinux_spec()
-    for tid in vm.find_ids(type_name):
-        t = vm.type(tid)
-        if isinstance(t, (T.Enum, T.Enum64)):
-            if any(v.name == member for v in t.values):
-                return True
-        elif isinstance(t, T.Struct):
-            try:
-                field(vm, tid, member)
-                return True
-            except BTFError:
-                pass
-    return False
-
-
-def kernel_has_perf_links() -> bool:
-    """BPF links over perf events (5.15+): the kernel's enum bpf_link_type says."""
-    return _vmlinux_has("bpf_link_type", "BPF_LINK_TYPE_PERF_EVENT")
-
-
-def kernel_describes_perf_links() -> bool:
-    """Whether LINK info describes perf-event links (6.6+): struct bpf_link_info has perf_event."""
-    return kernel_has_perf_links() and _vmlinux_has("bpf_link_info", "perf_event")
 
 
 def count(obj: Object, kind: int, tgid: int = 0) -> int:

@@ -24,6 +24,7 @@ from pybpfload.pinning import pin_name
 from pybpfload.syscall import AttachType, MapType, ProgType
 
 from .conftest import FIXTURES, open_fds, require_tool
+from .kernel_adapt import has_bpf_loop
 
 pytestmark = pytest.mark.kernel
 
@@ -193,17 +194,31 @@ def test_rodata_initial_value_set_before_load() -> None:
         assert struct.unpack_from("<i", data[0], counter_off)[0] == 7 + 1000 + ord("h") + 9 + 2 + 5
 
 
-def test_subprograms_compute() -> None:
+def _xdp_one_refused_without_bpf_loop() -> None:
+    """Without bpf_loop (before 5.17) subprogs.bpf.o's xdp_one must fail to load, naming itself."""
     with Object.open(FIXTURES / "subprogs.bpf.o") as obj:
+        for p in obj.programs.values():
+            p.autoload = p.name == "xdp_one"
+        with pytest.raises(VerifierError, match="xdp_one"):
+            obj.load()
+
+
+def test_subprograms_compute() -> None:
+    loop = has_bpf_loop()
+    if not loop:
+        _xdp_one_refused_without_bpf_loop()
+    with Object.open(FIXTURES / "subprogs.bpf.o") as obj:
+        obj.programs["xdp_one"].autoload = loop
         obj.load()
         results = obj.maps["results"]
         pkt = b"\0" * 64
         obj.programs["tc_first"].test_run(pkt)
         obj.programs["tc_second"].test_run(pkt)
-        obj.programs["xdp_one"].test_run(pkt)
+        if loop:
+            obj.programs["xdp_one"].test_run(pkt)
         obj.programs["xdp_two"].test_run(pkt)
         got = [int.from_bytes(results[i], sys.byteorder) for i in range(4)]
-        assert got == [64 * 3 + 1, 64 + 5, 0 + 1 + 2 + 3, (2 * 3 + 1) + (1 + 5)]
+        assert got == [64 * 3 + 1, 64 + 5, 0 + 1 + 2 + 3 if loop else 0, (2 * 3 + 1) + (1 + 5)]
 
 
 def test_tail_call_and_map_in_map_slots() -> None:
@@ -335,6 +350,7 @@ def test_load_twice_is_refused() -> None:
 
 def test_autoload_off_and_program_type_change() -> None:
     with Object.open(FIXTURES / "subprogs.bpf.o") as obj:
+        obj.programs["xdp_one"].autoload = has_bpf_loop()
         obj.programs["tc_second"].autoload = False
         obj.programs["sock_plain"].type = ProgType.BPF_PROG_TYPE_SOCKET_FILTER
         obj.load()

@@ -1,0 +1,51 @@
+"""What the running kernel offers, for tests that adapt to it (the kernel matrix).
+
+Decisions come from the loader's own feature probes or from the kernel's BTF,
+never from version numbers; a test of an absent feature then asserts the
+clear error instead of skipping.
+"""
+
+from __future__ import annotations
+
+import functools
+
+
+@functools.lru_cache(maxsize=None)
+def vmlinux_has(type_name: str, member: str) -> bool:
+    """Whether the kernel's BTF struct/enum ``type_name`` has ``member`` (a field or an enumerator)."""
+    from pybpfload.btf import types as T
+    from pybpfload.btf.kernel import vmlinux_spec
+    from pybpfload.btf.query import field
+    from pybpfload.errors import BTFError
+
+    vm = vmlinux_spec()
+    for tid in vm.find_ids(type_name):
+        t = vm.type(tid)
+        if isinstance(t, (T.Enum, T.Enum64)):
+            if any(v.name == member for v in t.values):
+                return True
+        elif isinstance(t, T.Struct):
+            try:
+                field(vm, tid, member)
+                return True
+            except BTFError:
+                pass
+    return False
+
+
+def kernel_has_perf_links() -> bool:
+    """BPF links over perf events (5.15+): the kernel's enum bpf_link_type says."""
+    return vmlinux_has("bpf_link_type", "BPF_LINK_TYPE_PERF_EVENT")
+
+
+def kernel_describes_perf_links() -> bool:
+    """Whether LINK info describes perf-event links (6.6+): struct bpf_link_info has perf_event."""
+    return kernel_has_perf_links() and vmlinux_has("bpf_link_info", "perf_event")
+
+
+def has_bpf_loop() -> bool:
+    """bpf_loop() for XDP programs (5.17+), by the loader's helper probe (subprogs.bpf.o's xdp_one uses it)."""
+    from pybpfload.features import helper_supported
+    from pybpfload.syscall import FuncId, ProgType
+
+    return helper_supported(ProgType.BPF_PROG_TYPE_XDP, FuncId.BPF_FUNC_loop)
