@@ -120,6 +120,30 @@ class MapInfo:
 Key = Union[bytes, bytearray, memoryview, int, Tuple[Any, ...]]
 
 
+def _type_name(map_type: int) -> str:
+    try:
+        return MapType(map_type).name[len("BPF_MAP_TYPE_") :].lower()
+    except ValueError:
+        return str(map_type)
+
+
+def _map_type_refused(e: SyscallError, map_type: int) -> BPFError:
+    """``e`` (a failed BPF_MAP_CREATE) as NotSupportedError when the kernel lacks the map type."""
+    if e.errno != errno.EINVAL:
+        return e
+    from .features import map_type_supported
+
+    try:
+        supported = map_type_supported(map_type)
+    except BPFError:
+        return e
+    if supported:
+        return e
+    from .errors import NotSupportedError
+
+    return NotSupportedError(f"BPF map type {_type_name(map_type)}", str(e))
+
+
 class Map(FdObject):
     """One BPF map: a definition until created, then the owner of its fd."""
 
@@ -242,6 +266,8 @@ class Map(FdObject):
                 btf_vmlinux_value_type_id=self.btf_vmlinux_value_type_id,
                 map_extra=self.map_extra,
             )
+        except SyscallError as e:
+            raise _map_type_refused(e, int(self.type)) from None
         finally:
             if inner_tmp is not None:
                 inner_tmp.close()
@@ -495,6 +521,8 @@ class Map(FdObject):
         err = get_errno()
         if err == errno.ENOENT and key_missing_ok:
             return MapKeyError(err, cmd, self.name)
+        if err in (errno.EOPNOTSUPP, _ENOTSUPP):
+            return SyscallError(err, cmd, self.name, detail=f"this kernel does not support it on {_type_name(self.type)} maps")
         return SyscallError(err, cmd, self.name)
 
     # ------------------------------------------------------------ element operations

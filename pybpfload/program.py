@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import errno
 from typing import Any, Iterator, Optional, Sequence, Tuple, Union
 
 from . import pinning
 from ._fdobject import FdObject
-from .errors import BPFError, StateError
+from .errors import BPFError, NotSupportedError, StateError, VerifierError
 from .syscall import commands
 from .syscall._types import AttachType, ProgInfo as _ProgInfo, ProgType
 from .syscall.fd import Fd
@@ -161,27 +162,30 @@ class Program(FdObject):
         log_size: int = commands.LOG_SIZE_START,
     ) -> "Program":
         self._check_definable()
-        fd, log = commands.prog_load(
-            int(self.type),
-            self._insns,
-            self.license,
-            name=self.name,
-            expected_attach_type=int(self.expected_attach_type),
-            flags=self.flags,
-            kern_version=self.kern_version,
-            log_level=self.log_level if log_level is None else log_level,
-            log_size=log_size,
-            prog_btf_fd=prog_btf_fd,
-            func_info=func_info,
-            func_info_rec_size=func_info_rec_size,
-            line_info=line_info,
-            line_info_rec_size=line_info_rec_size,
-            attach_btf_id=self.attach_btf_id,
-            attach_btf_obj_fd=self.attach_btf_obj_fd,
-            attach_prog_fd=self.attach_prog_fd,
-            fd_array=fd_array,
-            ifindex=self.ifindex,
-        )
+        try:
+            fd, log = commands.prog_load(
+                int(self.type),
+                self._insns,
+                self.license,
+                name=self.name,
+                expected_attach_type=int(self.expected_attach_type),
+                flags=self.flags,
+                kern_version=self.kern_version,
+                log_level=self.log_level if log_level is None else log_level,
+                log_size=log_size,
+                prog_btf_fd=prog_btf_fd,
+                func_info=func_info,
+                func_info_rec_size=func_info_rec_size,
+                line_info=line_info,
+                line_info_rec_size=line_info_rec_size,
+                attach_btf_id=self.attach_btf_id,
+                attach_btf_obj_fd=self.attach_btf_obj_fd,
+                attach_prog_fd=self.attach_prog_fd,
+                fd_array=fd_array,
+                ifindex=self.ifindex,
+            )
+        except VerifierError as e:
+            raise _prog_type_refused(e, int(self.type)) from None
         self.log = log
         self._own(fd)
         return self
@@ -389,6 +393,26 @@ class Program(FdObject):
         from .link.netfilter import attach_netfilter
 
         return attach_netfilter(self, pf, hook, priority, **opts)
+
+
+def _prog_type_refused(e: VerifierError, prog_type: int) -> BPFError:
+    """``e`` as NotSupportedError when the kernel refused the load because it lacks the program type
+    (EINVAL before the verifier ran: an empty log)."""
+    if e.errno != errno.EINVAL or e.log.strip():
+        return e
+    from .features import prog_type_supported
+
+    try:
+        supported = prog_type_supported(prog_type)
+    except BPFError:
+        return e
+    if supported:
+        return e
+    try:
+        tname = ProgType(prog_type).name[len("BPF_PROG_TYPE_") :].lower()
+    except ValueError:
+        tname = str(prog_type)
+    return NotSupportedError(f"BPF program type {tname}", str(e))
 
 
 def _info(fd: int, name: Optional[str]) -> ProgramInfo:
