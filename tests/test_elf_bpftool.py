@@ -16,6 +16,7 @@ from typing import Any, Dict
 
 import pytest
 
+from pybpfload.errors import BPFError
 from pybpfload.object import Object
 from pybpfload.syscall import MapType, ProgType
 
@@ -47,7 +48,12 @@ def test_model_agrees_with_loaded_object(fixture: str, bpffs: Path) -> None:
     res = subprocess.run(
         [bpftool, "prog", "loadall", str(path), str(progdir), "pinmaps", str(mapdir)], capture_output=True, text=True
     )
-    assert res.returncode == 0, res.stderr
+    if res.returncode != 0:
+        # libbpf cannot load it on this kernel (bloom filters, xdp.frags, bpf_loop are newer than 5.10): nor can we
+        with Object.open(path) as ours:
+            with pytest.raises(BPFError):
+                ours.load()
+        return
     obj = Object.open(path)
 
     progs = [p for p in obj.programs.values() if p.autoload]
