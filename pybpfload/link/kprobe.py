@@ -7,11 +7,12 @@ NotSupportedError naming kprobes.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import platform
 from typing import TYPE_CHECKING, Optional
 
-from ..errors import NotSupportedError
+from ..errors import NotSupportedError, SyscallError
 from ..syscall import perf
 from .base import prog_fd_of
 from .perf_event import PerfEventLink, attach_perf_fd
@@ -76,8 +77,15 @@ def attach_kprobe(
         assert pmu is not None
         cname = ctypes.create_string_buffer(func.encode())
         attr = probe_perf_attr(pmu, retprobe, ctypes.addressof(cname), offset, ret_bit=pmu_config_bit("kprobe", "retprobe", 0))
-        pfd = perf.perf_event_open(attr, -1, 0)
-        del cname
+        try:
+            pfd = perf.perf_event_open(attr, -1, 0)
+        except SyscallError as e:
+            if e.errno != errno.ENOENT:
+                raise
+            # the kprobe PMU's answer for a symbol it cannot find (absent, inlined, or not probeable)
+            raise SyscallError(e.errno, "perf_event_open", getattr(prog, "name", None), detail=f"{kind} {what!r}: no such kernel function") from None
+        finally:
+            del cname
         return attach_perf_fd(prog, pfd, cookie=cookie, kind=kind, target=what, describe=describe)
     group, event, tp_id = add_probe_event("kprobe", retprobe, what)
     try:
