@@ -18,6 +18,7 @@ from pybpfload.errors import NotSupportedError, PinError, StateError
 from pybpfload.link import Link, attach_raw_tracepoint, attach_tracepoint
 
 from .conftest import ROOT, fixture_path, require_tool
+from .kernel_adapt import kernel_has_perf_links
 
 pytestmark = pytest.mark.kernel
 
@@ -69,6 +70,14 @@ def test_pin_reopen_in_other_process_and_detach(obj: Object, bpffs, kind: str) -
     else:
         link, slot = attach_tracepoint(obj.programs["tp_getpid"], "syscalls/sys_enter_getpid"), K_TP
     path = str(bpffs / f"{kind}_link")
+    if kind == "tracepoint" and not kernel_has_perf_links():
+        # before 5.15 a tracepoint is attached by ioctl: no link to pin, and the error says so
+        with link:
+            assert not link.is_bpf_link
+            with pytest.raises(NotSupportedError, match="perf links"):
+                link.pin(path)
+        assert not os.path.exists(path)
+        return
     link.pin(path)
     assert link.pinned_at == path
     info = link.info()
@@ -108,12 +117,13 @@ def test_close_unpinned_detaches_and_reopen_by_id(obj: Object) -> None:
 
 def test_info_matches_bpftool(obj: Object) -> None:
     with attach_raw_tracepoint(obj.programs["raw_getpid"], "sys_enter") as raw, attach_tracepoint(obj.programs["tp_getpid"], "syscalls/sys_enter_getpid") as tp:
-        for link in (raw, tp):
+        for link in (raw, tp) if tp.is_bpf_link else (raw,):  # tracepoints have BPF links from 5.15 on
             info = link.info()
             oracle = _bpftool_link(info.id)
             assert oracle["id"] == info.id and oracle["prog_id"] == info.prog_id
             assert oracle["type"] == info.type_name
         assert _bpftool_link(raw.info().id)["tp_name"] == raw.info().target["tp_name"]
+        assert tp.is_bpf_link is kernel_has_perf_links()
 
 
 def test_update_program(obj: Object) -> None:
