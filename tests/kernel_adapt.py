@@ -49,3 +49,18 @@ def has_bpf_loop() -> bool:
     from pybpfload.syscall import FuncId, ProgType
 
     return helper_supported(ProgType.BPF_PROG_TYPE_XDP, FuncId.BPF_FUNC_loop)
+
+
+@functools.lru_cache(maxsize=None)
+def vmlinux_has_func(name: str) -> bool:
+    """Whether the kernel's BTF has a FUNC called ``name``."""
+    from pybpfload.btf import types as T
+    from pybpfload.btf.kernel import vmlinux_spec
+
+    vm = vmlinux_spec()
+    return any(isinstance(vm.type(tid), T.Func) for tid in vm.find_ids(name))
+
+
+def hash_lookup_and_delete() -> bool:
+    """BPF_MAP_LOOKUP_AND_DELETE_ELEM on hash maps (5.14+): the kernel has htab_map_lookup_and_delete_elem."""
+    return vmlinux_has_func("htab_map_lookup_and_delete_elem")
