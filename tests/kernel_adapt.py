@@ -24,7 +24,7 @@ def vmlinux_has(type_name: str, member: str) -> bool:
         if isinstance(t, (T.Enum, T.Enum64)):
             if any(v.name == member for v in t.values):
                 return True
-        elif isinstance(t, T.Struct):
+        elif isinstance(t, (T.Struct, T.Union)):
             try:
                 field(vm, tid, member)
                 return True
