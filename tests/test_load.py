@@ -45,6 +45,7 @@ LIBBPF_LOADS = [
     "attach_trace",  # tp_btf: attach BTF ids
     "attach_iter",
     "attach_syscount",
+    "bloom_filter",  # 5.16+: refused by both before
 ]
 BPF_F_MMAPABLE = 1 << 10
 
@@ -232,6 +233,23 @@ def test_tail_call_and_map_in_map_slots() -> None:
         assert int.from_bytes(outer[2], sys.byteorder) == obj.maps["inner_b"].info().id
         with pytest.raises(KeyError):
             outer[1]
+
+
+def test_bloom_filter_map_from_an_object() -> None:
+    """map_extra reaches the kernel; before 5.16 the map is refused by name (the loader's probe decides)."""
+    from pybpfload.features import map_type_supported
+
+    with Object.open(FIXTURES / "bloom_filter.bpf.o") as obj:
+        if not map_type_supported(MapType.BPF_MAP_TYPE_BLOOM_FILTER):
+            with pytest.raises(bpf.SyscallError, match="bloom") as ei:
+                obj.load()
+            assert ei.value.errno == errno.EINVAL and not obj.programs["bloom_add"].loaded
+            return
+        obj.load()
+        bloom = obj.maps["bloom"]
+        assert (bloom.info().type, bloom.info().map_extra) == (MapType.BPF_MAP_TYPE_BLOOM_FILTER, 3)
+        assert obj.programs["bloom_add"].test_run(b"\0" * 77).retval == 1
+        assert bloom.contains_value((77).to_bytes(4, sys.byteorder))
 
 
 def test_kconfig_values_come_from_the_kernel_config() -> None:
