@@ -111,10 +111,7 @@ class MapInfo:
 
     @property
     def type_name(self) -> str:
-        try:
-            return MapType(self.type).name[len("BPF_MAP_TYPE_") :].lower()
-        except ValueError:
-            return str(self.type)
+        return _type_name(self.type)
 
 
 Key = Union[bytes, bytearray, memoryview, int, Tuple[Any, ...]]
@@ -359,10 +356,7 @@ class Map(FdObject):
         super().close()
 
     def __repr__(self) -> str:
-        try:
-            tname = MapType(self.type).name[len("BPF_MAP_TYPE_") :].lower()
-        except ValueError:
-            tname = str(self.type)
+        tname = _type_name(self.type)
         return (
             f"<Map {self.name!r} {tname} key={self.key_size} value={self.value_size} "
             f"max_entries={self.max_entries} fd={self.fd}>"

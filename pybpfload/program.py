@@ -200,10 +200,7 @@ class Program(FdObject):
         return self._fd is not None and not self._fd.closed
 
     def __repr__(self) -> str:
-        try:
-            tname = ProgType(self.type).name[len("BPF_PROG_TYPE_") :].lower()
-        except ValueError:
-            tname = str(self.type)
+        tname = _type_name(int(self.type))
         return f"<Program {self.name!r} {tname} insns={self.insn_cnt} fd={self.fd}>"
 
     @classmethod
@@ -408,11 +405,14 @@ def _prog_type_refused(e: VerifierError, prog_type: int) -> BPFError:
         return e
     if supported:
         return e
+    return NotSupportedError(f"BPF program type {_type_name(prog_type)}", str(e))
+
+
+def _type_name(prog_type: int) -> str:
     try:
-        tname = ProgType(prog_type).name[len("BPF_PROG_TYPE_") :].lower()
+        return ProgType(prog_type).name[len("BPF_PROG_TYPE_") :].lower()
     except ValueError:
-        tname = str(prog_type)
-    return NotSupportedError(f"BPF program type {tname}", str(e))
+        return str(prog_type)
 
 
 def _info(fd: int, name: Optional[str]) -> ProgramInfo:
