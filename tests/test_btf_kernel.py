@@ -73,6 +73,15 @@ def test_vmlinux_read_back_by_id_equals_sysfs() -> None:
     pytest.fail("no vmlinux BTF object found by id")
 
 
+def _last_json(text: str) -> dict:
+    """bpftool's JSON; on 5.10 bpftool 7.1 prints an {"error": ...} object first (its BTF info is too big there)."""
+    dec = json.JSONDecoder()
+    value, end = dec.raw_decode(text)
+    while "error" in value and end < len(text.rstrip()):
+        value, end = dec.raw_decode(text, end + 1 if text[end] == "," else end)
+    return value
+
+
 def test_btf_of_a_program_loaded_by_bpftool(bpffs: Path) -> None:
     """The BTF of a loaded program, read by id, decodes like bpftool's dump of the same id."""
     from .test_btf_decode import as_bpftool, normalise_oracle
@@ -88,7 +97,7 @@ def test_btf_of_a_program_loaded_by_bpftool(bpffs: Path) -> None:
         fixture, pname = FIXTURES / "xdp_count.bpf.o", "xdp_count"
         subprocess.run([tool, "prog", "loadall", str(fixture), str(bpffs / "p")], check=True)
     prog = json.loads(subprocess.run([tool, "-j", "prog", "show", "pinned", str(bpffs / "p" / pname)], check=True, capture_output=True, text=True).stdout)
-    oracle = json.loads(subprocess.run([tool, "-j", "btf", "dump", "id", str(prog["btf_id"])], check=True, capture_output=True, text=True).stdout)["types"]
+    oracle = _last_json(subprocess.run([tool, "-j", "btf", "dump", "id", str(prog["btf_id"])], check=True, capture_output=True, text=True).stdout)["types"]
     with BtfHandle.from_id(prog["btf_id"]) as h:
         spec = h.spec()
     assert len(spec) == len(oracle) + 1
@@ -118,7 +127,7 @@ def test_feature_probes() -> None:
         "type_tag": "TYPE_TAG" in kinds,
         "enum64": "ENUM64" in kinds,
     }
-    assert uses["func"] and uses["datasec"]  # every kernel with BTF has these
+    assert uses["func"]  # every kernel with BTF has FUNCs (5.10's may have no DATASEC)
     for name, used in uses.items():
         if used:
             assert getattr(feats, name), name

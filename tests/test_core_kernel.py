@@ -29,7 +29,10 @@ def _enum_value(name: str, enumerator: str, default: Optional[int] = None) -> in
         if isinstance(t, T.ENUMS):
             found = [v.value for v in t.values if v.name == enumerator]
             if found:
-                return found[0] & (2**64 - 1)
+                value = found[0]
+                if isinstance(t, T.Enum):  # struct btf_enum's val is an s32: CO-RE sign-extends it (as libbpf)
+                    value = (value & 0xFFFFFFFF) - ((value & 0x80000000) << 1)
+                return value & (2**64 - 1)
     if default is not None:
         return default
     raise AssertionError(f"{name}::{enumerator}")
