@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from . import features, log
 from .elf.model import ExternKind, MapKind, RelocKind
@@ -251,19 +251,27 @@ class _Load:
             if m.pinning == 1 and m.pin_path:
                 self._pin_new(m)
         # maps of maps: inner maps named in .maps initial values (libbpf's init_map_in_map_slots)
+        self._fill_slots((MapType.BPF_MAP_TYPE_ARRAY_OF_MAPS, MapType.BPF_MAP_TYPE_HASH_OF_MAPS), self.obj.maps, "map")
+
+    def _fill_slots(self, types: Tuple[int, ...], targets: "Mapping[str, Any]", what: str) -> None:
+        """Store the fds of the maps / programs named in ``.maps`` initial values into their slots."""
         for name in self.obj.maps:
             ms = self.obj.map_spec(name)
             assert ms is not None
-            if ms.init_slots and ms.type in (MapType.BPF_MAP_TYPE_ARRAY_OF_MAPS, MapType.BPF_MAP_TYPE_HASH_OF_MAPS):
-                outer = self.obj.maps[name]
-                for i, target in enumerate(ms.init_slots):
-                    if target is None:
-                        continue
-                    inner = self.obj.maps.get(target)
-                    if inner is None:
-                        raise RelocationError(f"map {name!r}: slot {i} names unknown map {target!r}")
-                    outer.update(i, inner.fileno().to_bytes(4, "little"))
-                    log.debug("map '%s': slot %d = map '%s'", name, i, target)
+            if ms.type not in types or not ms.init_slots:
+                continue
+            m = self.obj.maps[name]
+            for i, target in enumerate(ms.init_slots):
+                if target is None:
+                    continue
+                t = targets.get(target)
+                if t is None:
+                    raise RelocationError(f"map {name!r}: slot {i} names unknown {what} {target!r}")
+                if what == "program" and not t.loaded:
+                    log.warn("map '%s': slot %d: program '%s' is not loaded, skipped", name, i, target)
+                    continue
+                m.update(i, t.fileno().to_bytes(4, "little"))
+                log.debug("map '%s': slot %d = %s '%s'", name, i, what, target)
 
     def _create_one(self, m: "Map", kernel_name: str, btf_fd: int) -> None:
         if m.type in _NO_BTF_MAPS:  # as libbpf: the kernel takes no BTF types for these
@@ -534,23 +542,7 @@ class _Load:
 
     # ------------------------------------------------------------ 6. prog arrays
     def _init_prog_arrays(self) -> None:
-        for name in self.obj.maps:
-            ms = self.obj.map_spec(name)
-            assert ms is not None
-            if ms.type != MapType.BPF_MAP_TYPE_PROG_ARRAY or not ms.init_slots:
-                continue
-            m = self.obj.maps[name]
-            for i, target in enumerate(ms.init_slots):
-                if target is None:
-                    continue
-                p = self.obj.programs.get(target)
-                if p is None:
-                    raise RelocationError(f"map {name!r}: slot {i} names unknown program {target!r}")
-                if not p.loaded:
-                    log.warn("map '%s': slot %d: program '%s' is not loaded, skipped", name, i, target)
-                    continue
-                m.update(i, p.fileno().to_bytes(4, "little"))
-                log.debug("map '%s': slot %d = prog '%s'", name, i, target)
+        self._fill_slots((MapType.BPF_MAP_TYPE_PROG_ARRAY,), self.obj.programs, "program")
 
 
 def opened_btf(model: "ElfModel", spec: "Spec") -> "Builder":
