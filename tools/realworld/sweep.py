@@ -1,0 +1,186 @@
+"""Open and load every object of a corpus with libbpf (ORACLE) and with pybpfload; report differences."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+from . import oracle
+
+View = Dict[str, Any]
+# Program types a kernel may refuse as a whole here (BPF trampolines): tracing, lsm, ext.
+TRAMPOLINE_TYPES = frozenset({26, 28, 29})
+MAP_STACK_TRACE, MAP_CPUMAP, MAP_PERF_EVENT_ARRAY = 7, 16, 4
+MAP_RINGBUF, MAP_USER_RINGBUF = 27, 31
+
+
+def prepare_map(name: str, mtype: int, max_entries: int, value_size: int) -> Dict[str, int]:
+    """What a tool's user space sets before load when the object leaves it open (the same for both loaders)."""
+    change: Dict[str, int] = {}
+    if max_entries == 0 and mtype != MAP_PERF_EVENT_ARRAY:  # libbpf sizes perf event arrays itself
+        change["max_entries"] = (256 * 1024 if mtype in (MAP_RINGBUF, MAP_USER_RINGBUF)
+                                 else os.cpu_count() or 1 if mtype == MAP_CPUMAP else 1024)  # fmt: skip
+    if mtype == MAP_STACK_TRACE and value_size == 0:
+        change["value_size"] = 127 * 8
+    return change
+
+
+def describe(kind: int, fd: int) -> Any:
+    """The kernel's view of a loaded program (its tag) or map (definition and BTF type names)."""
+    import pybpfload as bpf
+
+    if kind == 0:
+        with bpf.Program.from_fd(fd) as p:
+            return p.info().tag
+    with bpf.Map.from_fd(fd) as m:
+        i = m.info()
+        return (int(i.type), i.key_size, i.value_size, i.max_entries, i.flags, i.map_extra,
+                _btf_name(i.btf_id, i.btf_key_type_id), _btf_name(i.btf_id, i.btf_value_type_id))  # fmt: skip
+
+
+def _btf_name(btf_id: int, type_id: int) -> str:
+    from pybpfload.btf.kernel import BtfHandle
+
+    if not btf_id or not type_id:
+        return ""
+    with BtfHandle.from_id(btf_id) as h:
+        spec = h.spec()
+        return f"{spec.kind_of(type_id).name} {spec.name_of(type_id)}"
+
+
+def our_open_view(path: Path) -> View:
+    from pybpfload.errors import BPFError
+    from pybpfload.object import Object
+
+    try:
+        obj = Object.open(path)
+    except BPFError as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+    with obj:
+        return {
+            "name": obj.name, "kversion": obj.kversion,
+            "programs": [{"name": p.name, "section": p.section_name, "type": int(p.type),
+                          "expected_attach_type": int(p.expected_attach_type), "insns": p.insns,
+                          "autoload": p.autoload} for p in obj.programs.values()],
+            "maps": [{"name": m.name, "type": int(m.type), "key_size": m.key_size, "value_size": m.value_size,
+                      "max_entries": m.max_entries, "flags": m.flags, "map_extra": m.map_extra,
+                      "pin_path": m.pin_path, "initial_value": m.initial_value,
+                      "btf_key_type_id": m.btf_key_type_id, "btf_value_type_id": m.btf_value_type_id}
+                     for m in obj.maps.values()],
+        }  # fmt: skip
+
+
+def our_load_view(path: Path, autoload: Callable[[str, int], bool]) -> View:
+    from pybpfload.errors import BPFError
+    from pybpfload.object import Object
+
+    try:
+        with Object.open(path) as obj:
+            for p in obj.programs.values():
+                p.autoload = autoload(p.name, int(p.type))
+            for m in obj.maps.values():
+                for k, v in prepare_map(m.name, int(m.type), m.max_entries, m.value_size).items():
+                    setattr(m, k, v)
+            obj.load()
+            return {
+                "programs": {p.name: describe(0, p.fd) for p in obj.programs.values() if p.loaded},
+                "maps": {m.name: describe(1, m.fd) for m in obj.maps.values() if m.fd is not None and m.fd >= 0},
+            }
+    except BPFError as e:
+        return {"error": f"{type(e).__name__}: {e}"}
+
+
+def _diff_lists(what: str, ours: List[View], theirs: List[View]) -> List[str]:
+    out = []
+    if [x["name"] for x in ours] != [x["name"] for x in theirs]:
+        out.append(f"{what} names: ours {[x['name'] for x in ours]} libbpf {[x['name'] for x in theirs]}")
+    for o, t in zip(ours, theirs):
+        for k in t:
+            if o.get(k) != t[k]:
+                out.append(f"{what} {t['name']!r} {k}: ours {str(o.get(k))[:100]} libbpf {str(t[k])[:100]}")
+    return out
+
+
+def diff_open(path: Path) -> List[str]:
+    theirs, ours = oracle.open_view(path), our_open_view(path)
+    if "error" in theirs or "error" in ours:
+        if ("error" in theirs) == ("error" in ours):
+            return []
+        return [f"open: ours {ours.get('error', 'ok')} libbpf {theirs.get('error', 'ok')}"]
+    out = [f"{k}: ours {ours[k]!r} libbpf {theirs[k]!r}" for k in ("name", "kversion") if ours[k] != theirs[k]]
+    return out + _diff_lists("program", ours["programs"], theirs["programs"]) + _diff_lists("map", ours["maps"], theirs["maps"])
+
+
+def _diff_loaded(ours: View, theirs: View) -> List[str]:
+    out = []
+    for what in ("programs", "maps"):
+        for name in sorted(ours[what].keys() | theirs[what].keys()):
+            o, t = ours[what].get(name), theirs[what].get(name)
+            if o != t:
+                out.append(f"loaded {what[:-1]} {name!r}: ours {o} libbpf {t}")
+    return out
+
+
+def diff_load(path: Path) -> Tuple[str, List[str]]:
+    """('loaded' | 'loaded-without-trampolines' | 'per-program' , differences)."""
+    strategies: List[Tuple[str, Callable[[str, int], bool]]] = [
+        ("loaded", lambda n, t: True),
+        ("loaded-without-trampolines", lambda n, t: t not in TRAMPOLINE_TYPES),
+    ]
+    for label, autoload in strategies:
+        theirs, ours = oracle.load_view(path, autoload, prepare_map, describe), our_load_view(path, autoload)
+        if "error" not in theirs and "error" not in ours:
+            return label, _diff_loaded(ours, theirs)
+        if ("error" in theirs) != ("error" in ours):
+            return label, [f"load: ours {ours.get('error', 'ok')[:1500]} | libbpf {theirs.get('error', 'ok')}"]
+    # both refuse the whole object: program by program (the others not loaded)
+    out: List[str] = []
+    names = [p["name"] for p in oracle.open_view(path).get("programs", [])]
+    for name in names:
+        only: Callable[[str, int], bool] = lambda n, t, name=name: n == name  # noqa: E731
+        theirs, ours = oracle.load_view(path, only, prepare_map, describe), our_load_view(path, only)
+        if ("error" in theirs) != ("error" in ours):
+            out.append(f"program {name!r} alone: ours {ours.get('error', 'ok')[:1500]} | libbpf {theirs.get('error', 'ok')}")
+        elif "error" not in theirs:
+            out += [d for d in _diff_loaded(ours, theirs) if "program" in d]
+    return "per-program", out
+
+
+def sweep(files: List[Path], load: bool, log: Callable[[str], None] = print) -> Dict[str, Any]:
+    results: Dict[str, Any] = {}
+    for path in files:
+        entry: Dict[str, Any] = {}
+        try:
+            entry["open"] = diff_open(path)
+            if load:
+                entry["load_mode"], entry["load"] = diff_load(path)
+        except Exception:  # noqa: BLE001 - a crash inside pybpfload is a finding, reported per object
+            entry["crash"] = traceback.format_exc()
+        results[path.name] = entry
+        bad = entry.get("open") or entry.get("load") or entry.get("crash")
+        log(f"{'DIFF' if bad else 'same'} {path.name} {entry.get('load_mode', '')}")
+        for line in (entry.get("open") or []) + (entry.get("load") or []) + ([entry["crash"]] if "crash" in entry else []):
+            log(f"    {line}")
+    return results
+
+
+def summary(results: Dict[str, Any]) -> Tuple[int, int, Dict[str, int]]:
+    bad = sum(1 for e in results.values() if e.get("open") or e.get("load") or e.get("crash"))
+    modes: Dict[str, int] = {}
+    for e in results.values():
+        if "load_mode" in e:
+            modes[e["load_mode"]] = modes.get(e["load_mode"], 0) + 1
+    return len(results), bad, modes
+
+
+def main_sweep(corpus: Path, files: Optional[List[Path]], load: bool) -> int:
+    import json
+
+    files = files or sorted(corpus.glob("*.o"))
+    results = sweep(files, load)
+    total, bad, modes = summary(results)
+    print(f"realworld: {total} objects, {total - bad} agree with libbpf, {bad} differ; load modes {modes}")
+    (corpus / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    return 1 if bad else 0
