@@ -30,6 +30,7 @@ __all__ = [
     "has_probe_read_kernel",
     "has_prog_bind_map",
     "has_bpf_cookie",
+    "has_uprobe_syscall",
     "reset_cache",
 ]
 
@@ -271,3 +272,23 @@ def has_prog_bind_map() -> bool:
 def has_bpf_cookie() -> bool:
     """bpf_get_attach_cookie (5.15+)."""
     return helper_supported(ProgType.BPF_PROG_TYPE_KPROBE, FuncId.BPF_FUNC_get_attach_cookie)
+
+
+_NR_UPROBE = {"x86_64": 336}
+
+
+@_cached
+def has_uprobe_syscall() -> bool:
+    """The x86-64 uprobe() syscall (6.18+): uprobes on a nop5 can be optimised (libbpf's FEAT_UPROBE_SYSCALL).
+
+    As libbpf: called from outside a uprobe trampoline it fails with ENXIO
+    when the kernel has it (ENOSYS otherwise).
+    """
+    import platform
+
+    from .syscall._raw import get_errno, syscall
+
+    nr = _NR_UPROBE.get(platform.machine())
+    if nr is None:
+        return False
+    return syscall(nr) < 0 and get_errno() == errno.ENXIO
