@@ -32,8 +32,9 @@ _ITER = {"iter", "iter.s"}
 _KPROBE = {"kprobe": False, "kretprobe": True}
 _KSYSCALL = {"ksyscall": False, "kretsyscall": True}
 _UPROBE = {"uprobe": False, "uretprobe": True, "uprobe.s": False, "uretprobe.s": True}
-_UNSUPPORTED = {"usdt", "usdt.s", "kprobe.multi", "kretprobe.multi", "kprobe.session", "uprobe.multi", "uretprobe.multi",
-                "uprobe.session", "uprobe.multi.s", "uretprobe.multi.s", "uprobe.session.s", "struct_ops", "struct_ops.s"}
+_KPROBE_MULTI = {"kprobe.multi", "kretprobe.multi", "kprobe.session"}
+_UPROBE_MULTI = {"uprobe.multi", "uretprobe.multi", "uprobe.session", "uprobe.multi.s", "uretprobe.multi.s", "uprobe.session.s"}
+_UNSUPPORTED = {"usdt", "usdt.s", "struct_ops", "struct_ops.s"}
 
 
 def _section(prog: "Program", section: Union["SectionInfo", str, None]) -> "SectionInfo":
@@ -59,7 +60,8 @@ def auto_attach_kind(section: Union["SectionInfo", str]) -> Optional[str]:
     if not target:
         return None
     for names, kind in ((_TRACEPOINT, "tracepoint"), (_RAW_TP, "raw_tracepoint"), (_KPROBE, "kprobe"),
-                        (_KSYSCALL, "ksyscall"), (_UPROBE, "uprobe"), (_UNSUPPORTED, "unsupported")):
+                        (_KSYSCALL, "ksyscall"), (_UPROBE, "uprobe"), (_KPROBE_MULTI, "kprobe_multi"),
+                        (_UPROBE_MULTI, "uprobe_multi"), (_UNSUPPORTED, "unsupported")):
         if base in names:
             return kind
     return None
@@ -108,6 +110,14 @@ def attach_program(prog: "Program", section: Union["SectionInfo", str, None] = N
 
         binary, func, off = parse_uprobe_target(target)
         return L.attach_uprobe(prog, binary, func, off, retprobe=_UPROBE[base], **opts)
+    if kind == "kprobe_multi":
+        from .link.multi import parse_kprobe_multi_section
+
+        return L.attach_kprobe_multi(prog, **{**parse_kprobe_multi_section(base, target), **opts})
+    if kind == "uprobe_multi":
+        from .link.multi import parse_uprobe_multi_section
+
+        return L.attach_uprobe_multi(prog, **{**parse_uprobe_multi_section(base, target), **opts})
     raise NotSupportedError(f"auto-attach of SEC({info.name!r})", "pybpfload cannot attach this kind yet")
 
 

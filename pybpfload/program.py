@@ -343,6 +343,18 @@ class Program(FdObject):
 
         return attach_ksyscall(self, syscall, **opts)
 
+    def attach_uprobe_multi(self, binary: str, pattern: Optional[str] = None, **opts: Any) -> Any:
+        """uprobe.multi / uretprobe.multi / uprobe.session: see :func:`pybpfload.link.attach_uprobe_multi`."""
+        from .link.multi import attach_uprobe_multi
+
+        return attach_uprobe_multi(self, binary, pattern, **opts)
+
+    def attach_kprobe_multi(self, pattern: Optional[str] = None, **opts: Any) -> Any:
+        """kprobe.multi / kretprobe.multi / kprobe.session: see :func:`pybpfload.link.attach_kprobe_multi`."""
+        from .link.multi import attach_kprobe_multi
+
+        return attach_kprobe_multi(self, pattern, **opts)
+
     def attach_perf_event(self, perf_fd: Any, **opts: Any) -> Any:
         """See :func:`pybpfload.link.attach_perf_event`."""
         from .link.perf_event import attach_perf_event

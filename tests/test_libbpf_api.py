@@ -32,7 +32,7 @@ pytestmark = pytest.mark.oracle
 # Objects libbpf 1.x refuses to open (see test_elf_oracle.py).
 LIBBPF_REFUSES = {"legacy_maps.bpf.o", "map_unknown_field.bpf.o"}
 # SEC() names libbpf 1.1 does not know (it leaves the program type UNSPEC)
-NEWER_SECTIONS = ("tcx", "netfilter", "netkit", "kprobe.session", "uprobe.session", "uprobe.multi", "fentry.multi",
+NEWER_SECTIONS = ("tcx", "netfilter", "netkit", "kprobe.session", "uprobe.session", "uprobe.multi", "uretprobe.multi", "uprobe.multi.s", "fentry.multi",
                   "fsession", "tc", "tp.s", "cgroup/connect_unix", "sk_skb/verdict")  # fmt: skip
 OPENABLE = sorted(p.name for p in FIXTURES.glob("*.bpf.o") if p.name not in LIBBPF_REFUSES)
 

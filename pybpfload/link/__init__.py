@@ -6,6 +6,7 @@
 - :mod:`.tracepoint`, :mod:`.kprobe`, :mod:`.uprobe` — perf-event based
   (:class:`~.perf_event.PerfEventLink`); :mod:`.perf_event` for perf_event
   programs;
+- :mod:`.multi` — uprobe_multi / kprobe_multi links (and sessions);
 - :mod:`.raw_tp` (raw_tp), :mod:`.tracing` (tp_btf, fentry, fexit,
   fmod_ret, lsm, freplace), :mod:`.iter` (iterators, read as files);
 - :mod:`.xdp`, :mod:`.tcx`, :mod:`.tc` (cls_bpf over rtnetlink),
@@ -39,6 +40,9 @@ _EXPORTS = {
     "attach_kprobe": "kprobe",
     "attach_ksyscall": "kprobe",
     "kprobe_support": "kprobe",
+    "MultiProbeLink": "multi",
+    "attach_uprobe_multi": "multi",
+    "attach_kprobe_multi": "multi",
     "attach_xdp": "xdp",
     "attach_tcx": "tcx",
     "attach_tc": "tc",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ctypes
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..syscall import _types as t
 from ..syscall import commands
@@ -55,6 +55,24 @@ def _fields(s: ctypes.Structure, skip: tuple = ()) -> Dict[str, Any]:
     return out
 
 
+def _multi_arrays(lt: int, first: Any, addr: int, size: int) -> Tuple[Any, Dict[str, Any]]:
+    """A LinkInfo asking for a multi link's arrays (sized by the first answer's count), and the arrays."""
+    info = t.LinkInfo()
+    uprobe = lt == LinkType.BPF_LINK_TYPE_UPROBE_MULTI
+    member = info.uprobe_multi if uprobe else info.kprobe_multi
+    count = (first.uprobe_multi if uprobe else first.kprobe_multi).count
+    names = ("offsets", "ref_ctr_offsets", "cookies") if uprobe else ("addrs", "cookies")
+    arrays: Dict[str, Any] = {}
+    if count:
+        for n in names:
+            arrays[n] = (ctypes.c_uint64 * count)()
+            setattr(member, n, ctypes.addressof(arrays[n]))
+        member.count = count
+    if uprobe:
+        member.path, member.path_size = addr, size
+    return info, arrays
+
+
 def link_info(fd: int, name: Optional[str] = None) -> LinkInfo:
     """Query ``fd`` twice: once for the type, once with buffers for its names."""
     first = commands.obj_get_info_by_fd(fd, t.LinkInfo(), name=name)
@@ -62,6 +80,7 @@ def link_info(fd: int, name: Optional[str] = None) -> LinkInfo:
     info = t.LinkInfo()
     buf = ctypes.create_string_buffer(_NAME_MAX)
     addr, size = ctypes.addressof(buf), ctypes.sizeof(buf)
+    arrays: Dict[str, Any] = {}  # a multi link's per-probe arrays, kept alive until read
     if lt == LinkType.BPF_LINK_TYPE_RAW_TRACEPOINT:
         info.raw_tracepoint.tp_name, info.raw_tracepoint.tp_name_len = addr, size
     elif lt == LinkType.BPF_LINK_TYPE_ITER:
@@ -69,6 +88,8 @@ def link_info(fd: int, name: Optional[str] = None) -> LinkInfo:
     elif lt == LinkType.BPF_LINK_TYPE_PERF_EVENT:
         # uprobe.file_name, kprobe.func_name and tracepoint.tp_name share their place
         info.perf_event.uprobe.file_name, info.perf_event.uprobe.name_len = addr, size
+    elif lt in (LinkType.BPF_LINK_TYPE_UPROBE_MULTI, LinkType.BPF_LINK_TYPE_KPROBE_MULTI):
+        info, arrays = _multi_arrays(lt, first, addr, size)
     else:
         info = first
     if info is not first:
@@ -101,8 +122,10 @@ def link_info(fd: int, name: Optional[str] = None) -> LinkInfo:
         attach_type = int(t.AttachType.BPF_NETFILTER)
     elif lt == LinkType.BPF_LINK_TYPE_KPROBE_MULTI:
         target = {k: v for k, v in _fields(u.kprobe_multi).items() if k not in ("addrs", "cookies")}
+        target.update({k: tuple(a) for k, a in arrays.items()})
     elif lt == LinkType.BPF_LINK_TYPE_UPROBE_MULTI:
         target = {k: v for k, v in _fields(u.uprobe_multi).items() if k in ("count", "flags", "pid")}
+        target.update({k: tuple(a) for k, a in arrays.items()}, path=text)
     elif lt == LinkType.BPF_LINK_TYPE_PERF_EVENT:
         pe = u.perf_event
         kind = PERF_EVENT_TYPES.get(pe.type, str(pe.type))
