@@ -37,6 +37,7 @@ LIBBPF_LOADS = [
     "sec_types",
     "ringbuf_emit",
     "perfbuf_emit",
+    "gcc_perfbuf_emit",  # built by GCC (bpf-gcc 12): empty .data/.bss sections libbpf skips
     "btf_kinds",
     "kconfig_only",
     "core_task",  # CO-RE against the running kernel's BTF

@@ -318,6 +318,8 @@ def _parse(data: bytes, obj_name: str, relaxed_maps: bool, pin_root_path: Option
         maps += mapdefs.btf_maps(btf, c.btf_maps, ds_by_name.get(".maps"), strict, pin_root_path)
     data_maps: Dict[int, str] = {}
     for sec, kind in sorted(c.data_secs, key=lambda sk: sk[0].index):
+        if sec.size == 0:  # libbpf skips empty data sections (GCC emits an empty .bss)
+            continue
         if sec.size > MAX_DATA_SIZE:
             raise ELFError(f"section {sec.name!r} is {sec.size} bytes, too large for a map value")
         m = mapdefs.global_data_map(obj_name, kind, sec, btf, ds_by_name)

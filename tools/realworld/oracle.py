@@ -43,9 +43,11 @@ _SIGS = {
     "bpf_map__set_value_size": ("i", ["p", "u"]),
     "bpf_map__fd": ("i", ["p"]),
     "libbpf_set_print": ("p", ["p"]),
+    "libbpf_prog_type_by_name": ("i", ["s", "ip", "ip"]),
 }
 _C = {"p": ctypes.c_void_p, "s": ctypes.c_char_p, "i": ctypes.c_int, "u": ctypes.c_uint32, "z": ctypes.c_size_t,
-      "b": ctypes.c_bool, "q": ctypes.c_uint64, "zp": ctypes.POINTER(ctypes.c_size_t), None: None}
+      "b": ctypes.c_bool, "q": ctypes.c_uint64, "zp": ctypes.POINTER(ctypes.c_size_t),
+      "ip": ctypes.POINTER(ctypes.c_int), None: None}
 _LIB: Optional[ctypes.CDLL] = None
 
 
@@ -68,6 +70,12 @@ def _iter(first: Callable[[Any, Any], Any], obj: int) -> List[int]:
         out.append(cur)
         cur = first(obj, cur)
     return out
+
+
+def knows_section(name: str) -> bool:
+    """Whether this libbpf's SEC() table knows ``name`` (pybpfload's follows libbpf 1.x's newest one)."""
+    t, a = ctypes.c_int(), ctypes.c_int()
+    return lib().libbpf_prog_type_by_name(name.encode(), ctypes.byref(t), ctypes.byref(a)) == 0
 
 
 def open_view(path: Path) -> View:
