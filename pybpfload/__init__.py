@@ -43,6 +43,7 @@ _EXPORTS = {
     "BTFError": "errors",
     "RelocationError": "errors",
     "StateError": "errors",
+    "StructOpsError": "errors",
     "Object": "object",
     "Link": "link",
     "LinkInfo": "link",

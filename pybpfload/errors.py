@@ -36,6 +36,7 @@ __all__ = [
     "BTFError",
     "RelocationError",
     "StateError",
+    "StructOpsError",
     "LibbpfErrno",
     "strerror",
     "error_code",
@@ -170,6 +171,19 @@ class RelocationError(BPFError):
         self.insn = insn
 
 
+class StructOpsError(BPFError):
+    """A struct_ops map that does not fit the kernel's struct_ops type (libbpf's bpf_map__init_kern_struct_ops).
+
+    ``code`` is the errno libbpf returns for it: EOPNOTSUPP for a member the
+    kernel lacks or cannot take, EINVAL for a program used at two different
+    members or types.
+    """
+
+    def __init__(self, message: str, code: int = _errno.EOPNOTSUPP) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class StateError(BPFError, ValueError):
     """The operation is not valid in the object's current state (closed, loaded, ...)."""
 
@@ -269,4 +283,6 @@ def error_code(exc: BaseException) -> int:
         return _errno.EOPNOTSUPP
     if isinstance(exc, StateError):
         return _errno.EINVAL
+    if isinstance(exc, StructOpsError):
+        return exc.code
     return int(LibbpfErrno.INTERNAL)

@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .maps import Map
     from .object import Object
     from .program import Program
+    from .structops import Plan as StructOpsPlan
 
 __all__ = ["load_object", "opened_btf"]
 
@@ -108,15 +109,18 @@ class _Load:
         self.linked: Dict[str, LinkedProgram] = {}
         self._ext_cache: Optional["ExtInfo"] = None
         self._ext_decoded = False
+        self.st_ops_plan: Optional["StructOpsPlan"] = None
 
     # ------------------------------------------------------------ driver
     def run(self) -> None:
         try:
             self._resolve_externs()
+            self._init_struct_ops()
             self._load_btf()
             self._create_maps()
             self._relocate_and_load()
             self._init_prog_arrays()
+            self._prepare_struct_ops()
         except BaseException:
             self._rollback()
             raise
@@ -220,6 +224,8 @@ class _Load:
             self.btf_handle = BtfHandle.load(b.encode(), log_level=self.obj.kernel_log_level)
         except BPFError as e:
             # libbpf: BTF is optional unless struct_ops need it
+            if self.st_ops_plan is not None and self.st_ops_plan.maps:
+                raise BPFError(f"Error loading .BTF into kernel: {e}. BTF is mandatory for struct_ops maps, can't proceed.") from e
             log.warn("Error loading .BTF into kernel: %s. BTF is optional, ignoring.", e)
             self.btf_handle = None
             return
@@ -233,6 +239,12 @@ class _Load:
             ms = self.obj.map_spec(name)
             assert ms is not None
             if m.created:  # reuse_fd() before load
+                continue
+            if not m.autocreate:
+                log.debug("map '%s': skipped creating (autocreate off)", name)
+                continue
+            if ms.kind is MapKind.STRUCT_OPS:
+                self._create_struct_ops(m, ms.name_for_kernel, btf_fd)
                 continue
             if ms.internal:
                 if global_data is None:
@@ -290,6 +302,25 @@ class _Load:
             m._create(btf_fd=0, name=name)
         self.created_maps.append(m)
         log.debug("map '%s': created, fd %d", m.name, m.fd)
+
+    def _create_struct_ops(self, m: "Map", kernel_name: str, btf_fd: int) -> None:
+        """A struct_ops map: the object's BTF fd and the kernel's value type id, no key/value type ids.
+
+        As libbpf: the kernel wants btf_fd (it has to be the object's BTF) but
+        refuses btf_key/value_type_id next to btf_vmlinux_value_type_id; the
+        map keeps reporting the object's struct as its btf_value_type_id.
+        """
+        if not btf_fd:
+            raise BPFError(f"map {m.name!r}: a struct_ops map needs the object's BTF in the kernel")
+        tid = m.btf_value_type_id
+        m.btf_key_type_id = 0
+        m.btf_value_type_id = 0
+        try:
+            m._create(btf_fd=btf_fd, name=kernel_name if features.has_prog_name() else "")
+        finally:
+            m.__dict__["btf_value_type_id"] = tid
+        self.created_maps.append(m)
+        log.debug("map '%s': created struct_ops map, fd %d, kernel value type [%d]", m.name, m.fd, m.btf_vmlinux_value_type_id)
 
     def _populate_internal(self, m: "Map", kind: MapKind) -> None:
         value = bytes(m.initial_value or bytes(m.value_size))
@@ -365,6 +396,13 @@ class _Load:
                 continue
             if prog.loaded:
                 continue
+            if prog.type == ProgType.BPF_PROG_TYPE_STRUCT_OPS and not prog.attach_btf_id:
+                from .errors import StructOpsError
+
+                raise StructOpsError(
+                    f"prog {name!r}: SEC(\"struct_ops\") program isn't referenced anywhere, did you forget to use it?",
+                    errno.EINVAL,
+                )
             if prog._insns != spec.insns:
                 # instructions replaced before load (bpf_program__set_insns): loaded as given
                 linked = LinkedProgram(name, prog._insns, (), ())
@@ -477,6 +515,8 @@ class _Load:
         m = self.obj.maps.get(name or "")
         if m is None:
             raise RelocationError(f"reference to unknown map {name!r}", program=prog.name)
+        if not m.created and not m.autocreate:
+            raise RelocationError(f"map {name!r} is referenced but not created (autocreate off)", program=prog.name)
         return m
 
     def _fixup_helpers(self, insns: bytearray) -> None:
@@ -543,6 +583,68 @@ class _Load:
     # ------------------------------------------------------------ 6. prog arrays
     def _init_prog_arrays(self) -> None:
         self._fill_slots((MapType.BPF_MAP_TYPE_PROG_ARRAY,), self.obj.programs, "program")
+
+    # ------------------------------------------------------------ struct_ops (libbpf: before relocation / after loading)
+    def _init_struct_ops(self) -> None:
+        """Fit struct_ops maps to the kernel's types; attach ids and autoload of their programs.
+
+        libbpf's bpf_object__init_kern_struct_ops_maps and
+        bpf_object_adjust_struct_ops_autoload (see :mod:`pybpfload.structops`).
+        """
+        specs = [ms for ms in self.model.maps if ms.kind is MapKind.STRUCT_OPS and ms.struct_ops is not None]
+        if not specs:
+            return
+        from .errors import StructOpsError
+        from .structops import MapInput, plan_struct_ops
+
+        obj = self.obj
+        btf = obj.btf
+        assert btf is not None  # the parser requires BTF for struct_ops sections
+        inputs = []
+        for ms in specs:
+            so = ms.struct_ops
+            assert so is not None
+            m = obj.maps[ms.name]
+            data = bytes(m.initial_value if m.initial_value is not None else bytes(ms.value_size))
+            if len(data) != ms.value_size:
+                raise StructOpsError(f"map {ms.name!r}: initial value is {len(data)} bytes, struct {so.type_name} is {ms.value_size}", errno.EINVAL)
+            inputs.append(MapInput(ms.name, so.type_name, so.type_id, data, so.programs, m.autocreate and not m.created))
+        st_progs = {n for n, p in obj.programs.items() if p.type == ProgType.BPF_PROG_TYPE_STRUCT_OPS}
+        plan = plan_struct_ops(inputs, btf, self._kernel_btfs, st_progs)
+        for name, ks in plan.maps.items():
+            m = obj.maps[name]
+            m.value_size = len(ks.value)
+            m.btf_vmlinux_value_type_id = ks.kern_vtype_id
+            m.value_type_btf_obj_fd = 0 if ks.btf_name == "vmlinux" else self._module_btf_fd(ks.btf_name)
+        for pname, a in plan.progs.items():
+            p = obj.programs[pname]
+            if p.loaded:
+                continue
+            p.attach_btf_id = a.attach_btf_id
+            p.expected_attach_type = a.member_idx
+            p.attach_btf_obj_fd = 0 if a.btf_name == "vmlinux" else self._module_btf_fd(a.btf_name)
+        for pname, on in plan.autoload.items():
+            p = obj.programs[pname]
+            if not p.loaded and p.autoload != on:
+                log.debug("prog '%s': autoload %s (struct_ops maps that use it %s created)", pname, on, "are" if on else "are not")
+                p.autoload = on
+        self.st_ops_plan = plan
+
+    def _prepare_struct_ops(self) -> None:
+        """Each struct_ops map's value with its programs' fds (libbpf's bpf_object_prepare_struct_ops)."""
+        plan = self.st_ops_plan
+        if plan is None:
+            return
+        from .structops import fill_prog_fds
+
+        for name, ks in plan.maps.items():
+            fds = {}
+            for pname, _ in ks.prog_slots:
+                p = self.obj.programs[pname]
+                if not p.loaded:
+                    raise BPFError(f"map {name!r}: struct_ops program {pname!r} is not loaded")
+                fds[pname] = p.fileno()
+            self.obj.maps[name].struct_ops_value = fill_prog_fds(ks, fds)
 
 
 def opened_btf(model: "ElfModel", spec: "Spec") -> "Builder":

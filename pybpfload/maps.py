@@ -165,6 +165,7 @@ class Map(FdObject):
         initial_value: Optional[bytes] = None,
         key_format: Optional[str] = None,
         value_format: Optional[str] = None,
+        autocreate: bool = True,
     ) -> None:
         super().__init__(name)
         self.type = type
@@ -184,6 +185,11 @@ class Map(FdObject):
         self.initial_value = initial_value
         self.key_format = key_format
         self.value_format = value_format
+        self.autocreate = autocreate  # an object's load creates the map (bpf_map__set_autocreate)
+        # struct_ops maps: the module BTF fd of the kernel's value type (0: vmlinux), set at load
+        self.value_type_btf_obj_fd = 0
+        # struct_ops maps: the kernel value with program fds, prepared at load (libbpf's kern_vdata)
+        self.struct_ops_value: Optional[bytes] = None
 
     # ------------------------------------------------------------ definition
     _SPEC_FIELDS = frozenset(
@@ -202,6 +208,8 @@ class Map(FdObject):
             "btf_vmlinux_value_type_id",
             "ifindex",
             "initial_value",
+            "autocreate",
+            "value_type_btf_obj_fd",
         }
     )
 
@@ -261,6 +269,7 @@ class Map(FdObject):
                 btf_key_type_id=self.btf_key_type_id if btf_fd else 0,
                 btf_value_type_id=self.btf_value_type_id if btf_fd else 0,
                 btf_vmlinux_value_type_id=self.btf_vmlinux_value_type_id,
+                value_type_btf_obj_fd=self.value_type_btf_obj_fd,
                 map_extra=self.map_extra,
             )
         except SyscallError as e:
@@ -270,6 +279,12 @@ class Map(FdObject):
                 inner_tmp.close()
         self._adopt(fd)
         return self
+
+    def attach_struct_ops(self) -> Any:
+        """Register this struct_ops map of a loaded object (bpf_map__attach_struct_ops); see :mod:`pybpfload.link.struct_ops`."""
+        from .link.struct_ops import attach_struct_ops
+
+        return attach_struct_ops(self)
 
     def reuse_fd(self, fd: int) -> None:
         """Use an existing map (a dup of ``fd``) instead of creating one (bpf_map__reuse_fd).

@@ -535,4 +535,5 @@ def _make_map(ms: "MapSpec") -> "Map":
         pinning=ms.pinning,
         pin_path=ms.pin_path,
         initial_value=initial,
+        autocreate=ms.autocreate,
     )

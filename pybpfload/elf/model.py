@@ -19,6 +19,7 @@ __all__ = [
     "Reloc",
     "ProgramSpec",
     "MapSpec",
+    "StructOpsSpec",
     "ExternKind",
     "KcfgType",
     "ExternSpec",
@@ -37,6 +38,7 @@ class MapKind(enum.Enum):
     RODATA = "rodata"  # .rodata, .rodata.*
     BSS = "bss"  # .bss, .bss.*
     KCONFIG = "kconfig"  # .kconfig externs
+    STRUCT_OPS = "struct_ops"  # a variable of .struct_ops, .struct_ops.link, ?.struct_ops, ?.struct_ops.link
 
     @property
     def internal(self) -> bool:
@@ -103,6 +105,22 @@ class ProgramSpec:
 
 
 @dataclass(frozen=True)
+class StructOpsSpec:
+    """What a struct_ops map holds, as the object declares it (libbpf's struct bpf_struct_ops before load).
+
+    ``programs`` has one entry per member of the object's struct: the name
+    of the program its function pointer is relocated to, or None.  The
+    struct's bytes (function pointers zero) are the map's ``initial_value``.
+    """
+
+    type_name: str  # the object's struct name, flavour suffix included ("tcp_congestion_ops___v2")
+    type_id: int  # the struct in the object's BTF
+    members: Tuple[str, ...]  # member names, in BTF order
+    programs: Tuple[Optional[str], ...]  # per member: program name or None
+    section: str  # ".struct_ops" or ".struct_ops.link" (without '?')
+
+
+@dataclass(frozen=True)
 class MapSpec:
     """One map definition."""
 
@@ -127,6 +145,8 @@ class MapSpec:
     real_name: str = ""  # internal maps: the ELF section name (".rodata.custom")
     btf_var_idx: int = -1  # BTF maps: index of the map's VAR in DATASEC .maps
     kernel_name: str = ""  # the name given to the kernel when it differs from ``name``
+    struct_ops: Optional[StructOpsSpec] = None  # STRUCT_OPS maps
+    autocreate: bool = True  # False for maps of '?'-prefixed struct_ops sections
 
     @property
     def internal(self) -> bool:

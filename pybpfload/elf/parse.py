@@ -36,6 +36,7 @@ from .reader import (
     read_elf,
 )
 from .sections import parse_section
+from .structops import STRUCT_OPS_SECTIONS, collect_st_ops_relos, struct_ops_maps
 
 __all__ = ["parse_object"]
 
@@ -88,6 +89,7 @@ class _Collected:
         self.exec_secs: List[Section] = []
         self.data_secs: List[Tuple[Section, MapKind]] = []
         self.rel_secs: List[Section] = []
+        self.st_ops_secs: List[Section] = []
 
 
 def _collect(elf: ElfFile) -> _Collected:
@@ -121,13 +123,13 @@ def _collect(elf: ElfFile) -> _Collected:
             if name == ".text":
                 c.text_shndx = sec.index
             c.exec_secs.append(sec)
-        elif name in (".struct_ops", ".struct_ops.link", "?.struct_ops", "?.struct_ops.link"):
-            raise ELFError(f"section {name!r}: struct_ops maps are not supported by pybpfload")
+        elif name in STRUCT_OPS_SECTIONS:
+            c.st_ops_secs.append(sec)
         elif sec.type == SHT_REL:
             if sec.entsize != 16 or sec.info >= nsec:
                 raise ELFError(f"relocation section {name!r}: bad entry size {sec.entsize} or target {sec.info}")
             target = elf.sections[sec.info]
-            if target.is_exec or name == ".rel.maps":
+            if target.is_exec or name == ".rel.maps" or target.name in STRUCT_OPS_SECTIONS:
                 c.rel_secs.append(sec)
         else:
             kind = _data_kind(sec)
@@ -303,6 +305,8 @@ def _parse(data: bytes, obj_name: str, relaxed_maps: bool, pin_root_path: Option
                 raise
     elif c.btf_maps is not None:
         raise ELFError('SEC(".maps") needs BTF, and the object has no .BTF section')
+    elif c.st_ops_secs:
+        raise ELFError(f"section {c.st_ops_secs[0].name!r}: struct_ops maps need BTF, and the object has no .BTF section")
     raw_ds: List[T.Datasec] = []
     datasecs: List[DatasecInfo] = []
     if btf is not None:
@@ -331,14 +335,22 @@ def _parse(data: bytes, obj_name: str, relaxed_maps: bool, pin_root_path: Option
     if ksize:
         maps.append(mapdefs.kconfig_map(obj_name, ksize, elf.symtab_index, btf))
         data_maps[elf.symtab_index] = maps[-1].name
+    for sec in c.st_ops_secs:  # after the other maps, as libbpf's bpf_object__init_maps
+        maps += struct_ops_maps(btf, sec, ds_by_name.get(sec.name))
 
     nprogs = len(found)
     keys = [(sec.index, sym.value // 8) for sym, sec in found]
     relocs: List[List[Reloc]] = [[] for _ in found]
     ctx = _RelocContext(elf, c, maps, externs, data_maps)
     entry = {sym.name: (sec.index, sym.value) for sym, sec in found if not (sec.index == c.text_shndx and nprogs > 1)}
+    st_ops_idx = {s.index for s in c.st_ops_secs}
     for rs in c.rel_secs:
         target = elf.sections[rs.info]
+        if rs.info in st_ops_idx:
+            assert btf is not None
+            types = [parse_section(sec.name).prog_type if sec.index != c.text_shndx else 0 for _, sec in found]
+            collect_st_ops_relos(elf, rs, maps, btf, found, types)
+            continue
         if rs.name == ".rel.maps" and not target.is_exec:
             if c.btf_maps is None or rs.info != c.btf_maps.index:
                 continue

@@ -10,7 +10,8 @@
 - :mod:`.raw_tp` (raw_tp), :mod:`.tracing` (tp_btf, fentry, fexit,
   fmod_ret, lsm, freplace), :mod:`.iter` (iterators, read as files);
 - :mod:`.xdp`, :mod:`.tcx`, :mod:`.tc` (cls_bpf over rtnetlink),
-  :mod:`.cgroup`, :mod:`.socket_filter`, :mod:`.sockmap`, :mod:`.netfilter`.
+  :mod:`.cgroup`, :mod:`.socket_filter`, :mod:`.sockmap`, :mod:`.netfilter`;
+- :mod:`.struct_ops` — registering struct_ops maps (not programs).
 
 Submodules are imported on first use of a name.
 """
@@ -50,6 +51,9 @@ _EXPORTS = {
     "attach_socket": "socket_filter",
     "attach_sockmap": "sockmap",
     "attach_netfilter": "netfilter",
+    "attach_struct_ops": "struct_ops",
+    "StructOpsLink": "struct_ops",
+    "StructOpsAttachment": "struct_ops",
 }
 
 __all__ = list(_EXPORTS)

@@ -20,6 +20,7 @@ from .fd import Fd
 Cmd = t.Cmd
 OBJ_NAME_LEN = 16
 BPF_F_NUMA_NODE = 1 << 2
+BPF_F_VTYPE_BTF_OBJ_FD = 1 << 15
 
 # Verifier log: first size tried, and the largest we will grow to (libbpf: UINT_MAX >> 2).
 LOG_SIZE_START = 64 * 1024
@@ -91,6 +92,7 @@ def map_create(
     btf_key_type_id: int = 0,
     btf_value_type_id: int = 0,
     btf_vmlinux_value_type_id: int = 0,
+    value_type_btf_obj_fd: int = 0,
     map_extra: int = 0,
 ) -> Fd:
     attr = t.MapCreateAttr(
@@ -111,6 +113,13 @@ def map_create(
     if numa_node is not None:
         attr.map_flags |= BPF_F_NUMA_NODE
         attr.numa_node = numa_node
+    if value_type_btf_obj_fd:  # a struct_ops value type in a module's BTF (6.9+)
+        if not hasattr(attr, "value_type_btf_obj_fd"):
+            from ..errors import NotSupportedError
+
+            raise NotSupportedError("struct_ops value types in module BTF", "bpf_attr has no value_type_btf_obj_fd")
+        attr.value_type_btf_obj_fd = value_type_btf_obj_fd
+        attr.map_flags |= BPF_F_VTYPE_BTF_OBJ_FD
     return Fd(bpf(Cmd.BPF_MAP_CREATE, attr, name=name or None))
 
 
