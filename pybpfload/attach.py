@@ -5,7 +5,8 @@ raw tracepoints, kprobes / ksyscalls, uprobes with their targets in the
 name, and tp_btf / fentry / fexit / fmod_ret / lsm / freplace / iter
 programs (whose target came with load) are attached; sections that carry no
 target (``xdp``, ``tc``, ``cgroup_skb/...``, a bare ``kprobe`` or
-``uprobe``...) give None, as libbpf skips them.  ``attach_all(obj)``
+``uprobe``...) give None, as libbpf skips them; so do struct_ops programs,
+whose maps ``attach_all`` registers after the programs.  ``attach_all(obj)``
 attaches every loaded program of an object and returns the links.
 """
 
@@ -34,7 +35,7 @@ _KSYSCALL = {"ksyscall": False, "kretsyscall": True}
 _UPROBE = {"uprobe": False, "uretprobe": True, "uprobe.s": False, "uretprobe.s": True}
 _KPROBE_MULTI = {"kprobe.multi", "kretprobe.multi", "kprobe.session"}
 _UPROBE_MULTI = {"uprobe.multi", "uretprobe.multi", "uprobe.session", "uprobe.multi.s", "uretprobe.multi.s", "uprobe.session.s"}
-_UNSUPPORTED = {"usdt", "usdt.s", "struct_ops", "struct_ops.s"}
+_UNSUPPORTED = {"usdt", "usdt.s"}  # struct_ops programs: skipped, their maps are attached (libbpf)
 
 
 def _section(prog: "Program", section: Union["SectionInfo", str, None]) -> "SectionInfo":
@@ -144,6 +145,24 @@ def attach_all(obj: "Object", *, skip_unsupported: bool = False) -> List["Link"]
                 continue
             if link is not None:
                 links.append(link)
+        links += _attach_struct_ops_maps(obj)
+    except BaseException:
+        for link in links:
+            link.close()
+        raise
+    return links
+
+
+def _attach_struct_ops_maps(obj: "Object") -> List["Link"]:
+    """Register every created struct_ops map of ``obj``, after the programs (libbpf's skeleton attach)."""
+    from .link.struct_ops import attach_struct_ops
+    from .syscall._types import MapType
+
+    links: List["Link"] = []
+    try:
+        for m in obj.maps.values():
+            if m.type == MapType.BPF_MAP_TYPE_STRUCT_OPS and m.fd >= 0:
+                links.append(attach_struct_ops(m))
     except BaseException:
         for link in links:
             link.close()
