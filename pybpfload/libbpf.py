@@ -1167,6 +1167,12 @@ def bpf_map__set_initial_value(map: Map, data: Any, size: Optional[int] = None) 
     """Set a global data map's initial contents before load; ``size`` must equal value_size."""
     data_b = bytes(memoryview(data).cast("B"))
     size = len(data_b) if size is None else size
+    if map.type == MapType.BPF_MAP_TYPE_STRUCT_OPS and not map.created:
+        # C writes the struct through bpf_map__initial_value's pointer; Python code writes it here
+        if map.initial_value is None or size != len(map.initial_value) or size > len(data_b):
+            return _fail(-_errno.EINVAL)
+        map.initial_value = data_b[:size]
+        return 0
     is_data, is_kconfig = _is_global_data(map)
     if not is_data or is_kconfig or size != map.value_size or size > len(data_b) or map.created:
         return _fail(-_errno.EINVAL)
@@ -1180,6 +1186,11 @@ def bpf_map__initial_value(map: Map, psize: Any = None) -> Optional[bytes]:
     ``psize`` receives the size.  Unlike C's pointer, the result is a copy:
     write with :func:`bpf_map__set_initial_value` or the map itself.
     """
+    if map.type == MapType.BPF_MAP_TYPE_STRUCT_OPS:  # the object's struct (libbpf's st_ops->data)
+        if map.initial_value is None:
+            return None
+        _set_out(psize, len(map.initial_value))
+        return bytes(map.initial_value)
     is_data, _ = _is_global_data(map)
     if not is_data:
         return None
@@ -1192,6 +1203,39 @@ def bpf_map__initial_value(map: Map, psize: Any = None) -> Optional[bytes]:
         value = bytes(map.initial_value or bytes(map.value_size))
     _set_out(psize, len(value))
     return value
+
+
+def bpf_map__autocreate(map: Map) -> bool:
+    return bool(map.autocreate)
+
+
+def bpf_map__set_autocreate(map: Map, autocreate: bool) -> int:
+    """Whether the object's load creates the map; -EBUSY once created, as libbpf."""
+    if map.created:
+        return _fail(-_errno.EBUSY)
+    map.autocreate = bool(autocreate)
+    return 0
+
+
+@_ptr_api
+def bpf_map__attach_struct_ops(map: Map) -> Any:
+    """Register a loaded struct_ops map; a :class:`~pybpfload.link.struct_ops.StructOpsLink` (``.struct_ops.link``
+    maps) or :class:`~pybpfload.link.struct_ops.StructOpsAttachment`, ``close()`` for bpf_link__destroy; None with
+    errno set on failure (EINVAL for a map that is not a created struct_ops map)."""
+    from .link.struct_ops import attach_struct_ops
+
+    return attach_struct_ops(map)
+
+
+@_int_api
+def bpf_link__update_map(link: Any, map: Map) -> int:
+    """Replace the struct_ops map behind a struct_ops link (BPF_LINK_UPDATE); -EINVAL for other links."""
+    from .link.struct_ops import StructOpsLink
+
+    if not isinstance(link, StructOpsLink) or map.type != MapType.BPF_MAP_TYPE_STRUCT_OPS:
+        return -_errno.EINVAL
+    link.update_map(map)
+    return 0
 
 
 @_int_api
