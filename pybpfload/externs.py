@@ -90,8 +90,14 @@ def _set_value(ext: ExternSpec, buf: bytearray, raw: str) -> None:
         num = int(raw, 0)
     except ValueError:
         raise ExternError(f"extern (kcfg) {ext.name!r}: cannot read value {raw!r}") from None
+    _set_num(ext, buf, num)
+
+
+def _set_num(ext: ExternSpec, buf: bytearray, num: int) -> None:
+    """A numeric value into an int, char or bool extern, range-checked as libbpf's set_kcfg_value_num."""
+    off, size, t = ext.kcfg_offset, ext.kcfg_size, ext.kcfg_type
     if t not in (KcfgType.INT, KcfgType.CHAR, KcfgType.BOOL):
-        raise ExternError(f"extern (kcfg) {ext.name!r}: value {raw!r} needs an integer type")
+        raise ExternError(f"extern (kcfg) {ext.name!r}: value {num} needs an integer, char or bool type")
     bits = size * 8
     lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if ext.kcfg_signed else (0, (1 << bits) - 1)
     if t is KcfgType.BOOL:
@@ -120,17 +126,17 @@ def kconfig_values(
     config: Optional[Dict[str, str]] = None
     for e in kexts:
         if e.name.startswith("LINUX_"):
+            # libbpf's virtual externs: any int / char / bool type that holds the value
+            # (programs declare LINUX_HAS_SYSCALL_WRAPPER as bool or int); an unknown
+            # weak LINUX_* stays 0 like a missing CONFIG_*.
             if e.name == "LINUX_KERNEL_VERSION":
-                if e.kcfg_type is not KcfgType.INT or e.kcfg_size < 4:
-                    raise ExternError("extern (kcfg) 'LINUX_KERNEL_VERSION' must be a u32")
-                buf[e.kcfg_offset : e.kcfg_offset + e.kcfg_size] = kernel_version.to_bytes(e.kcfg_size, "little")
-            elif e.name in ("LINUX_HAS_BPF_COOKIE", "LINUX_HAS_SYSCALL_WRAPPER"):
-                if e.kcfg_type is not KcfgType.BOOL:
-                    raise ExternError(f"extern (kcfg) {e.name!r} must be a bool")
-                probe = has_bpf_cookie if e.name == "LINUX_HAS_BPF_COOKIE" else has_syscall_wrapper
-                buf[e.kcfg_offset] = 1 if probe() else 0
-            else:
-                raise ExternError(f"extern (kcfg) {e.name!r}: unrecognized LINUX_* extern")
+                _set_num(e, buf, kernel_version)
+            elif e.name == "LINUX_HAS_BPF_COOKIE":
+                _set_num(e, buf, int(has_bpf_cookie()))
+            elif e.name == "LINUX_HAS_SYSCALL_WRAPPER":
+                _set_num(e, buf, int(has_syscall_wrapper()))
+            elif not e.is_weak:
+                raise ExternError(f"extern (kcfg) {e.name!r}: unrecognized virtual extern")
             log.debug("extern (kcfg) '%s' set", e.name)
             continue
         if not e.name.startswith("CONFIG_"):

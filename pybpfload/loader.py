@@ -725,18 +725,9 @@ def _forget_fd(o: object) -> None:
 
 
 def _has_syscall_wrapper() -> bool:
-    """Syscalls enter through __<arch>_sys_* wrappers (libbpf's FEAT_SYSCALL_WRAPPER)."""
-    import platform
+    from .link.kprobe import has_syscall_wrapper
 
-    prefix = {"x86_64": "__x64_", "aarch64": "__arm64_", "s390x": "__s390x_", "riscv64": "__riscv_"}.get(platform.machine(), "")
-    if not prefix:
-        return False
-    from .externs import kallsyms
-
-    try:
-        return bool(kallsyms([prefix + "sys_bpf"]))
-    except BPFError:
-        return False
+    return has_syscall_wrapper()
 
 
 def load_object(obj: "Object") -> None:

@@ -282,6 +282,27 @@ def test_kconfig_override_option() -> None:
     assert seen[1:] == (0, 2, 16, ord("z"))
 
 
+def test_virtual_linux_externs_of_any_integer_type_as_libbpf(bpffs: Path) -> None:
+    """LINUX_* externs declared as u64 / int / bool get the values libbpf gives them (its .kconfig map compared)."""
+    path = FIXTURES / "kconfig_virtual.bpf.o"
+    tool = require_tool("bpftool")
+    maps_dir = bpffs / "maps"
+    out = subprocess.run([tool, "prog", "loadall", str(path), str(bpffs / "progs"), "pinmaps", str(maps_dir)],
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    kconfig_pin = next(p for p in maps_dir.iterdir() if p.name.endswith("kconfig"))
+    with bpf.Map.from_pin(str(kconfig_pin)) as m:
+        theirs = m[0]
+    with Object.open(path) as obj:
+        obj.load()
+        ours = obj.maps[next(n for n in obj.maps if obj.map_spec(n).real_name == ".kconfig")][0]
+        obj.programs["read_virtual"].test_run(b"\0" * 64)
+        bss = obj.maps[next(n for n in obj.maps if obj.map_spec(n).real_name == ".bss")]
+        seen = struct.unpack("<4Q", bss[0][:32])
+    assert ours == theirs
+    assert seen[0] > 0 and seen[1] in (0, 1) and seen[2] in (0, 1) and seen[3] == 0
+
+
 def test_missing_strong_kconfig_value_names_it() -> None:
     before = open_fds()
     with Object.open(FIXTURES / "kconfig_only.bpf.o", kconfig="CONFIG_BPF_JIT=y\n") as obj:

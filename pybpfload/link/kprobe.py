@@ -23,7 +23,7 @@ from .uprobe import pmu_config_bit, pmu_type, probe_perf_attr
 if TYPE_CHECKING:  # pragma: no cover
     from ..program import Program
 
-__all__ = ["attach_kprobe", "attach_ksyscall", "kprobe_support", "syscall_function_name"]
+__all__ = ["attach_kprobe", "attach_ksyscall", "has_syscall_wrapper", "kprobe_support", "syscall_function_name"]
 
 # the prefix of syscall entry functions since Linux 4.17 (ARCH_HAS_SYSCALL_WRAPPER)
 _SYSCALL_PREFIX = {
@@ -61,6 +61,40 @@ def _require_kprobes() -> str:
 def syscall_function_name(syscall: str) -> str:
     """The kernel function behind system call ``syscall`` (``"__x64_sys_getpid"`` on x86-64)."""
     return _SYSCALL_PREFIX.get(platform.machine(), "sys_") + syscall
+
+
+def has_syscall_wrapper() -> bool:
+    """libbpf's FEAT_SYSCALL_WRAPPER: can a kprobe be put on this arch's ``sys_bpf`` wrapper?
+
+    As libbpf, the answer is whether such a kprobe can be created (PMU or
+    tracefs), not whether the symbol exists: a kernel without kprobes says
+    False, and LINUX_HAS_SYSCALL_WRAPPER reads 0 there, as it does with libbpf.
+    """
+    prefix = _SYSCALL_PREFIX.get(platform.machine())
+    if prefix is None or not prefix.startswith("__"):
+        return False
+    func = prefix + "bpf"
+    how = kprobe_support()
+    if how == "pmu":
+        pmu = pmu_type("kprobe")
+        assert pmu is not None
+        cname = ctypes.create_string_buffer(func.encode())
+        attr = probe_perf_attr(pmu, False, ctypes.addressof(cname), 0, ret_bit=pmu_config_bit("kprobe", "retprobe", 0))
+        try:
+            perf.perf_event_open(attr, os.getpid(), -1).close()
+            return True
+        except (SyscallError, OSError):
+            return False
+        finally:
+            del cname
+    if how == "tracefs":
+        try:
+            group, event, _ = add_probe_event("kprobe", False, func)
+        except (SyscallError, OSError, NotSupportedError):
+            return False
+        remove_probe_event("kprobe", group, event)
+        return True
+    return False
 
 
 def attach_kprobe(
