@@ -74,7 +74,8 @@ from .errors import (
 from .maps import Map
 from .object import Object
 from .program import Program
-from .ringbuf import RingBuffer
+from .perfbuf import PerfBuffer
+from .ringbuf import RingBuffer, UserRingBuffer
 from .syscall import commands
 from .syscall._types import AttachType, Cmd, LinkType, MapType, ProgType
 
@@ -1852,9 +1853,392 @@ def ring_buffer__free(rb: Optional[RingBuffer]) -> None:
         rb.close()
 
 
+# ---------------------------------------------------------------------------- multi probes (attach)
+@dataclasses.dataclass
+class BpfUprobeMultiOpts:
+    """struct bpf_uprobe_multi_opts (libbpf 1.2+): explicit targets, one per probe, or none with a pattern."""
+
+    syms: Optional[List[str]] = None
+    offsets: Optional[List[int]] = None
+    ref_ctr_offsets: Optional[List[int]] = None
+    cookies: Optional[List[int]] = None
+    cnt: int = 0
+    retprobe: bool = False
+    session: bool = False
+
+
+@dataclasses.dataclass
+class BpfKprobeMultiOpts:
+    """struct bpf_kprobe_multi_opts: ``syms`` or ``addrs`` with ``cookies``, ``cnt`` of each; ``retprobe``;
+    ``session`` and ``unique_match`` (libbpf 1.5+/1.6+)."""
+
+    syms: Optional[List[str]] = None
+    addrs: Optional[List[int]] = None
+    cookies: Optional[List[int]] = None
+    cnt: int = 0
+    retprobe: bool = False
+    session: bool = False
+    unique_match: bool = False
+
+
+def _first(values: Optional[List[Any]], cnt: int) -> Optional[List[Any]]:
+    return None if values is None else list(values)[:cnt]
+
+
+def _multi_attach(prog: Optional[Program], call: Callable[[], Any]) -> Any:
+    if prog is None or not prog.loaded:
+        _log.warn("prog '%s': can't attach BPF program without FD (was it loaded?)", getattr(prog, "name", None))
+        return _null(_errno.EINVAL)
+    try:
+        return call()
+    except ValueError:  # libbpf's argument checks
+        return _null(_errno.EINVAL)
+    except BPFError as e:
+        _log.warn("prog '%s': failed to attach: %s", prog.name, e)
+        return _null(_code(e))
+
+
+def bpf_program__attach_uprobe_multi(prog: Program, pid: int, binary_path: Optional[str], func_pattern: Optional[str], opts: Any = None) -> Any:
+    """Attach to many functions of ``binary_path`` with one uprobe_multi link (libbpf 1.2+).
+
+    Either ``func_pattern`` (a glob) or, in ``opts``, ``syms`` or ``offsets``
+    with ``cnt`` (and optional ``cookies``, ``ref_ctr_offsets``); ``pid`` -1
+    every process, 0 the caller.  A :class:`~pybpfload.link.MultiProbeLink`,
+    or None with errno: EINVAL for bad arguments, ENOENT when nothing
+    matches, EOPNOTSUPP where the kernel has no such links.  ``session``
+    defaults to False as in libbpf (the Python API infers it).
+    """
+    o = _opts(BpfUprobeMultiOpts, opts)
+    from .link.multi import attach_uprobe_multi
+
+    if not binary_path or (func_pattern is None and o.cnt == 0):
+        return _null(_errno.EINVAL)
+    if func_pattern is not None and (o.syms is not None or o.offsets is not None or o.ref_ctr_offsets is not None or o.cookies is not None or o.cnt):
+        return _null(_errno.EINVAL)
+    return _multi_attach(
+        prog,
+        lambda: attach_uprobe_multi(
+            prog,
+            binary_path,
+            func_pattern,
+            syms=_first(o.syms, o.cnt),
+            offsets=_first(o.offsets, o.cnt),
+            ref_ctr_offsets=_first(o.ref_ctr_offsets, o.cnt),
+            cookies=_first(o.cookies, o.cnt),
+            pid=pid,
+            retprobe=o.retprobe,
+            session=o.session,
+        ),
+    )
+
+
+def bpf_program__attach_kprobe_multi_opts(prog: Program, pattern: Optional[str], opts: Any = None) -> Any:
+    """Attach to many kernel functions with one kprobe_multi link.
+
+    ``pattern`` (a glob over the traceable functions), or ``opts.syms`` /
+    ``opts.addrs`` with ``cnt`` (and optional ``cookies``).  None with errno
+    on failure: EINVAL for bad arguments, ENOENT when nothing matches,
+    EOPNOTSUPP where the kernel cannot make kprobe_multi links.
+    """
+    o = _opts(BpfKprobeMultiOpts, opts)
+    from .link.multi import attach_kprobe_multi
+
+    if pattern is None and o.addrs is None and o.syms is None:
+        return _null(_errno.EINVAL)
+    if pattern is not None and (o.addrs is not None or o.syms is not None or o.cookies is not None or o.cnt):
+        return _null(_errno.EINVAL)
+    if pattern is None and not o.cnt:
+        return _null(_errno.EINVAL)
+    return _multi_attach(
+        prog,
+        lambda: attach_kprobe_multi(
+            prog,
+            pattern,
+            syms=_first(o.syms, o.cnt),
+            addrs=_first(o.addrs, o.cnt),
+            cookies=_first(o.cookies, o.cnt),
+            retprobe=o.retprobe,
+            session=o.session,
+            unique_match=o.unique_match,
+        ),
+    )
+
+
+# ---------------------------------------------------------------------------- bpf.h: links
+@dataclasses.dataclass
+class BpfLinkCreateOpts:
+    """struct bpf_link_create_opts: ``flags``, ``iter_info`` (bytes / ctypes) and ``iter_info_len``,
+    ``target_btf_id``, and per attach type a dict: ``perf_event`` {bpf_cookie}, ``kprobe_multi``
+    {flags, cnt, syms, addrs, cookies}, ``uprobe_multi`` {path, offsets, ref_ctr_offsets, cookies,
+    cnt, flags, pid}, ``tracing`` {cookie}."""
+
+    flags: int = 0
+    iter_info: Any = None
+    iter_info_len: int = 0
+    target_btf_id: int = 0
+    perf_event: Optional[dict] = None
+    kprobe_multi: Optional[dict] = None
+    uprobe_multi: Optional[dict] = None
+    tracing: Optional[dict] = None
+
+
+@dataclasses.dataclass
+class BpfLinkUpdateOpts:
+    """struct bpf_link_update_opts: ``flags`` (BPF_F_REPLACE) and ``old_prog_fd``."""
+
+    flags: int = 0
+    old_prog_fd: int = 0
+
+
+_TRACING_COOKIE = (AttachType.BPF_TRACE_FENTRY, AttachType.BPF_TRACE_FEXIT, AttachType.BPF_MODIFY_RETURN)
+
+
+@_int_api
+def bpf_link_create(prog_fd: int, target_fd: int, attach_type: int, opts: Any = None) -> int:
+    """BPF_LINK_CREATE; the link fd (the caller's to close) or a negative errno.
+
+    As libbpf 1.1: the per-type options are used for their attach type
+    only (others must be empty: -EINVAL); ``iter_info_len`` and
+    ``target_btf_id`` exclude each other.  The multi-probe arrays are
+    Python sequences here.
+    """
+    from .link._attach_cmd import link_create, link_create_attr
+    from .link.multi import kprobe_multi_attr, uprobe_multi_attr
+
+    o = _opts(BpfLinkCreateOpts, opts)
+    at = int(attach_type)
+    if o.iter_info_len and o.target_btf_id:
+        return -_errno.EINVAL
+    keep: List[Any] = []
+    if at in (AttachType.BPF_TRACE_KPROBE_MULTI, AttachType.BPF_TRACE_KPROBE_SESSION):
+        k = dict(o.kprobe_multi or {})
+        cnt = int(k.get("cnt", 0))
+        if not cnt:
+            return -_errno.EINVAL
+        try:
+            ma = kprobe_multi_attr(
+                prog_fd, syms=_first(k.get("syms"), cnt), addrs=_first(k.get("addrs"), cnt), cookies=_first(k.get("cookies"), cnt),
+                session=at == AttachType.BPF_TRACE_KPROBE_SESSION,
+            )
+        except ValueError:
+            return -_errno.EINVAL
+        ma.attr.kprobe_multi.flags = int(k.get("flags", 0))
+        attr, keep = ma.attr, ma.keep
+    elif at in (AttachType.BPF_TRACE_UPROBE_MULTI, AttachType.BPF_TRACE_UPROBE_SESSION):
+        u = dict(o.uprobe_multi or {})
+        cnt = int(u.get("cnt", 0))
+        if not u.get("path") or not cnt or u.get("offsets") is None:
+            return -_errno.EINVAL
+        pid = int(u.get("pid", 0))
+        ma = uprobe_multi_attr(
+            prog_fd, os.fsdecode(u["path"]), _first(u["offsets"], cnt) or [], ref_ctr_offsets=_first(u.get("ref_ctr_offsets"), cnt),
+            cookies=_first(u.get("cookies"), cnt), session=at == AttachType.BPF_TRACE_UPROBE_SESSION, pid=pid if pid > 0 else -1,
+        )
+        ma.attr.uprobe_multi.flags = int(u.get("flags", 0))
+        attr, keep = ma.attr, ma.keep
+    else:
+        fields: dict = {}
+        if at == AttachType.BPF_PERF_EVENT:
+            fields["perf_event"] = {"bpf_cookie": int((o.perf_event or {}).get("bpf_cookie", 0))}
+        elif at in _TRACING_COOKIE and o.tracing:
+            fields["tracing"] = {"target_btf_id": o.target_btf_id, "cookie": int(o.tracing.get("cookie", 0))}
+        elif o.perf_event or o.kprobe_multi or o.uprobe_multi or o.tracing:
+            return -_errno.EINVAL
+        if o.iter_info is not None and o.iter_info_len:
+            buf = commands.Buffer(o.iter_info)
+            keep.append(buf)
+            fields.update(iter_info=buf.address, iter_info_len=o.iter_info_len)
+        elif o.target_btf_id and "tracing" not in fields:
+            fields["target_btf_id"] = o.target_btf_id
+        attr = link_create_attr(prog_fd, target_fd, at, o.flags, **fields)
+    if at not in (AttachType.BPF_TRACE_KPROBE_MULTI, AttachType.BPF_TRACE_KPROBE_SESSION, AttachType.BPF_TRACE_UPROBE_MULTI,
+                  AttachType.BPF_TRACE_UPROBE_SESSION):
+        attr.flags = o.flags
+    fd = link_create(attr, what=f"bpf_link_create attach type {at}")
+    del keep
+    return fd.detach()
+
+
+@_int_api
+def bpf_link_update(link_fd: int, new_prog_fd: int, opts: Any = None) -> int:
+    """BPF_LINK_UPDATE: swap the program of ``link_fd`` (with BPF_F_REPLACE only if ``old_prog_fd`` is attached)."""
+    o = _opts(BpfLinkUpdateOpts, opts)
+    commands.link_update(link_fd, new_prog_fd, flags=o.flags, old_prog_fd=o.old_prog_fd)
+    return 0
+
+
+@_int_api
+def bpf_link_detach(link_fd: int) -> int:
+    """BPF_LINK_DETACH: detach the link now (its fd stays open, defunct)."""
+    commands.link_detach(link_fd)
+    return 0
+
+
+def bpf_link_get_info_by_fd(link_fd: int, info: Any, info_len: Any) -> int:
+    """libbpf 1.2's name: :func:`bpf_obj_get_info_by_fd` for a link (``info`` a ``_types.LinkInfo``)."""
+    return bpf_obj_get_info_by_fd(link_fd, info, info_len)
+
+
+# ---------------------------------------------------------------------------- perf buffers
+PerfBufferSampleFn = Callable[[Any, int, memoryview, int], Any]
+PerfBufferLostFn = Callable[[Any, int, int], Any]
+
+
+class _LibbpfPerfBuffer(PerfBuffer):
+    """A PerfBuffer with libbpf's slot numbering: ``slot_cnt`` slots (possible CPUs, at most the
+    map's max_entries), the rings of the online CPUs first, the rest empty (-ENOENT)."""
+
+    slot_cnt: int = 0
+
+    def poll_ready(self, timeout_ms: int) -> int:
+        """libbpf's poll: process the rings epoll reports, return how many there were."""
+        ep = self._live()
+        try:
+            events = ep.poll(timeout_ms / 1000.0 if timeout_ms >= 0 else -1, max(self.slot_cnt, 1))
+        except InterruptedError:
+            return -_errno.EINTR
+        for fd, _ in events:
+            self._by_fd[fd].process(self.sample_callback, self.lost_callback, self.copy)
+        return len(events)
+
+
+def perf_buffer__new(
+    map_fd: int, page_cnt: int, sample_cb: Optional[PerfBufferSampleFn], lost_cb: Optional[PerfBufferLostFn], ctx: Any = None, opts: Any = None
+) -> Optional[PerfBuffer]:
+    """Per-CPU perf rings for a PERF_EVENT_ARRAY map (see :class:`pybpfload.perfbuf.PerfBuffer`).
+
+    ``sample_cb(ctx, cpu, data, size)`` per sample (``data`` a read-only
+    memoryview valid during the call), ``lost_cb(ctx, cpu, count)`` for
+    dropped samples.  None with errno: EINVAL when ``page_cnt`` is not a
+    power of 2 or the map is not a perf event array, EBADF for a bad fd.
+    """
+    from .maps import possible_cpus
+    from .syscall._types import MapInfo
+
+    if page_cnt <= 0 or page_cnt & (page_cnt - 1):
+        _log.warn("page count should be power of two, but is %d", page_cnt)
+        return _null(_errno.EINVAL)
+
+    def sample(cpu: int, data: Any) -> None:
+        if sample_cb is not None:
+            sample_cb(ctx, cpu, data, len(data))
+
+    lost = (lambda cpu, cnt: lost_cb(ctx, cpu, cnt)) if lost_cb is not None else None
+    try:
+        info = commands.obj_get_info_by_fd(map_fd, MapInfo())
+        if info.type != MapType.BPF_MAP_TYPE_PERF_EVENT_ARRAY:
+            _log.warn("map '%s' should be BPF_MAP_TYPE_PERF_EVENT_ARRAY", info.name.decode(errors="replace"))
+            return _null(_errno.EINVAL)
+        pb = _LibbpfPerfBuffer(map_fd, sample, lost, page_cnt=page_cnt)
+    except BPFError as e:
+        return _null(_code(e))
+    cnt = possible_cpus()
+    pb.slot_cnt = min(cnt, info.max_entries) if info.max_entries else cnt
+    return pb
+
+
+def _slot(pb: Any, buf_idx: int) -> int:
+    if buf_idx < 0 or buf_idx >= getattr(pb, "slot_cnt", pb.buffer_cnt):
+        return -_errno.EINVAL
+    if buf_idx >= pb.buffer_cnt:
+        return -_errno.ENOENT  # an offline CPU's slot
+    return 0
+
+
+@_int_api
+def perf_buffer__poll(pb: PerfBuffer, timeout_ms: int) -> int:
+    """Wait up to ``timeout_ms`` (-1: forever) and process the rings with data; the number of such rings."""
+    if isinstance(pb, _LibbpfPerfBuffer):
+        return pb.poll_ready(timeout_ms)
+    pb.poll(timeout_ms)
+    return 0
+
+
+@_int_api
+def perf_buffer__consume(pb: PerfBuffer) -> int:
+    """Process every ring without waiting; 0 or a negative error (libbpf returns no count)."""
+    pb.consume()
+    return 0
+
+
+@_int_api
+def perf_buffer__consume_buffer(pb: PerfBuffer, buf_idx: int) -> int:
+    """Process ring slot ``buf_idx``; -EINVAL out of range, -ENOENT for an empty slot."""
+    err = _slot(pb, buf_idx)
+    if err:
+        return err
+    pb.consume_buffer(buf_idx)
+    return 0
+
+
+def perf_buffer__buffer_cnt(pb: PerfBuffer) -> int:
+    """Number of slots (possible CPUs, at most the map's max_entries), as libbpf counts them."""
+    return int(getattr(pb, "slot_cnt", pb.buffer_cnt))
+
+
+@_int_api
+def perf_buffer__buffer_fd(pb: PerfBuffer, buf_idx: int) -> int:
+    """The perf event fd of slot ``buf_idx``; -EINVAL out of range, -ENOENT for an empty slot."""
+    return _slot(pb, buf_idx) or pb.buffer_fd(buf_idx)
+
+
+def perf_buffer__epoll_fd(pb: PerfBuffer) -> int:
+    return pb.epoll_fd()
+
+
+def perf_buffer__free(pb: Optional[PerfBuffer]) -> None:
+    """Remove the rings from the map and release everything; None is ignored."""
+    if pb is not None:
+        pb.close()
+
+
+# ---------------------------------------------------------------------------- user ring buffers
+def user_ring_buffer__new(map_fd: int, opts: Any = None) -> Optional[UserRingBuffer]:
+    """A producer for a BPF_MAP_TYPE_USER_RINGBUF map; None with errno (EINVAL: wrong map type, EBADF)."""
+    try:
+        return UserRingBuffer(map_fd)
+    except BPFError as e:
+        _log.warn("user ringbuf: failed to map fd=%d: %s", map_fd, e)
+        return _null(_code(e) if isinstance(e, OSError) else _errno.EINVAL)  # not a user ring buffer: EINVAL, as libbpf
+
+
+def user_ring_buffer__reserve(rb: UserRingBuffer, size: int) -> Optional[memoryview]:
+    """A writable memoryview of ``size`` bytes in the ring; None with errno ENOSPC (full) or E2BIG."""
+    try:
+        return rb.reserve(size)
+    except BPFError as e:
+        return _null(_code(e))
+
+
+def user_ring_buffer__reserve_blocking(rb: UserRingBuffer, size: int, timeout_ms: int) -> Optional[memoryview]:
+    """As :func:`user_ring_buffer__reserve`, waiting up to ``timeout_ms`` (-1: forever) for space."""
+    if timeout_ms < -1:
+        return _null(_errno.EINVAL)
+    try:
+        return rb.reserve_blocking(size, timeout_ms)
+    except BPFError as e:
+        return _null(_code(e))
+
+
+def user_ring_buffer__submit(rb: UserRingBuffer, sample: memoryview) -> None:
+    """Hand a reserved sample to the kernel."""
+    rb.submit(sample)
+
+
+def user_ring_buffer__discard(rb: UserRingBuffer, sample: memoryview) -> None:
+    """Give a reserved sample back (the kernel skips it)."""
+    rb.discard(sample)
+
+
+def user_ring_buffer__free(rb: Optional[UserRingBuffer]) -> None:
+    """Unmap the ring (pending samples are dropped); None is ignored."""
+    if rb is not None:
+        rb.close()
+
+
 def _public() -> List[str]:
     g = globals()
-    prefixes = ("bpf_", "btf__", "libbpf_", "ring_buffer__", "LIBBPF_", "BPF_")
+    prefixes = ("bpf_", "btf__", "libbpf_", "ring_buffer__", "perf_buffer__", "user_ring_buffer__", "LIBBPF_", "BPF_")
     return sorted(n for n in g if n.startswith(prefixes) and not n.startswith("_"))
 
 
