@@ -14,10 +14,11 @@ from vmtest.kernels import AptSuite, KernelSpec, VMTestError, default_cache, sys
 
 EM_BPF = 247
 ET_REL = 1
-# Packages whose payload holds compiled BPF objects, by suite.  bookworm and
+# Packages whose payload holds compiled BPF objects, by suite (cilium/ebpf ships its
+# compiled testdata).  bookworm and
 # trixie are stable releases (their objects change only with point releases);
 # sid is the newest compiler output and changes daily.
-PACKAGES = ("libbpf-tools", "libxdp1", "xdp-tools", "xdp-tests", "libsystemd-shared")
+PACKAGES = ("libbpf-tools", "libxdp1", "xdp-tools", "xdp-tests", "libsystemd-shared", "golang-github-cilium-ebpf-dev")
 SUITES = ("bookworm", "trixie", "sid")
 
 
