@@ -35,7 +35,8 @@ _KSYSCALL = {"ksyscall": False, "kretsyscall": True}
 _UPROBE = {"uprobe": False, "uretprobe": True, "uprobe.s": False, "uretprobe.s": True}
 _KPROBE_MULTI = {"kprobe.multi", "kretprobe.multi", "kprobe.session"}
 _UPROBE_MULTI = {"uprobe.multi", "uretprobe.multi", "uprobe.session", "uprobe.multi.s", "uretprobe.multi.s", "uprobe.session.s"}
-_UNSUPPORTED = {"usdt", "usdt.s"}  # struct_ops programs: skipped, their maps are attached (libbpf)
+_USDT = {"usdt", "usdt.s"}
+_UNSUPPORTED: "frozenset[str]" = frozenset()  # struct_ops programs: skipped, their maps are attached (libbpf)
 
 
 def _section(prog: "Program", section: Union["SectionInfo", str, None]) -> "SectionInfo":
@@ -60,6 +61,8 @@ def auto_attach_kind(section: Union["SectionInfo", str]) -> Optional[str]:
         return "iter"
     if not target:
         return None
+    if base in _USDT:
+        return "usdt"
     for names, kind in ((_TRACEPOINT, "tracepoint"), (_RAW_TP, "raw_tracepoint"), (_KPROBE, "kprobe"),
                         (_KSYSCALL, "ksyscall"), (_UPROBE, "uprobe"), (_KPROBE_MULTI, "kprobe_multi"),
                         (_UPROBE_MULTI, "uprobe_multi"), (_UNSUPPORTED, "unsupported")):
@@ -119,6 +122,11 @@ def attach_program(prog: "Program", section: Union["SectionInfo", str, None] = N
         from .link.multi import parse_uprobe_multi_section
 
         return L.attach_uprobe_multi(prog, **{**parse_uprobe_multi_section(base, target), **opts})
+    if kind == "usdt":
+        from .link.usdt import parse_usdt_target
+
+        path, provider, name = parse_usdt_target(target)
+        return L.attach_usdt(prog, path, provider, name, **opts)
     raise NotSupportedError(f"auto-attach of SEC({info.name!r})", "pybpfload cannot attach this kind yet")
 
 

@@ -923,6 +923,34 @@ def bpf_program__unpin(prog: Program, path: str) -> int:
     return 0
 
 
+# -------------------------------------------------- bpf_program: USDT attach
+@dataclasses.dataclass
+class BpfUsdtOpts:
+    """struct bpf_usdt_opts: ``usdt_cookie``, what bpf_usdt_cookie() returns in the program."""
+
+    usdt_cookie: int = 0
+
+
+@_ptr_api
+def bpf_program__attach_usdt(
+    prog: Program, pid: int, binary_path: Optional[str], usdt_provider: str, usdt_name: str, opts: Any = None
+) -> Any:
+    """Attach to every call site of USDT ``usdt_provider:usdt_name`` (see :func:`pybpfload.link.attach_usdt`).
+
+    Returns a :class:`pybpfload.link.usdt.UsdtLink` (``close()`` detaches,
+    as bpf_link__destroy), None with errno set on failure: EINVAL for an
+    unloaded program or no path, ENOENT when the binary has no such probe,
+    ESRCH when the object lacks usdt.bpf.h's maps.
+    """
+    o = _opts(BpfUsdtOpts, opts)
+    if not prog.loaded:
+        _log.warn("prog '%s': can't attach BPF program without FD (was it loaded?)", prog.name)
+        return _null(_errno.EINVAL)
+    if not binary_path:
+        return _null(_errno.EINVAL)
+    return prog.attach_usdt(binary_path, usdt_provider, usdt_name, pid=pid, usdt_cookie=o.usdt_cookie)
+
+
 # -------------------------------------------------- multi-instance programs (spec section 6; libbpf 0.x)
 @dataclasses.dataclass
 class BpfProgramPrepResult:

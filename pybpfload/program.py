@@ -331,6 +331,12 @@ class Program(FdObject):
 
         return attach_uprobe(self, binary, func, offset, **opts)
 
+    def attach_usdt(self, binary_path: str, provider: str, name: str, pid: int = -1, usdt_cookie: int = 0) -> Any:
+        """See :func:`pybpfload.link.attach_usdt`."""
+        from .link.usdt import attach_usdt
+
+        return attach_usdt(self, binary_path, provider, name, pid=pid, usdt_cookie=usdt_cookie)
+
     def attach_kprobe(self, func: str, offset: int = 0, **opts: Any) -> Any:
         """See :func:`pybpfload.link.attach_kprobe`."""
         from .link.kprobe import attach_kprobe

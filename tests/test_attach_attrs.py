@@ -97,7 +97,7 @@ def test_probe_perf_attr() -> None:
         ("uprobe/libc.so.6:malloc", "uprobe"),
         ("uretprobe//bin/bash:readline", "uprobe"),
         ("uprobe", None),
-        ("usdt/libc.so.6:libc:setjmp", "unsupported"),
+        ("usdt/libc.so.6:libc:setjmp", "usdt"),
         ("xdp", None),
         ("tc", None),
         ("tcx/ingress", None),

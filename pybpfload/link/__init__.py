@@ -5,7 +5,7 @@
   ``info()``) and the detach-on-close attachments that are not kernel links;
 - :mod:`.tracepoint`, :mod:`.kprobe`, :mod:`.uprobe` — perf-event based
   (:class:`~.perf_event.PerfEventLink`); :mod:`.perf_event` for perf_event
-  programs;
+  programs; :mod:`.usdt` (USDT probes: a uprobe per call site);
 - :mod:`.multi` — uprobe_multi / kprobe_multi links (and sessions);
 - :mod:`.raw_tp` (raw_tp), :mod:`.tracing` (tp_btf, fentry, fexit,
   fmod_ret, lsm, freplace), :mod:`.iter` (iterators, read as files);
@@ -41,6 +41,8 @@ _EXPORTS = {
     "attach_kprobe": "kprobe",
     "attach_ksyscall": "kprobe",
     "kprobe_support": "kprobe",
+    "UsdtLink": "usdt",
+    "attach_usdt": "usdt",
     "MultiProbeLink": "multi",
     "attach_uprobe_multi": "multi",
     "attach_kprobe_multi": "multi",

@@ -14,7 +14,7 @@ increments the semaphore in every traced process while the probe exists)
 and the spec id as BPF cookie; kernels without BPF cookies (< 5.15) get
 the IP -> spec id entries instead, which for shared libraries and PIE
 needs a pid.  The :class:`UsdtLink` owns every uprobe; closing it closes
-them, removes its IP entries and frees its spec ids.
+them, removes its IP entries, clears its specs and frees its spec ids.
 
 Differences from libbpf, on purpose: libbpf >= 1.3 attaches through one
 uprobe_multi link when the kernel has them (6.6+), which needs the program
@@ -202,6 +202,14 @@ class UsdtLink(DetachOnClose):
             except BPFError as e:  # as libbpf: nothing more to do about it
                 log.warn("usdt: failed to remove IP %#x from %s: %s", ip, IP_MAP, e)
         self._ips = []
+        # Unlike libbpf, which leaves them to be overwritten by later
+        # attachments, the specs of freed ids are cleared: a dump of the spec
+        # map then shows only live specs (the ids are free either way).
+        for sid in self._own_ids:
+            try:
+                self._specs.update(sid, bytes(self._specs.value_size))
+            except BPFError as e:
+                log.warn("usdt: failed to clear spec #%d: %s", sid, e)
         man = self._manager
         with _lock:
             man.ids.release(self._own_ids)
@@ -243,21 +251,20 @@ def attach_usdt(
     path = find_binary(binary)
     pid = -1 if pid < 0 else (os.getpid() if pid == 0 else pid)
     use_cookie = features.has_bpf_cookie()
-    elf = read_elf(path)
-    targets = collect_targets(
-        elf,
-        provider,
-        name,
-        usdt_cookie=usdt_cookie,
-        pid=pid,
-        has_bpf_cookie=use_cookie,
-        has_sema_refcnt=os.path.exists(_REF_CTR_FORMAT),
-        proc_maps=_proc_maps,
-        code_at=_code_reader(path) if features.has_uprobe_syscall() else None,
-    )
-    specs, ip_map = _find_maps(prog)
+    specs, ip_map = _find_maps(prog)  # first, as libbpf looks for the maps before the binary
     try:
         man = _manager(specs)
+        targets = collect_targets(
+            read_elf(path),
+            provider,
+            name,
+            usdt_cookie=usdt_cookie,
+            pid=pid,
+            has_bpf_cookie=use_cookie,
+            has_sema_refcnt=os.path.exists(_REF_CTR_FORMAT),
+            proc_maps=_proc_maps,
+            code_at=_code_reader(path) if features.has_uprobe_syscall() else None,
+        )
     except BaseException:
         specs.close()
         ip_map.close()
