@@ -191,14 +191,23 @@ def _init_kern(
                     errno.EINVAL,
                 )
             slots.append((prog, kt.data_offset + kmoff))
-            debug("struct_ops init_kern %s: func ptr %s is set to prog %s from data(+%d) to kern_data(+%d)", map_name, m.name, prog, moff, kmoff)
+            debug(
+                "struct_ops init_kern %s: func ptr %s is set to prog %s from data(+%d) to kern_data(+%d)",
+                map_name,
+                m.name,
+                prog,
+                moff,
+                kmoff,
+            )
             continue
         try:
             kmsize = _size(kbtf, kmtid)
         except BPFError:
             kmsize = -1
         if kmsize != msize:
-            raise StructOpsError(f"struct_ops init_kern {map_name}: Error in size of member {m.name}: {msize} != {kmsize}(kernel)")
+            raise StructOpsError(
+                f"struct_ops init_kern {map_name}: Error in size of member {m.name}: {msize} != {kmsize}(kernel)"
+            )
         off = kt.data_offset + kmoff
         value[off : off + msize] = mdata
     return KernStructOps(map_name, kt.btf_name, kt.type_id, kt.vtype_id, bytes(value), tuple(slots))

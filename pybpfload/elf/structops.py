@@ -125,7 +125,9 @@ def collect_st_ops_relos(
             (
                 k
                 for k, m in enumerate(maps)
-                if m.kind is MapKind.STRUCT_OPS and m.sec_idx == target and m.sec_offset <= rel.offset < m.sec_offset + m.value_size
+                if m.kind is MapKind.STRUCT_OPS
+                and m.sec_idx == target
+                and m.sec_offset <= rel.offset < m.sec_offset + m.value_size
             ),
             None,
         )
