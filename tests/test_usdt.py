@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import os
 import re
 import struct
 import subprocess
@@ -349,6 +350,16 @@ def _expected(probe: str, i: int) -> List[Tuple[int, ...]]:
     return [()]
 
 
+def _cookies() -> bool:
+    """Whether this kernel has BPF cookies (5.15+); without them PIE and libraries need a pid (the ip map)."""
+    return features.has_bpf_cookie()
+
+
+def _pid_unless_cookies(pid: int) -> int:
+    """-1 (every process) where cookies exist, else ``pid``: as libbpf, PIE/library USDT then needs one."""
+    return -1 if _cookies() else pid
+
+
 @contextmanager
 def loaded(no_cookie: bool = False) -> Iterator[bpf.Object]:
     """usdt.bpf.o loaded; ``no_cookie`` loads and attaches as on a kernel without BPF cookies (LINUX_HAS_BPF_COOKIE 0)."""
@@ -376,7 +387,8 @@ def test_attach_reads_arguments_and_semaphore(name: str) -> None:
         prog = obj.programs["usdt_any"]
         with targets(name) as (t,):
             assert t.go() == 0  # no probe yet: semaphore 0, nothing recorded
-            links = [prog.attach_usdt(str(fixture_path(name)), "pybpfload", p, usdt_cookie=100 + n) for n, p in enumerate(PROBES)]
+            pid = _pid_unless_cookies(t.pid)
+            links = [prog.attach_usdt(str(fixture_path(name)), "pybpfload", p, pid, 100 + n) for n, p in enumerate(PROBES)]
             try:
                 assert [len(link.uprobes) for link in links] == [2, 1, 1, 1, 1]
                 args3 = links[0]
@@ -387,8 +399,11 @@ def test_attach_reads_arguments_and_semaphore(name: str) -> None:
                     for sid, tg in zip(link.spec_ids, link.targets):
                         assert specs[sid] == usdt.parse_spec(tg.spec_str, cookie)
                         assert tg.spec.usdt_cookie == cookie
-                for link in links:  # the BPF cookie of every uprobe is its spec id
-                    assert [u.info().target["cookie"] for u in link.uprobes] == list(link.spec_ids)
+                for link in links:  # the BPF cookie of every uprobe is its spec id (0 without cookies: the ip map)
+                    want = list(link.spec_ids) if _cookies() else [0] * len(link.spec_ids)
+                    assert [u.info().target["cookie"] for u in link.uprobes] == want
+                ips = {int.from_bytes(bytes(k), "little") for k in obj.maps["__bpf_usdt_ip_to_spec_id"].keys()}
+                assert ips == (set() if _cookies() else {tg.abs_ip for link in links for tg in link.targets})
                 assert t.go(2) == 1  # the kernel counts the guarded probe's semaphore up while attached
             finally:
                 for link in links:
@@ -419,13 +434,14 @@ def test_pid_filter() -> None:
 @pytest.mark.kernel
 def test_detach_frees_spec_ids_as_libbpf() -> None:
     path = str(fixture_path("usdt_target"))
-    with loaded() as obj:
+    with loaded() as obj, targets("usdt_target") as (t,):
         prog = obj.programs["usdt_any"]
-        first = prog.attach_usdt(path, "pybpfload", "args3")
-        second = prog.attach_usdt(path, "pybpfload", "consts")
+        pid = _pid_unless_cookies(t.pid)
+        first = prog.attach_usdt(path, "pybpfload", "args3", pid)
+        second = prog.attach_usdt(path, "pybpfload", "consts", pid)
         assert (first.spec_ids, second.spec_ids) == ((0, 1), (2,))
         first.close()
-        with prog.attach_usdt(path, "pybpfload", "sized") as third, prog.attach_usdt(path, "pybpfload", "args3") as fourth:
+        with prog.attach_usdt(path, "pybpfload", "sized", pid) as third, prog.attach_usdt(path, "pybpfload", "args3", pid) as fourth:
             assert third.spec_ids == (1,)  # the most recently freed id first
             assert fourth.spec_ids == (0, 3)
         second.close()
@@ -438,7 +454,14 @@ def test_auto_attach_shared_library(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LD_LIBRARY_PATH", str(fixture_path("libusdt_lib.so").parent))
     with loaded() as obj, targets("usdt_target") as (t,):
         prog = obj.programs["usdt_lib_auto"]
-        link = prog.attach()
+        if _cookies():
+            link = prog.attach()
+        else:  # as libbpf: a library without a pid needs cookies; with the pid, the ip map
+            with pytest.raises(NotSupportedError, match="PID"):
+                prog.attach()
+            link = prog.attach_usdt("libusdt_lib.so", "pybpfload_lib", "lib_probe", t.pid)
+            (tg,) = link.targets
+            assert tg.abs_ip == _load_base(t.pid, str(fixture_path("libusdt_lib.so"))) + tg.rel_ip
         assert link is not None and link.kind == "usdt"
         assert link.target == f"{fixture_path('libusdt_lib.so')}:pybpfload_lib:lib_probe"
         assert obj.programs["usdt_any"].attach() is None  # bare SEC("usdt"): skipped, as libbpf
@@ -561,6 +584,22 @@ def _kernel_uprobes(prog_id: int) -> List[Tuple[str, int, int]]:
     return sorted(out)
 
 
+def _perf_fds() -> int:
+    n = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            n += os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[perf_event]"
+        except OSError:
+            pass
+    return n
+
+
+def _ip_map_by_fd(fd: int) -> Dict[int, int]:
+    m = bpf.Map.from_fd(fd)
+    with m:
+        return {int.from_bytes(bytes(k), "little"): int.from_bytes(bytes(v), "little") for k, v in m.items()}
+
+
 def _specs_by_fd(fd: int) -> Dict[int, bytes]:
     m = bpf.Map.from_fd(fd)
     with m:
@@ -584,6 +623,7 @@ def test_same_specs_and_uprobes_as_libbpf() -> None:
             prog = obj.programs["usdt_any"]
             links: List[Any] = []
             c_semaphore = []
+            pid = _pid_unless_cookies(t.pid)  # without cookies both refuse PIE/libraries for every process
             for step in _SEQUENCE:
                 if step is None:
                     links.pop(0).close()
@@ -593,12 +633,12 @@ def test_same_specs_and_uprobes_as_libbpf() -> None:
                 provider = "pybpfload_lib" if probe == "lib_probe" else "pybpfload"
                 bin_path = str(fixture_path(binary))
                 opts = _UsdtOpts(ctypes.sizeof(_UsdtOpts), cookie)
-                cl = lib.bpf_program__attach_usdt(cprog, -1, bin_path.encode(), provider.encode(), probe.encode(), ctypes.byref(opts))
+                cl = lib.bpf_program__attach_usdt(cprog, pid, bin_path.encode(), provider.encode(), probe.encode(), ctypes.byref(opts))
                 assert cl, f"libbpf could not attach {probe}: errno {ctypes.get_errno()}"
                 clinks.append(cl)
                 if probe == "guarded" and binary == "usdt_target":
                     c_semaphore.append(t.go())  # libbpf's uprobe alone counts the semaphore up
-                links.append(prog.attach_usdt(bin_path, provider, probe, usdt_cookie=cookie))
+                links.append(prog.attach_usdt(bin_path, provider, probe, pid, cookie))
             try:
                 ours_specs = _specs_by_fd(obj.maps["__bpf_usdt_specs"].fd)
                 theirs_specs = _specs_by_fd(lib.bpf_map__fd(lib.bpf_object__find_map_by_name(cobj, b"__bpf_usdt_specs")))
@@ -607,10 +647,17 @@ def test_same_specs_and_uprobes_as_libbpf() -> None:
                 # libbpf leaves freed ids' specs behind: every live one must be identical, byte for byte
                 assert {i: theirs_specs.get(i) for i in ours_specs} == ours_specs
                 assert len(ours_specs) == len(set(live)) == 7 and max(theirs_specs) == max(ours_specs)
-                ours_up = _kernel_uprobes(prog.info().id)
-                theirs_up = _kernel_uprobes(c_id)
-                assert ours_up == theirs_up
-                assert len(ours_up) == sum(len(link.uprobes) for link in links) == 8
+                ip_maps = [
+                    _ip_map_by_fd(fd)
+                    for fd in (obj.maps["__bpf_usdt_ip_to_spec_id"].fd,
+                               lib.bpf_map__fd(lib.bpf_object__find_map_by_name(cobj, b"__bpf_usdt_ip_to_spec_id")))
+                ]
+                assert ip_maps[0] == ip_maps[1] and (len(ip_maps[0]) == (0 if _cookies() else 8))
+                n_ours = sum(len(link.uprobes) for link in links)
+                assert n_ours == 8 and _perf_fds() == 2 * n_ours  # as many uprobes on each side
+                if links[0].uprobes[0].is_bpf_link:  # perf links (5.15+): the kernel tells offsets and cookies
+                    ours_up = _kernel_uprobes(prog.info().id)
+                    assert ours_up == _kernel_uprobes(c_id) and len(ours_up) == 8
                 # the kernel counts the semaphore once per probe location, whoever attaches
                 assert c_semaphore == [1] and t.go() == 1
             finally:
@@ -650,7 +697,8 @@ def test_libbpf_api_matches_libbpf() -> None:
             c_err = ctypes.get_errno()
             assert L.bpf_program__attach_usdt(prog, -1, *args, None) is None
             assert L.get_errno() == c_err == errno.ENOENT, args
-        link = L.bpf_program__attach_usdt(prog, 0, path, "pybpfload", "consts", L.BpfUsdtOpts(usdt_cookie=9))
+        exe = str(fixture_path("usdt_target_O0"))  # ET_EXEC: any pid, with or without cookies
+        link = L.bpf_program__attach_usdt(prog, 0, exe, "pybpfload", "consts", L.BpfUsdtOpts(usdt_cookie=9))
         assert link is not None and link.spec_ids == (0,)
         assert usdt.UsdtSpec.unpack(bytes(obj.maps["__bpf_usdt_specs"][0])).usdt_cookie == 9
         assert link.info().target["uprobes"] == 1
