@@ -409,7 +409,7 @@ def test_kprobe_multi_runs_or_is_refused_clearly(multi_obj: Object) -> None:
         return
     me = os.getpid()
     with attach_kprobe_multi(progs["kp_multi"], syms=syms, cookies=[1, 2]) as entry, attach_kprobe_multi(
-        progs["kret_multi"], f"{_sys('getp')}?id", retprobe=True
+        progs["kret_multi"], f"{_sys('getpgi')}?", retprobe=True
     ) as ret:
         info = entry.info()
         assert info.type == LinkType.BPF_LINK_TYPE_KPROBE_MULTI and info.target["count"] == 2
@@ -418,9 +418,12 @@ def test_kprobe_multi_runs_or_is_refused_clearly(multi_obj: Object) -> None:
             _libc.getpid()
         for _ in range(3):
             _libc.getppid()
+        for _ in range(4):
+            _libc.getpgid(0)
     got = by_cookie(multi_obj, K_KP, me)
     assert got[1] >= 3 and got[2] >= 5  # cookies follow their symbols (sorted by the kernel)
-    assert sum(by_cookie(multi_obj, K_KRET, me).values()) >= 5 + 3  # getpid and getppid (getpgid not called)
+    # getpgid, resolved from a pattern (a wrapper with arguments: traceable where __x64_sys_getpid is not, as on 6.12)
+    assert sum(by_cookie(multi_obj, K_KRET, me).values()) >= 4
 
 
 @K
@@ -440,12 +443,12 @@ def test_kprobe_session_and_auto_attach(multi_obj: Object) -> None:
         return
     if not kprobe_multi_support():
         with pytest.raises((NotSupportedError, BPFOSError)):
-            attach_program(progs["kp_auto"])  # SEC("kprobe.multi/__x64_sys_getp?id")
+            attach_program(progs["kp_auto"])  # SEC("kprobe.multi/__x64_sys_getpgi?")
         return
     with attach_program(progs["kp_auto"]) as link:
-        assert isinstance(link, MultiProbeLink) and len(link.addrs) >= 2
+        assert isinstance(link, MultiProbeLink) and len(link.addrs) >= 1
         for _ in range(3):
-            _libc.getppid()
+            _libc.getpgid(0)
     assert sum(by_cookie(multi_obj, K_KP_AUTO, os.getpid()).values()) >= 3
 
 
