@@ -358,6 +358,8 @@ class Object:
         done = []
         try:
             for name, m in self._maps.items():
+                if not m.autocreate and not m.created:  # not created ('?.struct_ops'...): skipped, as libbpf
+                    continue
                 target = pinning.join_pin_path(path, name) if path else m.pin_path
                 if not target:
                     continue
@@ -378,6 +380,8 @@ class Object:
         from . import pinning
 
         for name, m in self._maps.items():
+            if not m.autocreate and not m.created:
+                continue
             target = pinning.join_pin_path(path, name) if path else m.pin_path
             if target:
                 m.unpin(target)

@@ -579,3 +579,14 @@ def test_attach_errors() -> None:
         with pytest.raises(StateError, match="non-struct_ops"):
             obj.maps[next(n for n in obj.maps if n.endswith(".bss"))].attach_struct_ops()
         assert L.bpf_map__set_autocreate(obj.maps["dummy_1"], False) == -errno.EBUSY
+
+
+@pytest.mark.kernel
+def test_pin_maps_skips_maps_not_created(bpffs: Path) -> None:
+    """bpf_object__pin_maps skips maps with autocreate off, as libbpf."""
+    with bpf.Object.open(fixture_path(BAD)) as obj:
+        obj.load()  # every struct_ops map is off: only the programs' BTF, no map at all
+        assert not any(m.created for m in obj.maps.values())
+        obj.pin_maps(str(bpffs / "maps"))
+        assert not (bpffs / "maps").exists() or not any((bpffs / "maps").iterdir())
+        obj.unpin_maps(str(bpffs / "maps"))
