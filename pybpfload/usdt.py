@@ -66,6 +66,7 @@ __all__ = [
     "parse_notes",
     "parse_arg",
     "parse_spec",
+    "spec_layout",
     "x86_64_reg_offset",
     "read_elf",
     "parse_proc_maps",
