@@ -286,6 +286,8 @@ def test_link_create_update_detach_match_libbpf(lib: Any) -> None:
     cg_fd = os.open(cg, os.O_RDONLY | os.O_DIRECTORY)
     try:
         with Object.open(fixture_path("attach_net.bpf.o")) as obj:
+            for p in obj.programs.values():
+                p.autoload = p.section_name.startswith("cgroup_skb/")  # the others need newer kernels
             obj.load()
             progs = [p for p in obj.programs.values() if p.section_name.startswith("cgroup_skb/")]
             ingress = next(p for p in progs if p.section_name.endswith("ingress"))
