@@ -590,3 +590,74 @@ def test_pin_maps_skips_maps_not_created(bpffs: Path) -> None:
         obj.pin_maps(str(bpffs / "maps"))
         assert not (bpffs / "maps").exists() or not any((bpffs / "maps").iterdir())
         obj.unpin_maps(str(bpffs / "maps"))
+
+
+@pytest.mark.kernel
+def test_qmark_map_turned_on_loads_its_programs() -> None:
+    """A '?.struct_ops' map with autocreate turned on is created, and the programs only it uses are loaded
+    (a sleepable one among them), as libbpf's bpf_object_adjust_struct_ops_autoload."""
+    with bpf.Object.open(fixture_path(LINK)) as obj:
+        if not (tcp_kfuncs() and dummy_ops()):
+            with pytest.raises(BPFError):
+                obj.load()
+            return
+        assert L.bpf_map__set_autocreate(obj.maps["dummy_off"], True) == 0
+        vm = vmlinux_spec()
+        kt = vm.type(_vmlinux_struct("bpf_dummy_ops"))
+        assert isinstance(kt, T.Struct)
+        if "test_sleepable" not in {m.name for m in kt.members}:
+            with pytest.raises(StructOpsError, match="dummy_off: Cannot find member test_sleepable"):
+                obj.load()
+            return
+        obj.load()
+        assert obj.maps["dummy_off"].created and not obj.maps["pyb_link_off"].created
+        sl = obj.programs["off_sleepable"]
+        assert sl.loaded and obj.programs["off_test_1"].loaded
+        kidx = [m.name for m in kt.members].index("test_sleepable")
+        assert (sl.attach_btf_id, sl.expected_attach_type) == (kt.id, kidx)
+        assert sl.info().attach_btf_id == kt.id
+
+
+def test_module_value_type_goes_to_the_kernel_with_its_btf_fd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A struct_ops type found in a module's BTF: the plan names the module, and BPF_MAP_CREATE carries
+    value_type_btf_obj_fd with BPF_F_VTYPE_BTF_OBJ_FD (libbpf 1.4+).  No module of the host kernel defines a
+    struct_ops type, so this checks what we would pass to the kernel."""
+    vm = vmlinux_spec()
+    if not _vmlinux_struct("bpf_struct_ops_tcp_congestion_ops"):
+        pytest.skip("no kernel BTF for tcp_congestion_ops")
+
+    class Empty:
+        first_id = 1
+
+        def find_ids(self, name: str) -> List[int]:
+            return []
+
+    class AsModule:  # vmlinux's types seen as a module's own
+        first_id = 1
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(vm, name)
+
+    kt = find_kern_types("tcp_congestion_ops", lambda: iter([("vmlinux", Empty()), ("some_mod", AsModule())]))  # type: ignore[arg-type]
+    assert kt.btf_name == "some_mod" and kt.vtype_id == _vmlinux_struct("bpf_struct_ops_tcp_congestion_ops")
+    seen: Dict[str, int] = {}
+
+    def fake_bpf(cmd: int, attr: Any, name: Optional[str] = None) -> int:
+        seen.update(
+            flags=attr.map_flags, obj_fd=attr.value_type_btf_obj_fd, vtype=attr.btf_vmlinux_value_type_id, btf_fd=attr.btf_fd
+        )
+        raise OSError(errno.EPERM, "not for real")
+
+    monkeypatch.setattr(commands, "bpf", fake_bpf)
+    with pytest.raises(OSError):
+        commands.map_create(
+            MapType.BPF_MAP_TYPE_STRUCT_OPS,
+            4,
+            256,
+            1,
+            flags=BPF_F_LINK,
+            btf_fd=7,
+            btf_vmlinux_value_type_id=kt.vtype_id,
+            value_type_btf_obj_fd=9,
+        )
+    assert seen == {"flags": BPF_F_LINK | commands.BPF_F_VTYPE_BTF_OBJ_FD, "obj_fd": 9, "vtype": kt.vtype_id, "btf_fd": 7}
