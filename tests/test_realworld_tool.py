@@ -53,3 +53,18 @@ def test_prepared_maps_are_what_user_space_would_set() -> None:
     assert sweep.prepare_map("rb", sweep.MAP_RINGBUF, 0, 0) == {"max_entries": 256 * 1024}
     assert sweep.prepare_map("stacks", sweep.MAP_STACK_TRACE, 10, 0) == {"value_size": 127 * 8}
     assert sweep.prepare_map("m", 1, 16, 8) == {}
+
+
+def test_weak_kfunc_poison_compares_as_libbpf_1_1_writes_it() -> None:
+    import struct
+
+    def insn(code: int, dst: int, src: int, off: int, imm: int) -> bytes:
+        return struct.pack("<BBhi", code, dst | src << 4, off, imm)
+
+    ld_map_ours = insn(0x18, 1, 1, 0, 7) + insn(0, 0, 0, 0, 0)
+    ld_map_theirs = insn(0x18, 1, 1, 0, 12) + insn(0, 0, 0, 0, 0)
+    ours = ld_map_ours + insn(0x85, 0, 0, 0, sweep.POISON_CALL_KFUNC_BASE + 3)
+    theirs = ld_map_theirs + insn(0x85, 0, 2, 0, 0)
+    assert sweep._as_libbpf_1_1(ours) == sweep._as_libbpf_1_1(theirs)
+    helper = ld_map_ours + insn(0x85, 0, 0, 0, 14)  # an ordinary helper call is not a poison
+    assert sweep._as_libbpf_1_1(helper) != sweep._as_libbpf_1_1(theirs)

@@ -133,10 +133,12 @@ def load_view(path: Path, autoload: Callable[[str, int], bool], prep: Prep,
         rc = L.bpf_object__load(obj)
         if rc:
             return {"error": f"load failed: {os.strerror(-rc) if rc < 0 else rc}"}
-        view: View = {"programs": {}, "maps": {}}
+        view: View = {"programs": {}, "maps": {}, "insns": {}}
         for p in progs:
             if L.bpf_program__fd(p) >= 0:
-                view["programs"][L.bpf_program__name(p).decode()] = describe(0, L.bpf_program__fd(p))
+                name = L.bpf_program__name(p).decode()
+                view["programs"][name] = describe(0, L.bpf_program__fd(p))
+                view["insns"][name] = ctypes.string_at(L.bpf_program__insns(p), L.bpf_program__insn_cnt(p) * 8)
         for m in maps:
             if L.bpf_map__fd(m) >= 0:
                 view["maps"][L.bpf_map__name(m).decode()] = describe(1, L.bpf_map__fd(m))
