@@ -54,10 +54,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["load_object", "opened_btf"]
 
-# libbpf (1.4+) poisons calls of unresolved weak kfuncs with this base + extern index:
-# a helper call the verifier names if it is reached.  Kept on purpose over
-# libbpf 1.1's "kfunc call with id 0": kernels 5.13-6.1 refuse that even in dead
-# code.  Program tags then differ from libbpf 1.1's where a weak kfunc is missing.
+# Current libbpf poisons calls of unresolved weak kfuncs with this base + extern
+# index: a helper call the verifier reports as "invalid func unknown#2002000000+N"
+# if it is ever reached (dead code is pruned first).  Kept on purpose over
+# libbpf 1.1's "kfunc call with id 0", whose failure names nothing; program tags
+# then differ from libbpf 1.1's where a weak kfunc is missing.
 POISON_CALL_KFUNC_BASE = 2002000000
 BPF_F_RDONLY_PROG = 1 << 7
 

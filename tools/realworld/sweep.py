@@ -126,15 +126,15 @@ def diff_open(path: Path) -> List[str]:
     return out + _diff_lists("program", ours["programs"], theirs["programs"]) + _diff_lists("map", ours["maps"], theirs["maps"])
 
 
-POISON_CALL_KFUNC_BASE = 2002000000  # pybpfload.loader's (libbpf >= 1.4's) poison for unresolved weak kfuncs
+POISON_CALL_KFUNC_BASE = 2002000000  # pybpfload.loader's (current libbpf's) poison for unresolved weak kfuncs
 
 
 def _as_libbpf_1_1(insns: bytes) -> bytes:
     """Final instructions with map fds zeroed and the newer weak-kfunc poison written as libbpf 1.1 writes it.
 
     libbpf 1.1 leaves an unresolved weak kfunc call as ``call kfunc 0``;
-    libbpf 1.4+ and pybpfload turn it into a helper call to id 2002000000+N,
-    which kernels 5.13-6.1 accept in dead code where they refuse kfunc id 0.
+    current libbpf and pybpfload turn it into a helper call to id 2002000000+N
+    that the verifier names if it is ever reached.
     """
     out = bytearray(insns)
     for i in range(0, len(out) - 7, 8):
