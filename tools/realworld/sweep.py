@@ -157,7 +157,7 @@ def _diff_loaded(ours: View, theirs: View) -> List[str]:
                 continue
             if what == "programs" and o and t and name in ours.get("insns", {}) and name in theirs.get("insns", {}):
                 if _as_libbpf_1_1(ours["insns"][name]) == _as_libbpf_1_1(theirs["insns"][name]):
-                    continue  # kept on purpose: the weak-kfunc poison of libbpf >= 1.4 (see _as_libbpf_1_1)
+                    continue  # kept on purpose: the weak-kfunc poison of current libbpf (see _as_libbpf_1_1)
             out.append(f"loaded {what[:-1]} {name!r}: ours {o} libbpf {t}")
     return out
 
