@@ -64,3 +64,58 @@ def vmlinux_has_func(name: str) -> bool:
 def hash_lookup_and_delete() -> bool:
     """BPF_MAP_LOOKUP_AND_DELETE_ELEM on hash maps (5.14+): the kernel has htab_map_lookup_and_delete_elem."""
     return vmlinux_has_func("htab_map_lookup_and_delete_elem")
+
+
+def load_or_assert_refused(obj, needs: str) -> None:  # type: ignore[no-untyped-def]
+    """``obj.load()``; where the kernel lacks what the programs need, assert the clear error and skip.
+
+    ``needs``: "bpf_cookie" (bpf_get_attach_cookie, 5.15+: the verifier names the
+    unknown helper), "sleepable_uprobe" (sleepable kprobe-type programs, which
+    the verifier refuses by name before) or "user_ringbuf" (BPF_MAP_TYPE_USER_RINGBUF,
+    6.1+: the loader names the absent map type).  Decided by probes, not versions.
+    """
+    import pytest
+
+    from pybpfload import features
+    from pybpfload.errors import BPFError, NotSupportedError, VerifierError
+    from pybpfload.syscall._types import FuncId, MapType
+
+    if needs == "bpf_cookie":
+        present = features.has_bpf_cookie()
+    elif needs == "sleepable_uprobe":
+        present = sleepable_kprobe_type()
+        if present:
+            return load_or_assert_refused(obj, "bpf_cookie")
+    elif needs == "user_ringbuf":
+        present = features.map_type_supported(MapType.BPF_MAP_TYPE_USER_RINGBUF)
+    else:
+        raise ValueError(needs)
+    if present:
+        obj.load()
+        return
+    with pytest.raises(BPFError) as ei:
+        obj.load()
+    if needs == "bpf_cookie":
+        assert isinstance(ei.value, VerifierError), ei.value
+        assert f"unknown#{int(FuncId.BPF_FUNC_get_attach_cookie)}" in (ei.value.log or ""), ei.value
+    elif needs == "sleepable_uprobe":
+        assert isinstance(ei.value, VerifierError) and "can be sleepable" in (ei.value.log or ""), ei.value
+    else:
+        assert isinstance(ei.value, NotSupportedError) and "user_ringbuf" in str(ei.value).lower(), repr(ei.value)
+    assert not any(p.loaded for p in obj.programs.values())
+    pytest.skip(f"this kernel lacks {needs}: the load is refused with the clear error (asserted)")
+
+
+@functools.lru_cache(maxsize=None)
+def sleepable_kprobe_type() -> bool:
+    """Whether a sleepable (BPF_F_SLEEPABLE) kprobe-type program, as uprobe.s ones are, loads here."""
+    from pybpfload.errors import BPFError
+    from pybpfload.program import Program
+    from pybpfload.syscall._types import ProgType
+
+    exit0 = bytes.fromhex("b700000000000000") + bytes.fromhex("9500000000000000")
+    try:
+        Program.load(exit0, ProgType.BPF_PROG_TYPE_KPROBE, name="sleepable", flags=1 << 4).close()
+    except BPFError:
+        return False
+    return True

@@ -25,6 +25,7 @@ from pybpfload.syscall import _types as t
 
 from .conftest import FIXTURES, REQUIRE_KERNEL, fixture_path
 from .eventprogs import expected_record, packet, perf_output_prog, seq_map
+from .kernel_adapt import load_or_assert_refused
 
 pytestmark = [pytest.mark.kernel, pytest.mark.oracle]
 
@@ -186,7 +187,7 @@ def test_perf_buffer_new_errors_match_libbpf(lib: Any, perf_map: Map) -> None:
 @pytest.fixture
 def user_obj() -> Iterator[Object]:
     with Object.open(fixture_path("ringbuf_user.bpf.o")) as obj:
-        obj.load()
+        load_or_assert_refused(obj, "user_ringbuf")
         yield obj
 
 
@@ -331,7 +332,7 @@ def test_kprobe_multi_link_create_matches_libbpf(lib: Any) -> None:
     with Object.open(fixture_path("multi_probe.bpf.o")) as obj:
         for name, p in obj.programs.items():
             p.autoload = name == "kp_multi"
-        obj.load()
+        load_or_assert_refused(obj, "bpf_cookie")
         prog = obj.programs["kp_multi"]
         syms = [b"__x64_sys_getpid", b"__x64_sys_getppid"]
         arr = (ctypes.c_char_p * 2)(*syms)
@@ -366,7 +367,7 @@ def test_uprobe_multi_through_libbpf_names() -> None:
     with Object.open(fixture_path("multi_probe.bpf.o")) as obj:
         for name, p in obj.programs.items():
             p.autoload = name == "up_multi"
-        obj.load()
+        load_or_assert_refused(obj, "bpf_cookie")
         prog = obj.programs["up_multi"]
         assert _errno_after(L.bpf_program__attach_uprobe_multi, prog, -1, None, "mt_*", None) == (None, errno.EINVAL)
         assert _errno_after(L.bpf_program__attach_uprobe_multi, prog, -1, target, "mt_*", {"cnt": 1}) == (None, errno.EINVAL)

@@ -49,6 +49,7 @@ from pybpfload.link.multi import (
 from pybpfload.syscall import AttachType, LinkType
 
 from .conftest import FIXTURES, fixture_path, require_tool
+from .kernel_adapt import load_or_assert_refused
 
 TARGET = str(FIXTURES / "multi_target")
 FUNCS = ["mt_alpha", "mt_beta", "mt_gamma", "other_delta"]
@@ -228,7 +229,8 @@ def multi_obj(request: pytest.FixtureRequest) -> Iterator[Object]:
     with Object.open(fixture_path("multi_probe.bpf.o")) as obj:
         for name, p in obj.programs.items():
             p.autoload = name in keep
-        obj.load()
+        # every program reads its cookie; uprobe.multi.s ones are sleepable
+        load_or_assert_refused(obj, "sleepable_uprobe" if any(obj.programs[n].flags & (1 << 4) for n in keep) else "bpf_cookie")
         yield obj
 
 
