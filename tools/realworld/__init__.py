@@ -2,7 +2,8 @@
 
 A test-infrastructure tool of the project (not part of the pybpfload package).
 ``corpus.py`` downloads Debian packages that ship compiled BPF objects (bcc's
-libbpf-tools, xdp-tools / libxdp, systemd, cilium/ebpf's testdata) from several suites, unpacks them
+libbpf-tools, xdp-tools / libxdp, systemd, cilium/ebpf's testdata, bpftune, bpftop,
+bpfilter) from several suites, unpacks them
 and collects every BPF relocatable ELF, whether it is a file of its own or
 embedded in a program as a libbpf skeleton.  ``sweep.py`` opens and loads each
 object with libbpf (Debian's libbpf.so.1 through ctypes, the ORACLE) and with

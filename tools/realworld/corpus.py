@@ -18,7 +18,8 @@ ET_REL = 1
 # compiled testdata).  bookworm and
 # trixie are stable releases (their objects change only with point releases);
 # sid is the newest compiler output and changes daily.
-PACKAGES = ("libbpf-tools", "libxdp1", "xdp-tools", "xdp-tests", "libsystemd-shared", "golang-github-cilium-ebpf-dev")
+PACKAGES = ("libbpf-tools", "libxdp1", "xdp-tools", "xdp-tests", "libsystemd-shared", "golang-github-cilium-ebpf-dev",
+            "libbpftune0", "bpftop", "bpfilter")  # the last three from trixie on
 SUITES = ("bookworm", "trixie", "sid")
 
 
