@@ -108,10 +108,14 @@ def _diff_lists(what: str, ours: List[View], theirs: List[View]) -> List[str]:
 
 def legacy_maps(path: Path) -> bool:
     """The object defines maps in a legacy ``maps`` section: libbpf 1.x refuses it, pybpfload reads it as libbpf 0.8."""
+    from elftools.common.exceptions import ELFError
     from elftools.elf.elffile import ELFFile
 
-    with open(path, "rb") as f:
-        return ELFFile(f).get_section_by_name("maps") is not None
+    try:
+        with open(path, "rb") as f:
+            return ELFFile(f).get_section_by_name("maps") is not None
+    except ELFError:
+        return False  # not an ELF file at all: both loaders refuse it
 
 
 def diff_open(path: Path) -> List[str]:
