@@ -37,6 +37,7 @@ LIBBPF_LOADS = [
     "sec_types",
     "ringbuf_emit",
     "perfbuf_emit",
+    "linked",  # statically linked by libbpf's linker (bpftool gen object)
     "gcc_perfbuf_emit",  # built by GCC (bpf-gcc 12): empty .data/.bss sections libbpf skips
     "btf_kinds",
     "kconfig_only",
