@@ -97,7 +97,7 @@ def main() -> int:
             f"  {label:30s} {total:7.2f} ms (open {median(runs, 'open'):.2f} + find {median(runs, 'find'):.2f}),"
             f" peak RSS +{median(runs, 'rss_kib') / 1024:.1f} MiB{ratio}"
         )
-    print(f"  libbpf btf__parse + find       " + (f"{lib:7.2f} ms" if lib else "   (skipped: needs clang/cc and libbpf-dev)"))
+    print("  libbpf btf__parse + find       " + (f"{lib:7.2f} ms" if lib else "   (skipped: needs clang/cc and libbpf-dev)"))
     print(f"  cached / cold: {median(cached, 'total') / median(cold, 'total'):.2f}")
     return 0
 

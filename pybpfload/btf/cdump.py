@@ -311,7 +311,7 @@ class CDumper:
             raise BTFError(f"a {nxt - cur}-bit hole in a struct is too large to write out as padding")
         pads: Sequence[Tuple[str, int]] = (("long", self.ptr_size * 8), ("int", 32), ("short", 16), ("char", 8))
         new_off, pad_type, pad_bits = 0, "", 0
-        for pad_type, pad_bits in pads:
+        for pad_type, pad_bits in pads:  # noqa: B007 - the last pad type is used after the loop
             new_off = -(-cur // pad_bits) * pad_bits
             if new_off <= nxt:
                 break

@@ -775,7 +775,7 @@ def calc_relo_insn(
     chosen: Optional[CoreResult] = None
     kept: List[Candidate] = []
     try:
-        for i, cand in enumerate(cands):
+        for cand in cands:
             targ = spec_match(local, cand.btf, cand.id)
             if targ is None:
                 continue

@@ -91,7 +91,6 @@ def _u32(v: int) -> int:
 def encode_type(t: T.Type, strings: StringTable, out: "array[int]") -> None:
     """Append the record of ``t`` (32-bit words) to ``out``."""
     name = strings.add(t.name) if t.name else 0
-    K = T.Kind
     kind = t.kind
 
     def head(vlen: int, size_type: int, kflag: bool = False) -> None:
