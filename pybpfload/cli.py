@@ -124,7 +124,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     obj = Object.open(args.object)
     model = obj.model
-    progs = []
+    progs: List[Dict[str, Any]] = []
     for p in model.programs:
         relocs: Dict[str, int] = {}
         for r in p.relocs:
@@ -173,12 +173,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(info))
         return 0
     print(f"object {info['name']}: license {info['license']!r}" + (f", kversion {model.kversion:#x}" if model.kversion else ""))
-    print(f"programs ({sum(not p['subprogram'] for p in progs)}, subprograms {sum(p['subprogram'] for p in progs)}):")
-    for p in progs:
-        extra = " subprogram" if p["subprogram"] else ("" if p["autoload"] else " autoload off")
-        rel = ", ".join(f"{k} {v}" for k, v in sorted(p["relocations"].items()))
-        at = f" attach {p['attach_type']}" if p["attach_type"] else ""
-        print(f"  {p['name']}: section {p['section']!r} type {p['type']}{at}, {p['insns']} insns{extra}" + (f"; relocations: {rel}" if rel else ""))
+    print(f"programs ({sum(not pv['subprogram'] for pv in progs)}, subprograms {sum(bool(pv['subprogram']) for pv in progs)}):")
+    for pv in progs:
+        extra = " subprogram" if pv["subprogram"] else ("" if pv["autoload"] else " autoload off")
+        rel = ", ".join(f"{k} {v}" for k, v in sorted(pv["relocations"].items()))
+        at = f" attach {pv['attach_type']}" if pv["attach_type"] else ""
+        print(f"  {pv['name']}: section {pv['section']!r} type {pv['type']}{at}, {pv['insns']} insns{extra}" + (f"; relocations: {rel}" if rel else ""))
     print(f"maps ({len(maps)}):")
     for m in maps:
         pin = f" pin {m['pin_path']}" if m["pin_path"] else ""

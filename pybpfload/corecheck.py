@@ -144,8 +144,8 @@ def check(obj_path: "str | os.PathLike[str]", btf_paths: Sequence["str | os.Path
     for key, first in order.items():
         results = []
         for name, recs in zip(names, per_target):
-            r = recs.get(key)
-            results.append(_target_result(name, r))
+            rec = recs.get(key)
+            results.append(_target_result(name, rec))
         res = first.result
         reports.append(
             RelocationReport(

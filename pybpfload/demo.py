@@ -40,7 +40,7 @@ def run_demo(packets: int = 5, out: Optional[object] = None) -> int:
     from .maps import Map
     from .object import Object
 
-    w = (out or sys.stdout).write  # type: ignore[attr-defined]
+    w = (out or sys.stdout).write  # type: ignore[attr-defined,union-attr]
     path = bundled_object()
     with Object.open(path) as obj:
         w(f"opened {os.path.basename(path)}: object {obj.name!r}, programs {list(obj.programs)}, maps {list(obj.maps)}\n")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import errno
 import struct
 import threading
-from typing import Callable, Dict, TypeVar
+from typing import Any, Callable, Dict, TypeVar
 
 from .errors import BPFError, SyscallError, VerifierError
 from .syscall import commands
@@ -73,7 +73,7 @@ def _ldimm64(dst: int, src: int, imm: int, imm2: int = 0) -> bytes:
     return _insn(0x18, dst, src, imm=imm) + _insn(0, imm=imm2)
 
 
-def _loads(prog_type: int, insns: bytes, **kw: int) -> bool:
+def _loads(prog_type: int, insns: bytes, **kw: Any) -> bool:
     try:
         fd, _ = commands.prog_load(prog_type, insns, "GPL", **kw)
     except SyscallError:

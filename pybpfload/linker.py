@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from .elf.model import ElfModel, ProgramSpec, Reloc, RelocKind
 from .errors import RelocationError
@@ -151,7 +151,7 @@ def patch_ld_imm64(insns: bytearray, idx: int, src: int, imm: int, imm2: Optiona
         _INSN.pack_into(insns, pos + 8, c2, r2, o2, _s32(imm2))
 
 
-def ld_imm64_imm(insns: bytes, idx: int) -> Tuple[int, int]:
+def ld_imm64_imm(insns: Union[bytes, bytearray], idx: int) -> Tuple[int, int]:
     """(imm, imm2) of the ld_imm64 at ``idx``."""
     return _INSN.unpack_from(insns, idx * 8)[3], _INSN.unpack_from(insns, idx * 8 + 8)[3]
 

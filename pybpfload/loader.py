@@ -191,7 +191,7 @@ class _Load:
         kmap = next((ms for ms in self.model.maps if ms.kind is MapKind.KCONFIG), None)
         if kmap is not None:
             obj = self.obj
-            text = (lambda: obj.kconfig) if obj.kconfig is not None else read_system_kconfig
+            text = (lambda: obj.kconfig or "") if obj.kconfig is not None else read_system_kconfig
             data = kconfig_values(
                 externs,
                 kmap.value_size,
@@ -547,8 +547,8 @@ class _Load:
 
         fis = ext_info_for(linked, ext.func_info, sec)
         lis = ext_info_for(linked, ext.line_info, sec)
-        fi = b"".join(pack_func_info([rec], idx - rec.insn) for idx, rec in fis)  # type: ignore[attr-defined]
-        li = b"".join(pack_line_info([rec], idx - rec.insn) for idx, rec in lis)  # type: ignore[attr-defined]
+        fi = b"".join(pack_func_info([rec], idx - rec.insn) for idx, rec in fis)  # type: ignore[attr-defined,list-item]
+        li = b"".join(pack_line_info([rec], idx - rec.insn) for idx, rec in lis)  # type: ignore[attr-defined,list-item]
         if fis and fis[0][0] != 0:
             return b"", b"", 0, 0  # no func_info at the program's start: the kernel would refuse it
         return fi, li, 8 if fi else 0, 16 if li else 0
@@ -711,6 +711,7 @@ def _fixup_extern_btf(b: "Builder", externs: Iterable["ExternSpec"]) -> None:
                 e = offsets.get(vt.name)
                 if e is None:
                     raise BPFError(f"no extern definition for BTF var {vt.name!r} in .kconfig")
+                assert isinstance(vt, T.Var)
                 b.replace(vt.id, dataclasses.replace(vt, linkage=GLOBAL_ALLOCATED))
                 new_vars.append(T.VarSecinfo(v.type, e.kcfg_offset, v.size))
             b.replace(t.id, dataclasses.replace(t, size=end, vars=tuple(new_vars)))

@@ -541,7 +541,7 @@ class Map(FdObject):
             if key.__class__ is int and self._kstruct is None:
                 self._kmv[:] = key.to_bytes(self.key_size, _BO)  # type: ignore[index,union-attr]
             else:
-                self._kmv[:] = key  # type: ignore[index]
+                self._kmv[:] = key  # type: ignore[index,assignment]
         except (TypeError, ValueError, OverflowError, AttributeError):
             self._live()
             self._set_key(key, self._kmv)  # type: ignore[arg-type]
@@ -572,7 +572,7 @@ class Map(FdObject):
             if key.__class__ is int and self._kstruct is None:
                 self._kmv[:] = key.to_bytes(self.key_size, _BO)  # type: ignore[index,union-attr]
             else:
-                self._kmv[:] = key  # type: ignore[index]
+                self._kmv[:] = key  # type: ignore[index,assignment]
         except (TypeError, ValueError, OverflowError, AttributeError):
             self._live()
             self._set_key(key, self._kmv)  # type: ignore[arg-type]
@@ -597,7 +597,7 @@ class Map(FdObject):
 
     def delete(self, key: Key) -> None:
         self._live()
-        self._set_key(key, self._kmv)
+        self._set_key(key, self._kmv)  # type: ignore[arg-type]  # set by _live() above
         if syscall(NR_BPF, Cmd.BPF_MAP_DELETE_ELEM, self._del_ref, self._elem_size) < 0:
             raise self._fail("BPF_MAP_DELETE_ELEM")
 
@@ -613,7 +613,7 @@ class Map(FdObject):
     def lookup_and_delete(self, key: Key, flags: int = 0) -> Any:
         """Atomically read and remove ``key``."""
         self._live()
-        self._set_key(key, self._kmv)
+        self._set_key(key, self._kmv)  # type: ignore[arg-type]  # set by _live() above
         self._flag_attr.flags = flags
         if syscall(NR_BPF, Cmd.BPF_MAP_LOOKUP_AND_DELETE_ELEM, self._flag_ref, self._elem_size) < 0:
             raise self._fail("BPF_MAP_LOOKUP_AND_DELETE_ELEM")
@@ -666,7 +666,7 @@ class Map(FdObject):
         if key is None:
             ref = self._next_first_ref
         else:
-            self._set_key(key, self._kmv)
+            self._set_key(key, self._kmv)  # type: ignore[arg-type]  # set by _live() above
             ref = self._next_ref
         if syscall(NR_BPF, Cmd.BPF_MAP_GET_NEXT_KEY, ref, self._elem_size) < 0:
             err = get_errno()
@@ -854,8 +854,8 @@ class Map(FdObject):
         self._live()
         out = bytearray()
         for k in keys:
-            self._set_key(k, self._kmv)
-            out += self._kmv
+            self._set_key(k, self._kmv)  # type: ignore[arg-type]  # set by _live() above
+            out += self._kmv  # type: ignore[arg-type]
         return out
 
     # ------------------------------------------------------------ special operations

@@ -31,7 +31,7 @@ import struct
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, MutableSequence, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, MutableSequence, Optional, Sequence, Tuple, Union
 
 from ..errors import BTFError, RelocationError
 from . import types as T
@@ -959,7 +959,11 @@ class Candidates:
     when needed.
     """
 
-    def __init__(self, main: Tuple[str, Spec], modules: "Optional[Iterable[Tuple[str, Spec]]]" = None) -> None:
+    def __init__(
+        self,
+        main: Tuple[str, Spec],
+        modules: "Optional[Union[Iterable[Tuple[str, Spec]], Callable[[], Iterable[Tuple[str, Spec]]]]]" = None,
+    ) -> None:
         self.main = main
         self._modules = modules
         self._module_list: Optional[List[Tuple[str, Spec]]] = None

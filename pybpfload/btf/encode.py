@@ -141,8 +141,8 @@ def encode_type(t: T.Type, strings: StringTable, out: "array[int]") -> None:
         out.append(t.linkage)
     elif isinstance(t, T.Datasec):
         head(_check_vlen(t, len(t.vars)), t.size)
-        for v in t.vars:
-            out.extend((v.type, _u32(v.offset), _u32(v.size)))
+        for sv in t.vars:
+            out.extend((sv.type, _u32(sv.offset), _u32(sv.size)))
     elif isinstance(t, T.Float):
         head(0, t.size)
     elif isinstance(t, T.DeclTag):

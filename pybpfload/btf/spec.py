@@ -111,7 +111,7 @@ class Spec:
         self._str_len = str_len
         self._unique_strings = unique_strings
         self.first_id = 1 if base is None else len(base)
-        self.str_base = 0 if base is None else base.str_base + base._str_len
+        self.str_base: int = 0 if base is None else base.str_base + base._str_len
         self._cache_key: Optional[Tuple[int, int, int]] = None
         self._words: Any = None
         self._offsets = self._build_index(mv, cache)
@@ -278,7 +278,7 @@ class Spec:
         kflag = bool(info >> 31)
         name = self.string(name_off)
         x = i + 3
-        K = _K
+        K: Any = _K  # plain ints (see _K), set by name below its class
         if kind == K.INT:
             enc = w[x]
             return T.Int(tid, name, size_type, (enc >> 24) & 0xF, (enc >> 16) & 0xFF, enc & 0xFF)

@@ -118,6 +118,7 @@ def collect_externs(elf: ElfFile, btf: Optional[Spec], datasecs: List[T.Datasec]
             )
         elif sec.name == KSYMS_SEC:
             is_func = isinstance(t, T.Func)
+            assert isinstance(t, (T.Func, T.Var))
             type_id = skip_mods(btf, t.type)[0]
             raw.append(
                 ExternSpec(

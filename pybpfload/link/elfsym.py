@@ -96,7 +96,7 @@ def _lookup(path: str, symbol: str) -> Tuple[Optional[SymbolLocation], bool, Lis
     try:
         with open(path, "rb") as f:
             elf = _open_elf(path, f)
-            found: List[Tuple[int, int]] = []  # (binding rank, st_value)
+            found: List[Tuple[int, int, int]] = []  # (binding rank, st_value, section index)
             imported = False
             for sym in _symbols(elf):
                 if _base_name(sym.name) != want:

@@ -48,7 +48,8 @@ class LinkInfo:
 
 def _fields(s: ctypes.Structure, skip: tuple = ()) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
-    for name, _ in s._fields_:  # type: ignore[attr-defined]
+    for f in s._fields_:  # type: ignore[attr-defined]
+        name = f[0]  # (name, type[, bits])
         if name.startswith("_") or name in skip:
             continue
         out[name] = getattr(s, name)
