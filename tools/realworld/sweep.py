@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import traceback
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from . import oracle
 
@@ -166,6 +167,41 @@ def _diff_loaded(ours: View, theirs: View) -> List[str]:
     return out
 
 
+PIN_ROOT = Path("/sys/fs/bpf")  # libbpf's (and our) default root for pin-by-name maps
+
+
+def _pins() -> Set[Path]:
+    if not PIN_ROOT.is_dir():
+        return set()
+    return {p for p in PIN_ROOT.rglob("*")}
+
+
+def _isolated(load: Callable[[], View]) -> View:
+    """Run one load, then remove the pins it made (objects pin maps by name under /sys/fs/bpf).
+
+    Each loader must start from the same state (no pin to reuse), and the sweep must leave none behind.
+    """
+    before = _pins()
+    try:
+        return load()
+    finally:
+        for p in sorted(_pins() - before, key=lambda q: len(q.parts), reverse=True):
+            try:
+                p.rmdir() if p.is_dir() else p.unlink()
+            except OSError:
+                pass
+
+
+def _both(path: Path, autoload: Callable[[str, int], bool]) -> Tuple[View, View]:
+    theirs = _isolated(lambda: oracle.load_view(path, autoload, prepare_map, describe))
+    ours = _isolated(lambda: our_load_view(path, autoload))
+    return theirs, ours
+
+
+def _only(name: str, prog: str, prog_type: int) -> bool:
+    return prog == name
+
+
 def diff_load(path: Path) -> Tuple[str, List[str]]:
     """('loaded' | 'loaded-without-trampolines' | 'per-program' | 'legacy-maps', differences)."""
     if legacy_maps(path) and "error" in oracle.open_view(path):
@@ -175,7 +211,7 @@ def diff_load(path: Path) -> Tuple[str, List[str]]:
         ("loaded-without-trampolines", lambda n, t: t not in TRAMPOLINE_TYPES),
     ]
     for label, autoload in strategies:
-        theirs, ours = oracle.load_view(path, autoload, prepare_map, describe), our_load_view(path, autoload)
+        theirs, ours = _both(path, autoload)
         if "error" not in theirs and "error" not in ours:
             return label, _diff_loaded(ours, theirs)
         if ("error" in theirs) != ("error" in ours):
@@ -184,8 +220,7 @@ def diff_load(path: Path) -> Tuple[str, List[str]]:
     out: List[str] = []
     names = [p["name"] for p in oracle.open_view(path).get("programs", [])]
     for name in names:
-        only: Callable[[str, int], bool] = lambda n, t, name=name: n == name  # noqa: E731
-        theirs, ours = oracle.load_view(path, only, prepare_map, describe), our_load_view(path, only)
+        theirs, ours = _both(path, functools.partial(_only, name))
         if ("error" in theirs) != ("error" in ours):
             out.append(f"program {name!r} alone: ours {ours.get('error', 'ok')[:1500]} | libbpf {theirs.get('error', 'ok')}")
         elif "error" not in theirs:
