@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
+import functools
 import os
 import platform
 from typing import TYPE_CHECKING, Optional
@@ -63,6 +64,7 @@ def syscall_function_name(syscall: str) -> str:
     return _SYSCALL_PREFIX.get(platform.machine(), "sys_") + syscall
 
 
+@functools.lru_cache(maxsize=None)
 def has_syscall_wrapper() -> bool:
     """libbpf's FEAT_SYSCALL_WRAPPER: can a kprobe be put on this arch's ``sys_bpf`` wrapper?
 
