@@ -29,7 +29,7 @@ def bpffs_dir() -> Iterator[str]:
         finally:
             shutil.rmtree(d, ignore_errors=True)
         return
-    d = tempfile.mkdtemp(prefix="pybpfload-bpffs-")
+    d = tempfile.mkdtemp(prefix="pybpfload-example-bpffs-")  # not the tests' prefix: their mounts are not ours
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.mount(b"bpf", os.fsencode(d), b"bpf", 0, None) != 0:
         err = ctypes.get_errno()

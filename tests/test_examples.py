@@ -46,7 +46,7 @@ def _run(style: str, name: str) -> str:
 
 
 def _bpffs_mounts() -> int:
-    return Path("/proc/self/mounts").read_text().count("pybpfload-bpffs-")
+    return Path("/proc/self/mounts").read_text().count("pybpfload-example-bpffs-")  # examples/_support.py
 
 
 def _kv(v: int) -> str:
