@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 import pytest
 
@@ -110,3 +110,18 @@ def fixture_path(name: str) -> Path:
     p = FIXTURES / name
     assert p.exists(), f"missing fixture {p}: run make -C fixtures"
     return p
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pybpfload import Map
+
+
+@pytest.fixture
+def perf_map() -> Iterator["Map"]:
+    """A PERF_EVENT_ARRAY with a slot per possible CPU (perf buffer tests)."""
+    from pybpfload import Map, MapType
+    from pybpfload.maps import possible_cpus
+
+    m = Map.create(MapType.BPF_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, possible_cpus(), name="events")
+    yield m
+    m.close()

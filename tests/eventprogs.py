@@ -8,10 +8,11 @@ the test packet, so both contents and order are checked by the tests.
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from .asm import (
     ADD,
@@ -156,3 +157,39 @@ def bpftool_loadall(obj: str, bpffs: Path) -> Tuple[Path, Path]:
     progs, maps = bpffs / "progs", bpffs / "maps"
     subprocess.run([bpftool, "prog", "loadall", str(fixture_path(obj)), str(progs), "pinmaps", str(maps)], check=True, capture_output=True)
     return progs, maps
+
+
+class PerfProducer:
+    """perf_output_prog writing ``size``-byte records to ``m`` on the CPU it runs on; records numbered from 1."""
+
+    def __init__(self, m: Map, size: int) -> None:
+        self.seq = seq_map()
+        self.size = size
+        self.pkt = packet(size)
+        self.prog = perf_output_prog(m.fd, self.seq.fd, size)
+        self.n = 0
+
+    def run(self, n: int, cpu: int) -> List[bytes]:
+        """``n`` records on ``cpu``; the records expected from this run."""
+        old = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {cpu})
+        try:
+            self.prog.test_run(self.pkt, repeat=n)
+        finally:
+            os.sched_setaffinity(0, old)
+        self.n += n
+        return [self.expected(s) for s in range(self.n - n + 1, self.n + 1)]
+
+    def expected(self, s: int) -> bytes:
+        return expected_record(s, self.pkt, self.size)
+
+    def close(self) -> None:
+        self.prog.close()
+        self.seq.close()
+
+
+def usable_cpus() -> List[int]:
+    """Online CPUs this process may run on."""
+    from pybpfload.perfbuf import online_cpus
+
+    return sorted(set(online_cpus()) & os.sched_getaffinity(0))

@@ -18,13 +18,12 @@ import pytest
 
 import pybpfload.libbpf as L
 from pybpfload import Map, MapType, Object
-from pybpfload.maps import possible_cpus
 from pybpfload.perfbuf import online_cpus
 from pybpfload.syscall import AttachType, LinkType
 from pybpfload.syscall import _types as t
 
 from .conftest import FIXTURES, REQUIRE_KERNEL, fixture_path
-from .eventprogs import expected_record, packet, perf_output_prog, seq_map
+from .eventprogs import PerfProducer, usable_cpus
 from .kernel_adapt import load_or_assert_refused
 
 pytestmark = [pytest.mark.kernel, pytest.mark.oracle]
@@ -76,46 +75,11 @@ def _errno_after(fn: Callable[..., Any], *args: Any) -> Tuple[Any, int]:
 
 
 # ---------------------------------------------------------------- perf buffers
-class Producer:
-    """perf_output_prog writing 16-byte records to ``m`` on the CPU it runs on."""
-
-    def __init__(self, m: Map) -> None:
-        self.seq = seq_map()
-        self.pkt = packet(16)
-        self.prog = perf_output_prog(m.fd, self.seq.fd, 16)
-        self.n = 0
-
-    def run(self, n: int, cpu: int) -> List[bytes]:
-        old = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {cpu})
-        try:
-            self.prog.test_run(self.pkt, repeat=n)
-        finally:
-            os.sched_setaffinity(0, old)
-        self.n += n
-        return [expected_record(s, self.pkt, 16) for s in range(self.n - n + 1, self.n + 1)]
-
-    def close(self) -> None:
-        self.prog.close()
-        self.seq.close()
-
-
-@pytest.fixture
-def perf_map() -> Iterator[Map]:
-    m = Map.create(MapType.BPF_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, possible_cpus(), name="events")
-    yield m
-    m.close()
-
-
-def _cpus() -> List[int]:
-    return sorted(set(online_cpus()) & os.sched_getaffinity(0))[:2]
-
-
 def _perf_walk(api: str, lib: Any, m: Map) -> List[Any]:
     """The same walk through either API; everything observable, in order."""
     seen: List[Tuple[int, bytes, int, int]] = []
     out: List[Any] = []
-    prod = Producer(m)
+    prod = PerfProducer(m, 16)
     if api == "ours":
         pb = L.perf_buffer__new(m.fd, 4, lambda ctx, cpu, data, size: seen.append((cpu, bytes(data[:16]), size, ctx)), None, 7)
         f = L
@@ -138,13 +102,13 @@ def _perf_walk(api: str, lib: Any, m: Map) -> List[Any]:
         out.append(("epoll fd", os.readlink(f"/proc/self/fd/{f.perf_buffer__epoll_fd(pb)}")))
         out.append(("poll nothing", f.perf_buffer__poll(pb, 0)))
         want: List[Tuple[int, bytes, int, int]] = []
-        for cpu in _cpus():
+        for cpu in usable_cpus()[:2]:
             want += [(cpu, r, 20, 7) for r in prod.run(3, cpu)]  # 16 bytes, padded to 20 by the kernel
         out.append(("poll", f.perf_buffer__poll(pb, 1000)))  # the number of rings that had data
         out.append(("consume", f.perf_buffer__consume(pb)))
         assert sorted(seen) == sorted(want)
         seen.clear()
-        cpu = _cpus()[0]
+        cpu = usable_cpus()[0]
         want = [(cpu, r, 20, 7) for r in prod.run(2, cpu)]
         idx = online_cpus().index(cpu)
         out.append(("consume_buffer", f.perf_buffer__consume_buffer(pb, idx)))
@@ -162,7 +126,7 @@ def test_perf_buffer_walk_matches_libbpf(lib: Any, perf_map: Map) -> None:
     norm = [(k, v if not isinstance(v, str) else v.split(":")[0] + v.split(":")[1][:1]) for k, v in ours]
     norm_t = [(k, v if not isinstance(v, str) else v.split(":")[0] + v.split(":")[1][:1]) for k, v in theirs]
     assert norm == norm_t
-    assert dict(ours)["poll"] == len(_cpus())
+    assert dict(ours)["poll"] == len(usable_cpus()[:2])
     assert dict(ours)["fd out of range"] == (-errno.EINVAL, errno.EINVAL)
 
 

@@ -6,18 +6,18 @@ the producer's inputs (sequence number + packet bytes)."""
 from __future__ import annotations
 
 import gc
-import os
 import selectors
 import struct
 import subprocess
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
 from .conftest import require_tool
-from .eventprogs import bpftool_loadall, expected_record, packet, perf_output_prog, seq_map
+from .eventprogs import PerfProducer as Producer
+from .eventprogs import bpftool_loadall, usable_cpus
 
 from pybpfload import BPFError, Map, MapType, StateError
 from pybpfload.maps import possible_cpus
@@ -29,40 +29,6 @@ kernel = pytest.mark.kernel
 def padded(size: int) -> int:
     """The raw sample size the kernel reports: size + 4 rounded up to 8, minus 4."""
     return ((size + 4 + 7) & ~7) - 4
-
-
-class Producer:
-    def __init__(self, m: Map, size: int) -> None:
-        self.seq = seq_map()
-        self.size = size
-        self.pkt = packet(size)
-        self.prog = perf_output_prog(m.fd, self.seq.fd, size)
-
-    def run(self, n: int, cpu: int) -> None:
-        old = os.sched_getaffinity(0)
-        os.sched_setaffinity(0, {cpu})
-        try:
-            self.prog.test_run(self.pkt, repeat=n)
-        finally:
-            os.sched_setaffinity(0, old)
-
-    def expected(self, s: int) -> bytes:
-        return expected_record(s, self.pkt, self.size)
-
-    def close(self) -> None:
-        self.prog.close()
-        self.seq.close()
-
-
-@pytest.fixture
-def perf_map() -> Iterator[Map]:
-    m = Map.create(MapType.BPF_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, possible_cpus(), name="events")
-    yield m
-    m.close()
-
-
-def usable_cpus() -> List[int]:
-    return sorted(set(online_cpus()) & os.sched_getaffinity(0))
 
 
 @kernel
