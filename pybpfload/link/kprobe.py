@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Optional
 
 from ..errors import NotSupportedError, SyscallError
 from ..syscall import perf
+from ..syscall.fd import Fd
 from .base import prog_fd_of
 from .perf_event import PerfEventLink, attach_perf_fd
 from .tracefs import add_probe_event, remove_probe_event, tracefs_root
@@ -65,6 +66,18 @@ def syscall_function_name(syscall: str) -> str:
 
 
 @functools.lru_cache(maxsize=None)
+def _pmu_kprobe(func: str, offset: int, retprobe: bool, pid: int, cpu: int) -> Fd:
+    """perf_event_open of a kprobe PMU event on ``func`` + ``offset``."""
+    pmu = pmu_type("kprobe")
+    assert pmu is not None
+    cname = ctypes.create_string_buffer(func.encode())
+    attr = probe_perf_attr(pmu, retprobe, ctypes.addressof(cname), offset, ret_bit=pmu_config_bit("kprobe", "retprobe", 0))
+    try:
+        return perf.perf_event_open(attr, pid, cpu)
+    finally:
+        del cname
+
+
 def has_syscall_wrapper() -> bool:
     """libbpf's FEAT_SYSCALL_WRAPPER: can a kprobe be put on this arch's ``sys_bpf`` wrapper?
 
@@ -78,17 +91,11 @@ def has_syscall_wrapper() -> bool:
     func = prefix + "bpf"
     how = kprobe_support()
     if how == "pmu":
-        pmu = pmu_type("kprobe")
-        assert pmu is not None
-        cname = ctypes.create_string_buffer(func.encode())
-        attr = probe_perf_attr(pmu, False, ctypes.addressof(cname), 0, ret_bit=pmu_config_bit("kprobe", "retprobe", 0))
         try:
-            perf.perf_event_open(attr, os.getpid(), -1).close()
+            _pmu_kprobe(func, 0, False, os.getpid(), -1).close()
             return True
         except (SyscallError, OSError):
             return False
-        finally:
-            del cname
     if how == "tracefs":
         try:
             group, event, _ = add_probe_event("kprobe", False, func)
@@ -109,19 +116,13 @@ def attach_kprobe(
     what = f"{func}+{offset:#x}" if offset else func
     describe = {"perf_event_type": kind, "func_name": func, "offset": offset, "addr": 0}
     if how == "pmu" and not legacy:
-        pmu = pmu_type("kprobe")
-        assert pmu is not None
-        cname = ctypes.create_string_buffer(func.encode())
-        attr = probe_perf_attr(pmu, retprobe, ctypes.addressof(cname), offset, ret_bit=pmu_config_bit("kprobe", "retprobe", 0))
         try:
-            pfd = perf.perf_event_open(attr, -1, 0)
+            pfd = _pmu_kprobe(func, offset, retprobe, -1, 0)
         except SyscallError as e:
             if e.errno != errno.ENOENT:
                 raise
             # the kprobe PMU's answer for a symbol it cannot find (absent, inlined, or not probeable)
             raise SyscallError(e.errno, "perf_event_open", getattr(prog, "name", None), detail=f"{kind} {what!r}: no such kernel function") from None
-        finally:
-            del cname
         return attach_perf_fd(prog, pfd, cookie=cookie, kind=kind, target=what, describe=describe)
     group, event, tp_id = add_probe_event("kprobe", retprobe, what)
     try:
