@@ -119,8 +119,9 @@ def legacy_maps(path: Path) -> bool:
         return False  # not an ELF file at all: both loaders refuse it
 
 
-def diff_open(path: Path) -> List[str]:
-    theirs, ours = oracle.open_view(path), our_open_view(path)
+def diff_open(path: Path, theirs: View) -> List[str]:
+    """Differences after open; ``theirs`` is ``oracle.open_view(path)``."""
+    ours = our_open_view(path)
     if "error" in theirs and "error" not in ours and legacy_maps(path):
         return []  # kept on purpose (the spec is libbpf 0.8's API)
     if "error" in theirs or "error" in ours:
@@ -202,9 +203,9 @@ def _only(name: str, prog: str, prog_type: int) -> bool:
     return prog == name
 
 
-def diff_load(path: Path) -> Tuple[str, List[str]]:
+def diff_load(path: Path, opened: View) -> Tuple[str, List[str]]:
     """('loaded' | 'loaded-without-trampolines' | 'per-program' | 'legacy-maps', differences)."""
-    if legacy_maps(path) and "error" in oracle.open_view(path):
+    if "error" in opened and legacy_maps(path):
         return "legacy-maps", []  # libbpf 1.x cannot open it: nothing to compare with
     strategies: List[Tuple[str, Callable[[str, int], bool]]] = [
         ("loaded", lambda n, t: True),
@@ -218,7 +219,7 @@ def diff_load(path: Path) -> Tuple[str, List[str]]:
             return label, [f"load: ours {ours.get('error', 'ok')[:1500]} | libbpf {theirs.get('error', 'ok')}"]
     # both refuse the whole object: program by program (the others not loaded)
     out: List[str] = []
-    names = [p["name"] for p in oracle.open_view(path).get("programs", [])]
+    names = [p["name"] for p in opened.get("programs", [])]
     for name in names:
         theirs, ours = _both(path, functools.partial(_only, name))
         if ("error" in theirs) != ("error" in ours):
@@ -233,9 +234,10 @@ def sweep(files: List[Path], load: bool, log: Callable[[str], None] = print) -> 
     for path in files:
         entry: Dict[str, Any] = {}
         try:
-            entry["open"] = diff_open(path)
+            opened = oracle.open_view(path)  # libbpf's view after open, used by both steps
+            entry["open"] = diff_open(path, opened)
             if load:
-                entry["load_mode"], entry["load"] = diff_load(path)
+                entry["load_mode"], entry["load"] = diff_load(path, opened)
         except Exception:  # noqa: BLE001 - a crash inside pybpfload is a finding, reported per object
             entry["crash"] = traceback.format_exc()
         results[path.name] = entry
