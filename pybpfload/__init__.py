@@ -38,6 +38,7 @@ _EXPORTS = {
     "VerifierError": "errors",
     "PinError": "errors",
     "NotSupportedError": "errors",
+    "UnknownAttributeError": "errors",
     "ParseError": "errors",
     "ELFError": "errors",
     "BTFError": "errors",
@@ -101,6 +102,7 @@ if TYPE_CHECKING:  # pragma: no cover
         RelocationError,
         StateError,
         SyscallError,
+        UnknownAttributeError,
         VerifierError,
     )
     from .maps import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Map, MapInfo, MapKeyError, possible_cpus  # noqa: F401

@@ -8,6 +8,7 @@ Every failure that pybpfload reports is a :class:`BPFError`::
     │   │   └── VerifierError          PROG_LOAD rejected; carries the verifier log
     │   └── PinError                   a pin path that cannot be used
     ├── NotSupportedError              the kernel lacks a feature that was asked for
+    ├── UnknownAttributeError (also AttributeError)  a name the object does not have
     ├── ParseError                     malformed input
     │   ├── ELFError
     │   └── BTFError
@@ -31,6 +32,7 @@ __all__ = [
     "VerifierError",
     "PinError",
     "NotSupportedError",
+    "UnknownAttributeError",
     "ParseError",
     "ELFError",
     "BTFError",
@@ -137,11 +139,21 @@ class PinError(BPFOSError):
 
 
 class NotSupportedError(BPFError):
-    """The running kernel lacks a feature; ``feature`` names it."""
+    """The running kernel lacks a feature; ``feature`` names it.
 
-    def __init__(self, feature: str, detail: str = "") -> None:
+    ``errno`` is the kernel's answer when a refused call told us (whatever errno
+    the kernel build chose: EINVAL, EPERM, ENOTSUPP...), else None.
+    """
+
+    def __init__(self, feature: str, detail: str = "", *, errno: Optional[int] = None) -> None:
         super().__init__(f"{feature} is not supported by this kernel" + (f": {detail}" if detail else ""))
         self.feature = feature
+        self.errno = errno
+
+
+class UnknownAttributeError(BPFError, AttributeError):
+    """A name that the object does not have (a misspelt attribute, an unknown
+    global variable); the message lists the names there are."""
 
 
 class ParseError(BPFError, ValueError):
