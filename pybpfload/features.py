@@ -15,7 +15,7 @@ import struct
 import threading
 from typing import Any, Callable, Dict, TypeVar
 
-from .errors import BPFError, SyscallError, VerifierError
+from .errors import BPFError, BPFOSError, NotSupportedError, SyscallError, VerifierError
 from .syscall import commands
 from .syscall._types import AttachType, FuncId, MapType, ProgType
 
@@ -32,6 +32,7 @@ __all__ = [
     "has_bpf_cookie",
     "has_uprobe_syscall",
     "reset_cache",
+    "refusal",
 ]
 
 F = TypeVar("F", bound=Callable[..., bool])
@@ -150,6 +151,28 @@ _LOCAL_STORAGES = {
     MapType.BPF_MAP_TYPE_CGRP_STORAGE,
 }
 @_cached
+def refusal(e: BPFOSError, kind: str, type_value: int, type_name: str) -> BPFError:
+    """``e`` (a failed map create or program load) as NotSupportedError when the
+    loader's own probe says the kernel lacks ``type_value`` (``kind``: "map" or
+    "program"), whatever errno the kernel build answered (EINVAL, EPERM...).
+
+    The error names the type and keeps the kernel's errno.  ``e`` is returned
+    unchanged when the type exists, when the probe itself cannot run, and for
+    EPERM when even the most basic type is refused (no privilege, not an absent type).
+    """
+    probe, basic = (
+        (map_type_supported, MapType.BPF_MAP_TYPE_ARRAY) if kind == "map" else (prog_type_supported, ProgType.BPF_PROG_TYPE_SOCKET_FILTER)
+    )
+    try:
+        if probe(type_value):
+            return e
+        if e.errno == errno.EPERM and type_value != basic and not probe(basic):
+            return e
+    except BPFError:
+        return e
+    return NotSupportedError(f"BPF {kind} type {type_name}", str(e), errno=e.errno)
+
+
 def map_type_supported(map_type: int) -> bool:
     """Whether the kernel can create maps of ``map_type`` (libbpf_probe_bpf_map_type)."""
     ks, vs, n, flags = _MAP_ARGS.get(map_type, (4, 4, 1, 0))

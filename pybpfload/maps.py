@@ -125,20 +125,11 @@ def _type_name(map_type: int) -> str:
 
 
 def _map_type_refused(e: SyscallError, map_type: int) -> BPFError:
-    """``e`` (a failed BPF_MAP_CREATE) as NotSupportedError when the kernel lacks the map type."""
-    if e.errno != errno.EINVAL:
-        return e
-    from .features import map_type_supported
+    """``e`` (a failed BPF_MAP_CREATE) as NotSupportedError when the kernel lacks the map type
+    (any errno: the loader's own probe decides)."""
+    from .features import refusal
 
-    try:
-        supported = map_type_supported(map_type)
-    except BPFError:
-        return e
-    if supported:
-        return e
-    from .errors import NotSupportedError
-
-    return NotSupportedError(f"BPF map type {_type_name(map_type)}", str(e))
+    return refusal(e, "map", map_type, _type_name(map_type))
 
 
 class Map(FdObject):

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import errno
 from typing import Any, Iterator, Optional, Sequence, Tuple, Union
 
 from . import pinning
 from ._fdobject import FdObject
-from .errors import BPFError, NotSupportedError, StateError, VerifierError
+from .errors import BPFError, StateError, VerifierError
 from .syscall import commands
 from .syscall._types import AttachType, ProgInfo as _ProgInfo, ProgType
 from .syscall.fd import Fd
@@ -412,18 +411,12 @@ class Program(FdObject):
 
 def _prog_type_refused(e: VerifierError, prog_type: int) -> BPFError:
     """``e`` as NotSupportedError when the kernel refused the load because it lacks the program type
-    (EINVAL before the verifier ran: an empty log)."""
-    if e.errno != errno.EINVAL or e.log.strip():
+    (refused before the verifier ran: an empty log; any errno, as the loader's probe decides)."""
+    if e.log.strip():
         return e
-    from .features import prog_type_supported
+    from .features import refusal
 
-    try:
-        supported = prog_type_supported(prog_type)
-    except BPFError:
-        return e
-    if supported:
-        return e
-    return NotSupportedError(f"BPF program type {_type_name(prog_type)}", str(e))
+    return refusal(e, "program", prog_type, _type_name(prog_type))
 
 
 def _type_name(prog_type: int) -> str:

@@ -8,6 +8,21 @@ clear error instead of skipping.
 from __future__ import annotations
 
 import functools
+import os
+
+
+def assert_not_supported(exc: BaseException, *words: str) -> None:
+    """``exc`` is the clear refusal of a type the loader's probe says is absent:
+    NotSupportedError naming ``words`` (the type, the object), carrying the kernel's
+    errno, whatever errno this kernel build answers (EINVAL on one, EPERM on another)."""
+    from pybpfload.errors import NotSupportedError
+
+    assert isinstance(exc, NotSupportedError), repr(exc)
+    assert isinstance(exc.errno, int) and exc.errno > 0, repr(exc)
+    text = str(exc)
+    assert "not supported by this kernel" in text and os.strerror(exc.errno) in text, text
+    for w in words:
+        assert w.lower() in text.lower(), (w, text)
 
 
 @functools.lru_cache(maxsize=None)
