@@ -387,11 +387,10 @@ class _Load:
     # ------------------------------------------------------------ 4-5. programs
     def _relocate_and_load(self) -> None:
         core_insns = self._apply_core()
-        rodata = next(
-            (self.obj.maps[ms.name] for ms in self.model.maps if ms.kind is MapKind.RODATA and ms.real_name == ".rodata"),
-            None,
-        )
-        bind = rodata is not None and features.has_prog_bind_map()
+        # every map of a .rodata / .rodata.* section (string literals in .rodata.str1.1,
+        # constants in .rodata.cst16...) is bound to every program, in map order, as libbpf does
+        rodata = [self.obj.maps[ms.name] for ms in self.model.maps if ms.kind is MapKind.RODATA]
+        bind = bool(rodata) and features.has_prog_bind_map()
         for name, prog in self.obj.programs.items():
             spec = self.obj.program_spec(name)
             assert spec is not None
@@ -443,13 +442,16 @@ class _Load:
                 raise core.explain_verifier_error(self.obj, linked, e) from None
             self.loaded_progs.append(prog)
             log.debug("prog '%s': loaded, %d insns, fd %d", name, len(insns) // 8, prog.fd)
-            if bind and rodata is not None:
+            if bind:
                 from .syscall import commands
 
-                try:
-                    commands.prog_bind_map(prog.fileno(), rodata.fileno())
-                except BPFError as e:
-                    log.warn("prog '%s': failed to bind .rodata map: %s", name, e)
+                for rm in rodata:
+                    if not rm.created:
+                        continue  # autocreate off
+                    try:
+                        commands.prog_bind_map(prog.fileno(), rm.fileno())
+                    except BPFError as e:
+                        log.warn("prog '%s': failed to bind map '%s': %s", name, rm.name, e)
 
     def _apply_core(self) -> Dict[int, bytes]:
         """CO-RE relocation of every function's own instructions (id(spec) -> insns)."""
