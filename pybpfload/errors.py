@@ -292,7 +292,7 @@ def error_code(exc: BaseException) -> int:
     if isinstance(exc, RelocationError):
         return int(LibbpfErrno.RELOC)
     if isinstance(exc, NotSupportedError):
-        return _errno.EOPNOTSUPP
+        return exc.errno or _errno.EOPNOTSUPP
     if isinstance(exc, StateError):
         return _errno.EINVAL
     if isinstance(exc, StructOpsError):

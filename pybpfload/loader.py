@@ -117,6 +117,7 @@ class _Load:
 
     # ------------------------------------------------------------ driver
     def run(self) -> None:
+        self._check_prog_types()
         try:
             self._resolve_externs()
             self._init_struct_ops()
@@ -132,6 +133,17 @@ class _Load:
             for h in self.kernel_btf_fds.values():
                 h.close()
             self.kernel_btf_fds.clear()
+
+    def _check_prog_types(self) -> None:
+        """Before any syscall: every program to load has a type (libbpf: "missing BPF prog
+        type, check ELF section name"); a section libbpf does not know leaves it 0 until
+        the caller sets ``prog.type``."""
+        for name, prog in self.obj.programs.items():
+            if prog.autoload and not prog.loaded and int(prog.type) == ProgType.BPF_PROG_TYPE_UNSPEC:
+                raise StateError(
+                    f"prog {name!r}: missing BPF prog type, check ELF section name {prog.section_name!r} "
+                    "(no known section prefix; set prog.type before load, or turn its autoload off)"
+                )
 
     def _rollback(self) -> None:
         for path in self.new_pins:
