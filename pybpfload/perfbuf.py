@@ -19,6 +19,10 @@ As for ring buffers (see :mod:`pybpfload.ringbuf` for the memory-ordering
 notes, which apply unchanged to data_head / data_tail), a sample callback
 gets a zero-copy memoryview valid during the call, or bytes with
 ``copy=True``.
+
+Threads: each per-CPU ring is consumed under its own lock, so two threads
+polling or consuming one PerfBuffer never hand the same record out twice (a
+callback may consume again from its own thread).
 """
 
 from __future__ import annotations
@@ -27,9 +31,10 @@ import errno
 import mmap
 import select
 import struct
+import threading
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from .errors import BPFError, SyscallError
+from .errors import BPFError, StateError, SyscallError
 from .ringbuf import EpollOwner
 
 __all__ = ["PerfBuffer", "PerfCpuBuffer"]
@@ -65,6 +70,7 @@ class PerfCpuBuffer:
         from .syscall import perf
 
         self.cpu = cpu
+        self._lock = threading.RLock()  # one consumer at a time (a callback may re-enter)
         self.fd = perf.perf_event_open(perf.bpf_output_attr(wakeup_events), -1, cpu)
         self.data_size = page_cnt * PAGE_SIZE
         self._mask = self.data_size - 1
@@ -98,7 +104,13 @@ class PerfCpuBuffer:
         return self._meta[self._head] - self._meta[self._tail]
 
     def process(self, sample_cb: SampleCallback, lost_cb: Optional[LostCallback], copy: bool) -> int:
-        """Hand every record to the callbacks; returns the number of samples."""
+        """Hand every record to the callbacks; returns the number of samples (thread-safe)."""
+        with self._lock:
+            if self._mm is None:
+                raise StateError(f"perf ring of cpu {self.cpu} is closed")
+            return self._process(sample_cb, lost_cb, copy)
+
+    def _process(self, sample_cb: SampleCallback, lost_cb: Optional[LostCallback], copy: bool) -> int:
         meta = self._meta
         u32 = self._u32
         u16 = self._u16
@@ -144,16 +156,17 @@ class PerfCpuBuffer:
             meta[self._tail] = tail
 
     def close(self) -> None:
-        for v in self._views:
-            v.release()
-        self._views = []
-        mm, self._mm = self._mm, None
-        if mm is not None:
-            try:
-                mm.close()
-            except BufferError:  # a caller still holds a view: unmapped when it dies
-                pass
-        self.fd.close()
+        with self._lock:  # not while another thread reads the ring
+            for v in self._views:
+                v.release()
+            self._views = []
+            mm, self._mm = self._mm, None
+            if mm is not None:
+                try:
+                    mm.close()
+                except BufferError:  # a caller still holds a view: unmapped when it dies
+                    pass
+            self.fd.close()
 
 
 class PerfBuffer(EpollOwner):
