@@ -635,15 +635,8 @@ def bpf_object__btf(obj: Optional[Object]) -> Optional["Btf"]:
             o = ref()
             return o.btf_fd if o is not None else -1
 
-        b = _BTF[obj] = Btf(_opened_btf(obj), fd_source=fd)
+        b = _BTF[obj] = Btf(obj.btf, fd_source=fd)  # with libbpf's open-time fix-ups
     return b
-
-
-def _opened_btf(obj: Object) -> Any:
-    from .loader import opened_btf
-
-    assert obj.btf is not None
-    return opened_btf(obj.model, obj.btf).spec()
 
 
 def bpf_object__btf_fd(obj: Object) -> int:

@@ -124,7 +124,8 @@ class Object:
         self.btf_custom_path = btf_custom_path
         self.kernel_log_level = kernel_log_level
         self._kversion: Optional[int] = model.kversion
-        self._btf: Optional["Spec"] = None
+        self._btf: Optional["Spec"] = None  # with libbpf's open-time fix-ups
+        self._btf_file: Optional["Spec"] = None  # as in the file
         self._loaded = False  # set by the loader
         self._closed = False
         self._btf_handle: Optional[Any] = None  # the object's BTF in the kernel, after load
@@ -275,12 +276,28 @@ class Object:
 
     @property
     def btf(self) -> Optional["Spec"]:
-        """The object's BTF (decoded lazily from .BTF), None when there is none."""
-        if self._btf is None and self.model.btf_raw is not None:
+        """The object's BTF as libbpf's ``bpf_object__btf`` shows it after open, None when there is none.
+
+        That is the .BTF section with libbpf's open-time fix-ups: DATASEC sizes and
+        VAR offsets filled in from the ELF (clang 14 leaves them 0), hidden globals
+        static, each DATASEC's variables sorted by offset, extern VARs and FUNCs made
+        loadable.  Type ids are those of the file.  Decoded on first use.
+        """
+        if self._btf is None:
+            raw = self._file_btf()
+            if raw is not None:
+                from .loader import opened_btf
+
+                self._btf = opened_btf(self.model, raw).spec()
+        return self._btf
+
+    def _file_btf(self) -> Optional["Spec"]:
+        """The .BTF section exactly as the file has it (what ``bpftool btf dump file`` shows)."""
+        if self._btf_file is None and self.model.btf_raw is not None:
             from .btf import Spec
 
-            self._btf = Spec.from_bytes(self.model.btf_raw)
-        return self._btf
+            self._btf_file = Spec.from_bytes(self.model.btf_raw)
+        return self._btf_file
 
     @property
     def btf_ext(self) -> Optional[bytes]:
