@@ -243,7 +243,7 @@ def cmd_btf_dump(args: argparse.Namespace) -> int:
     if path.endswith(".o"):
         from .object import Object
 
-        spec = Object.open(path).btf
+        spec = Object.open(path)._file_btf()  # as the file has it, as bpftool's btf dump file shows
         if spec is None:
             print(f"pybpfload: error: {path} has no .BTF section", file=sys.stderr)
             return 1
