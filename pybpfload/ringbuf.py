@@ -46,6 +46,17 @@ between them, far beyond any out-of-order window, and any ``epoll_wait`` in
 :meth:`poll` is a full barrier.  The consumer_pos store is issued after the
 callback returned and its loads completed (their values were used), so the
 producer can never overwrite a record still being read.
+
+Threads
+-------
+Each :class:`Ring` is consumed under its own lock: threads calling
+:meth:`RingBuffer.consume` / :meth:`RingBuffer.poll` on one RingBuffer never
+hand the same record out twice (a callback may consume again from its own
+thread).  :meth:`Ring.records` and :meth:`RingBuffer.stream` iterate without
+the lock (a record is released between two steps of the caller's loop): use
+them from one consumer only, not alongside another thread's consume.
+:meth:`UserRingBuffer.reserve` is serialised by a lock, so several producer
+threads may share one UserRingBuffer (libbpf leaves that to the caller).
 """
 
 from __future__ import annotations
@@ -54,6 +65,7 @@ import errno
 import mmap
 import select
 import sys
+import threading
 import time
 import warnings
 from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Tuple
@@ -189,6 +201,7 @@ class Ring:
         self.index = index
         self.map_fd = map_fd
         self.callback = callback
+        self._lock = threading.RLock()  # one consumer at a time (a callback may re-enter)
         self._maps: List[mmap.mmap] = []
         if _memory is not None:  # (consumer page, producer page, data twice over, size): tests
             cons, prod, data, self.size = _memory
@@ -220,11 +233,11 @@ class Ring:
         if record_size is not None:
             self._stride = (record_size + HDR_SIZE + 7) & ~7
             self._hdr_pattern = record_size.to_bytes(4, sys.byteorder)
-            self._process: Callable[[], int] = self._process_fixed
+            self._run: Callable[[], int] = self._process_fixed
         elif batch:
-            self._process = self._process_batch
+            self._run = self._process_batch
         else:
-            self._process = self._process_each
+            self._run = self._process_each
 
     # ------------------------------------------------------------ positions
     @property
@@ -243,9 +256,14 @@ class Ring:
 
     def consume(self) -> int:
         """Process this ring's available records (ring__consume); see RingBuffer.consume."""
-        if self._cons is None:
-            raise StateError("ring buffer is closed")
         return self._process()
+
+    def _process(self) -> int:
+        """One consumer at a time: the walk reads and publishes consumer_pos."""
+        with self._lock:
+            if self._cons is None:
+                raise StateError("ring buffer is closed")
+            return self._run()
 
     # ------------------------------------------------------------ the hot loop
     def _walk(self, cb: Callable[[Any], Any], hold: bool = False) -> int:
@@ -378,10 +396,11 @@ class Ring:
             cq[0] = cons
 
     def _close(self) -> None:
-        views, self._views = self._views, []
-        self._cons = self._prod = self._u32 = self._data = self._src = self._raw = None  # type: ignore[assignment]
-        maps, self._maps = self._maps, []
-        _unmap(views, maps)
+        with self._lock:  # not while another thread walks the ring
+            views, self._views = self._views, []
+            self._cons = self._prod = self._u32 = self._data = self._src = self._raw = None  # type: ignore[assignment]
+            maps, self._maps = self._maps, []
+            _unmap(views, maps)
 
 
 def _matching_prefix(lens: bytes, pat: bytes, n: int) -> int:
@@ -631,6 +650,7 @@ class UserRingBuffer(EpollOwner):
         self._mask = self.size - 1
         self._maps: List[mmap.mmap] = []
         self._pending: Dict[int, Tuple[memoryview, int]] = {}
+        self._reserve_lock = threading.Lock()  # producers share producer_pos
         self._epoll: Optional[select.epoll] = None
         try:
             cons = _mmap(fd, PAGE_SIZE, mmap.PROT_READ, 0, "user ring buffer consumer page")
@@ -662,7 +682,11 @@ class UserRingBuffer(EpollOwner):
 
     def reserve(self, size: int) -> memoryview:
         """Reserve ``size`` bytes (user_ring_buffer__reserve); raises BPFOSError
-        ENOSPC when the ring is full, E2BIG when it could never fit."""
+        ENOSPC when the ring is full, E2BIG when it could never fit.  Thread-safe."""
+        with self._reserve_lock:
+            return self._reserve(size)
+
+    def _reserve(self, size: int) -> memoryview:
         self._live()
         if size < 0 or size & _FLAG_BITS:
             raise BPFOSError(errno.E2BIG, f"user ring buffer: cannot reserve {size} bytes")
@@ -702,6 +726,10 @@ class UserRingBuffer(EpollOwner):
             self._epoll.poll(left, 1)
 
     def _commit(self, view: memoryview, discard: bool) -> None:
+        with self._reserve_lock:
+            self._commit_unlocked(view, discard)
+
+    def _commit_unlocked(self, view: memoryview, discard: bool) -> None:
         self._live()
         entry = self._pending.pop(id(view), None)
         if entry is None or entry[0] is not view:
@@ -731,6 +759,14 @@ class UserRingBuffer(EpollOwner):
 
     def close(self) -> None:
         """Unmap the ring and close the epoll fd (user_ring_buffer__free); idempotent."""
+        lock = getattr(self, "_reserve_lock", None)  # absent when __init__ failed early
+        if lock is not None:
+            with lock:  # not in the middle of another thread's reserve
+                self._close_unlocked()
+        else:
+            self._close_unlocked()
+
+    def _close_unlocked(self) -> None:
         for view, _ in getattr(self, "_pending", {}).values():
             view.release()
         self._pending = {}
