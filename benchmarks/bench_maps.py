@@ -1,16 +1,22 @@
 #!/usr/bin/env python3
 """Map operation speed: the public API next to the pure-Python floor, in one run.
 
-    sudo python3 benchmarks/bench_maps.py [--entries 100000] [--rounds 5]
+    sudo python3 benchmarks/bench_maps.py [--entries 100000] [--trial 20000] [--rounds 15] [--threads 2]
 
 - floor: a bare ctypes loop calling syscall(__NR_bpf) with prebuilt attr
   buffers (the key packed into a preallocated buffer, the value read back as
   bytes) — as fast as pure Python gets;
 - api: Map.lookup / Map.update with bytes keys, and with int keys;
+- threads: Map.lookup from --threads threads at once, each on its own keys
+  (aggregate rate; the GIL is released during bpf(2));
 - dump: the whole map into a dict with Map.dump() (batch lookup), next to
   the raw batch syscalls alone.
 
-Figures are ops/s (best of --rounds); ratios are what to compare.
+Every method runs in short trials of --trial operations, and the trials are
+interleaved round-robin (floor, api..., floor, api..., ...), so each method
+sees the same machine state (CPU frequency, caches, other load) as the floor
+it is compared with.  Figures are ops/s of each method's best trial; ratios
+are what to compare.
 """
 
 from __future__ import annotations
@@ -19,8 +25,10 @@ import argparse
 import ctypes
 import struct
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Callable, Dict, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -29,27 +37,39 @@ from pybpfload.syscall._raw import NR_BPF, syscall  # noqa: E402
 from pybpfload.syscall._types import Cmd, MapBatchAttr, MapElemAttr  # noqa: E402
 
 
-def best(fn, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        t = time.perf_counter()
+def timed(fn: Callable[[], None]) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def interleaved(methods: Dict[str, Callable[[], None]], rounds: int) -> Dict[str, float]:
+    """Best time of each method over ``rounds`` round-robin rounds (one untimed warm-up round first)."""
+    for fn in methods.values():
         fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+    best = {k: float("inf") for k in methods}
+    for _ in range(rounds):
+        for k, fn in methods.items():
+            best[k] = min(best[k], timed(fn))
+    return best
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--entries", type=int, default=100_000)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--trial", type=int, default=20_000, help="operations per timed trial")
+    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     n = args.entries
+    t = min(args.trial, n)
 
     m = Map.create(MapType.BPF_MAP_TYPE_HASH, 4, 8, n, name="bench")
     keys_b = [struct.pack("I", i) for i in range(n)]
     vals_b = [struct.pack("Q", i * 3) for i in range(n)]
     m.update_batch(keys_b, vals_b)
     fd = m.fileno()
+    tkeys_b, tvals_b = keys_b[:t], vals_b[:t]
 
     # ---- floor: prebuilt attr, pack_into the key, syscall, read the value
     kbuf = ctypes.create_string_buffer(4)
@@ -61,42 +81,58 @@ def main() -> int:
     lookup, update = int(Cmd.BPF_MAP_LOOKUP_ELEM), int(Cmd.BPF_MAP_UPDATE_ELEM)
 
     def floor_lookup() -> None:
-        for i in range(n):
+        for i in range(t):
             pack_into(kbuf, 0, i)
             if syscall(NR_BPF, lookup, ref, size) < 0:
                 raise OSError(ctypes.get_errno(), "lookup")
             vbuf.raw  # noqa: B018 - reading the value is the measured work
 
     def floor_update() -> None:
-        for i in range(n):
+        for i in range(t):
             pack_into(kbuf, 0, i)
-            vbuf.raw = vals_b[i]
+            vbuf.raw = tvals_b[i]
             if syscall(NR_BPF, update, ref, size) < 0:
                 raise OSError(ctypes.get_errno(), "update")
 
     def api_lookup_bytes() -> None:
         get = m.lookup
-        for k in keys_b:
+        for k in tkeys_b:
             get(k)
 
     def api_lookup_int() -> None:
         get = m.lookup
-        for i in range(n):
+        for i in range(t):
             get(i)
 
     def api_getitem() -> None:
-        for k in keys_b:
+        for k in tkeys_b:
             m[k]
 
     def api_update_bytes() -> None:
         up = m.update
-        for k, v in zip(keys_b, vals_b):
+        for k, v in zip(tkeys_b, tvals_b):
             up(k, v)
 
     def api_update_int() -> None:
         up = m.update
-        for i in range(n):
+        for i in range(t):
             up(i, i)
+
+    # ---- several threads, each looking up its own keys (t lookups in all)
+    nthreads = max(1, args.threads)
+    share = t // nthreads
+
+    def api_lookup_threads() -> None:
+        def work(lo: int) -> None:
+            get = m.lookup
+            for i in range(lo, lo + share):
+                get(i)
+
+        ths = [threading.Thread(target=work, args=(j * share,)) for j in range(nthreads)]
+        for th in ths:
+            th.start()
+        for th in ths:
+            th.join()
 
     # ---- dump: raw batch syscalls only vs Map.dump()
     chunk = 4096
@@ -128,28 +164,27 @@ def main() -> int:
         d = m.dump()
         assert len(d) == n
 
-    rows = []
-    t_floor_l = best(floor_lookup, args.rounds)
-    t_floor_u = best(floor_update, args.rounds)
-    for label, fn, base in [
-        ("floor lookup (bare ctypes)", floor_lookup, t_floor_l),
-        ("api lookup, bytes keys", api_lookup_bytes, t_floor_l),
-        ("api lookup, int keys", api_lookup_int, t_floor_l),
-        ("api m[key], bytes keys", api_getitem, t_floor_l),
-        ("floor update (bare ctypes)", floor_update, t_floor_u),
-        ("api update, bytes", api_update_bytes, t_floor_u),
-        ("api update, ints", api_update_int, t_floor_u),
-    ]:
-        t = t_floor_l if fn is floor_lookup else t_floor_u if fn is floor_update else best(fn, args.rounds)
-        rows.append((label, n / t / 1e6, base / t))
-    print(f"hash map, {n} entries, 4-byte keys, 8-byte values; best of {args.rounds}")
-    print(f"{'operation':34} {'M ops/s':>8} {'vs floor':>9}")
-    for label, mops, ratio in rows:
-        print(f"{label:34} {mops:8.3f} {ratio:8.0%}")
-    t_raw = best(raw_batch, args.rounds)
-    t_dump = best(dump, args.rounds)
-    print(f"{'raw batch syscalls, 100k':34} {t_raw * 1000:7.1f} ms")
-    print(f"{'Map.dump() into a dict':34} {t_dump * 1000:7.1f} ms  ({t_dump / t_raw:.2f}x raw)")
+    rows: List[tuple] = [
+        ("floor lookup (bare ctypes)", floor_lookup, floor_lookup, t),
+        ("api lookup, bytes keys", api_lookup_bytes, floor_lookup, t),
+        ("api lookup, int keys", api_lookup_int, floor_lookup, t),
+        ("api m[key], bytes keys", api_getitem, floor_lookup, t),
+        (f"api lookup, int keys, {nthreads} threads", api_lookup_threads, floor_lookup, share * nthreads),
+        ("floor update (bare ctypes)", floor_update, floor_update, t),
+        ("api update, bytes", api_update_bytes, floor_update, t),
+        ("api update, ints", api_update_int, floor_update, t),
+    ]
+    best = interleaved({label: fn for label, fn, _, _ in rows}, args.rounds)
+    label_of = {fn: label for label, fn, _, _ in rows}
+    print(f"hash map, {n} entries, 4-byte keys, 8-byte values; {args.rounds} interleaved rounds of {t} ops, best trial")
+    print(f"{'operation':38} {'M ops/s':>8} {'vs floor':>9}")
+    for label, _, base, ops in rows:
+        rate = ops / best[label]
+        base_rate = t / best[label_of[base]]
+        print(f"{label:38} {rate / 1e6:8.3f} {rate / base_rate:8.0%}")
+    bb = interleaved({"raw": raw_batch, "dump": dump}, max(3, args.rounds // 3))
+    print(f"{'raw batch syscalls, ' + str(n):38} {bb['raw'] * 1000:7.1f} ms")
+    print(f"{'Map.dump() into a dict':38} {bb['dump'] * 1000:7.1f} ms  ({bb['dump'] / bb['raw']:.2f}x raw)")
     m.close()
     return 0
 

@@ -9,6 +9,11 @@ value is expected (packed in native byte order to the key or value size), and
 ``key_format`` / ``value_format`` (:mod:`struct` formats) turn values back into
 Python numbers or tuples.  Per-CPU maps take and return one value per possible
 CPU, as a list.
+
+Threads: a Map may be used from several threads at once.  Each thread gets
+its own key / value buffers and prebuilt bpf(2) attributes (made on its first
+call), so the element operations, iteration and batch operations of one
+thread never see another's data, and bpf(2) runs without the GIL.
 """
 
 from __future__ import annotations
@@ -18,14 +23,16 @@ import dataclasses
 import errno
 import itertools
 import mmap as _mmap
+import difflib
 import struct
 import sys
+import threading
 from functools import lru_cache
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 from . import pinning
 from ._fdobject import FdObject
-from .errors import BPFError, PinError, StateError, SyscallError
+from .errors import BPFError, PinError, StateError, SyscallError, UnknownAttributeError
 from .syscall import commands
 from .syscall._raw import NR_BPF, get_errno, syscall
 from .syscall._types import Cmd, MapElemAttr, MapInfo as _MapInfo, MapType
@@ -47,6 +54,7 @@ BPF_F_MMAPABLE = 1 << 10
 
 _BO = sys.byteorder
 _ENOTSUPP = 524  # the kernel's internal 'operation not supported'
+_ELEM_SIZE = ctypes.sizeof(MapElemAttr)
 
 _PERCPU = frozenset(
     {
@@ -132,8 +140,67 @@ def _map_type_refused(e: SyscallError, map_type: int) -> BPFError:
     return refusal(e, "map", map_type, _type_name(map_type))
 
 
-class Map(FdObject):
-    """One BPF map: a definition until created, then the owner of its fd."""
+class _Bufs:
+    """One thread's buffers for one map: the key, the next key, the value, and
+    bpf(2) attributes pointing at them (prebuilt: the hot paths only fill the
+    buffers and make the syscall)."""
+
+    __slots__ = ("kbuf", "kmv", "nbuf", "vbuf", "vmv", "lookup_ref", "flag_attr", "flag_ref", "del_ref", "next_ref", "next_first_ref", "_attrs")
+
+    def __init__(self, fd: int, key_size: int, vsize: int) -> None:
+        self.kbuf = ctypes.create_string_buffer(max(key_size, 1))
+        self.kmv = memoryview(self.kbuf).cast("B")[:key_size]
+        self.nbuf = ctypes.create_string_buffer(max(key_size, 1))  # next key
+        self.vbuf = ctypes.create_string_buffer(max(vsize, 1))
+        self.vmv = memoryview(self.vbuf).cast("B")[:vsize]
+        ka = ctypes.addressof(self.kbuf) if key_size else 0
+        va = ctypes.addressof(self.vbuf)
+        na = ctypes.addressof(self.nbuf)
+        lookup = MapElemAttr(map_fd=fd, key=ka, value=va)
+        self.flag_attr = MapElemAttr(map_fd=fd, key=ka, value=va)
+        delete = MapElemAttr(map_fd=fd, key=ka)  # DELETE_ELEM checks that value is 0
+        nxt = MapElemAttr(map_fd=fd, key=ka, next_key=na)
+        first = MapElemAttr(map_fd=fd, key=0, next_key=na)
+        self._attrs = (lookup, delete, nxt, first)  # byref() keeps its object alive too; explicit is clearer
+        self.lookup_ref = ctypes.byref(lookup)
+        self.flag_ref = ctypes.byref(self.flag_attr)
+        self.del_ref = ctypes.byref(delete)
+        self.next_ref = ctypes.byref(nxt)
+        self.next_first_ref = ctypes.byref(first)
+
+
+class _PerThread(threading.local):
+    """The calling thread's :class:`_Bufs` for a map (absent until its first call)."""
+
+    b: _Bufs
+
+
+_M = TypeVar("_M")
+
+
+class _MapMeta(type):
+    """Seals a Map once constructed (every ``__init__``, a subclass's too, has
+    run): from then on a new public attribute is refused (see Map.__setattr__)."""
+
+    def __call__(cls: Type[_M], *args: Any, **kwargs: Any) -> _M:
+        obj = type.__call__(cls, *args, **kwargs)
+        obj.__dict__["_sealed"] = True
+        return obj  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=None)
+def _class_names(cls: type) -> FrozenSet[str]:
+    """Every name the class and its bases define (properties, methods, class attributes)."""
+    return frozenset(dir(cls))
+
+
+class Map(FdObject, metaclass=_MapMeta):
+    """One BPF map: a definition until created, then the owner of its fd.
+
+    Attributes are checked: a name the map does not have (``m.value_fromat =
+    ...``) raises :class:`~pybpfload.errors.UnknownAttributeError` instead of
+    adding an attribute that nothing reads.
+    """
 
     def __init__(
         self,
@@ -205,9 +272,96 @@ class Map(FdObject):
     )
 
     def __setattr__(self, key: str, value: Any) -> None:
-        if key in Map._SPEC_FIELDS and self.__dict__.get("_fd") is not None:
-            raise StateError(f"map {self.__dict__.get('name')!r}: cannot change {key} after the map was created")
+        d = self.__dict__
+        if key in Map._SPEC_FIELDS:
+            if d.get("_fd") is not None:
+                hint = " (write element 0 of the map instead; libbpf: -EBUSY)" if key == "initial_value" else ""
+                raise StateError(f"map {d.get('name')!r}: cannot change {key} after the map was created{hint}")
+        elif key[:1] != "_" and key not in d and "_sealed" in d and key not in _class_names(type(self)):
+            raise self._unknown_attribute(key)
         object.__setattr__(self, key, value)
+
+    def _unknown_attribute(self, key: str) -> UnknownAttributeError:
+        cls = type(self)
+        names = {n for n in self.__dict__ if n[:1] != "_"}
+        names |= {n for n in _class_names(cls) if n[:1] != "_" and isinstance(getattr(cls, n, None), property) and getattr(cls, n).fset}
+        close = difflib.get_close_matches(key, sorted(names), n=3)
+        if close:
+            hint = "did you mean " + " or ".join(repr(c) for c in close) + "?"
+        else:
+            hint = "its settable attributes are " + ", ".join(sorted(names))
+        return UnknownAttributeError(f"map {self.__dict__.get('name')!r} has no attribute {key!r}; {hint}")
+
+    # ------------------------------------------------------------ formats and initial value
+    @property
+    def key_format(self) -> Optional[str]:
+        """A :mod:`struct` format for keys (None: bytes); takes effect at once, also on a created map."""
+        return self._key_format
+
+    @key_format.setter
+    def key_format(self, fmt: Optional[str]) -> None:
+        self._set_format("key", fmt)
+
+    @property
+    def value_format(self) -> Optional[str]:
+        """A :mod:`struct` format for values (None: bytes); takes effect at once, also on a created map."""
+        return self._value_format
+
+    @value_format.setter
+    def value_format(self, fmt: Optional[str]) -> None:
+        self._set_format("value", fmt)
+
+    _key_format: Optional[str] = None
+    _value_format: Optional[str] = None
+    _kstruct: Optional[struct.Struct] = None
+    _vstruct: Optional[struct.Struct] = None
+
+    def _set_format(self, which: str, fmt: Optional[str]) -> None:
+        """Check ``fmt`` and install its codec; on a created map its size must fit, before creation only its syntax."""
+        if fmt is not None and not isinstance(fmt, str):
+            raise BPFError(f"map {self.name!r}: {which}_format must be a struct format string or None, not {type(fmt).__name__}")
+        try:
+            st = struct.Struct(fmt) if fmt else None
+        except struct.error as e:
+            raise BPFError(f"map {self.name!r}: bad {which}_format {fmt!r}: {e}") from None
+        if st is not None and self.created:
+            self._check_format_size(which, fmt, st)
+        d = self.__dict__
+        d["_" + which + "_format"] = fmt
+        d["_kstruct" if which == "key" else "_vstruct"] = st
+
+    def _check_format_size(self, which: str, fmt: Optional[str], st: struct.Struct) -> None:
+        if which == "key":
+            if st.size != self.key_size:
+                raise BPFError(f"map {self.name!r}: key_format {fmt!r} is {st.size} bytes, key is {self.key_size}")
+        elif st.size not in (self.value_size, (self.value_size + 7) & ~7):
+            raise BPFError(f"map {self.name!r}: value_format {fmt!r} is {st.size} bytes, value is {self.value_size}")
+
+    @property
+    def initial_value(self) -> Optional[bytes]:
+        """The initial contents of a global data map (element 0), or of a struct_ops map.
+
+        Before the map is created: the image it will be created with (settable).
+        Once created, for an array: the live value, as the kernel holds it now
+        (what libbpf's ``bpf_map__initial_value`` pointer into the mmapped map
+        shows); setting it then raises StateError (libbpf: -EBUSY).  A
+        struct_ops map keeps the object's struct.
+        """
+        image = self._initial_value
+        if image is None or self.type != MapType.BPF_MAP_TYPE_ARRAY or not self.created:
+            return image
+        return self._lookup_raw(0)
+
+    @initial_value.setter
+    def initial_value(self, value: Optional[bytes]) -> None:
+        if value is not None:
+            try:
+                value = bytes(memoryview(value).cast("B"))
+            except TypeError:
+                raise BPFError(f"map {self.name!r}: initial_value must be bytes-like or None, not {type(value).__name__}") from None
+        self.__dict__["_initial_value"] = value
+
+    _initial_value: Optional[bytes] = None
 
     @classmethod
     def create(
@@ -234,6 +388,9 @@ class Map(FdObject):
         """
         self._check_definable()
         self._check_formats()
+        init = self._initial_value if self.type == MapType.BPF_MAP_TYPE_ARRAY else None
+        if init is not None and len(init) != self.value_size:
+            raise BPFError(f"map {self.name!r}: initial value is {len(init)} bytes, the map's value is {self.value_size}")
         inner_fd = 0
         inner_tmp: Optional[Fd] = None
         if self.inner_map is not None:
@@ -269,6 +426,12 @@ class Map(FdObject):
             if inner_tmp is not None:
                 inner_tmp.close()
         self._adopt(fd)
+        if init is not None:  # an array starts with its initial value (libbpf populates global data maps)
+            try:
+                self._update_raw(0, init, "BPF_MAP_UPDATE_ELEM (initial value)")
+            except BaseException:
+                self._uncreate()
+                raise
         return self
 
     def attach_struct_ops(self) -> Any:
@@ -290,8 +453,17 @@ class Map(FdObject):
             self._adopt_unsafe(fd, from_kernel)
         except BaseException:
             object.__setattr__(self, "_fd", None)
+            self.__dict__["_kmv"] = None
             fd.close()
             raise
+
+    def _uncreate(self) -> None:
+        """Close the fd just created and be a definition again."""
+        fd = self._fd
+        self.__dict__["_kmv"] = None
+        object.__setattr__(self, "_fd", None)
+        if fd is not None:
+            fd.close()
 
     def _adopt_unsafe(self, fd: Fd, from_kernel: bool) -> None:
         if from_kernel:
@@ -309,44 +481,34 @@ class Map(FdObject):
 
     def _setup_buffers(self) -> None:
         assert self._fd is not None
+        self._check_formats()
         t = self.type
         self._percpu = t in _PERCPU
         self._ncpu = possible_cpus() if self._percpu else 1
         self._stride = (self.value_size + 7) & ~7 if self._percpu else self.value_size
-        vsize = self._stride * self._ncpu
-        self._vbuf_size = vsize
-        self._kbuf = ctypes.create_string_buffer(max(self.key_size, 1))
-        self._kmv = memoryview(self._kbuf).cast("B")[: self.key_size]
-        self._nbuf = ctypes.create_string_buffer(max(self.key_size, 1))  # next key
-        self._vbuf = ctypes.create_string_buffer(max(vsize, 1))
-        self._vmv = memoryview(self._vbuf).cast("B")[:vsize]
-        fdn = self._fd.fileno()
-        ka = ctypes.addressof(self._kbuf) if self.key_size else 0
-        va = ctypes.addressof(self._vbuf)
-        self._lookup_attr = MapElemAttr(map_fd=fdn, key=ka, value=va)
-        self._lookup_ref = ctypes.byref(self._lookup_attr)
-        self._flag_attr = MapElemAttr(map_fd=fdn, key=ka, value=va)
-        self._flag_ref = ctypes.byref(self._flag_attr)
-        self._del_attr = MapElemAttr(map_fd=fdn, key=ka)  # DELETE_ELEM checks that value is 0
-        self._del_ref = ctypes.byref(self._del_attr)
-        self._next_attr = MapElemAttr(map_fd=fdn, key=ka, next_key=ctypes.addressof(self._nbuf))
-        self._next_ref = ctypes.byref(self._next_attr)
-        self._next_first_attr = MapElemAttr(map_fd=fdn, key=0, next_key=ctypes.addressof(self._nbuf))
-        self._next_first_ref = ctypes.byref(self._next_first_attr)
-        self._elem_size = ctypes.sizeof(MapElemAttr)
-        self._kstruct, self._vstruct = self._check_formats()
+        self._vbuf_size = self._stride * self._ncpu
+        # Each thread's buffers (_Bufs) hang off this, made on the thread's first call.  The
+        # name is historical: None (until created, after close) sends the fast paths to _bufs().
+        self.__dict__["_kmv"] = _PerThread()
 
-    def _check_formats(self) -> Tuple[Optional[struct.Struct], Optional[struct.Struct]]:
+    def _check_formats(self) -> None:
+        """The formats' sizes against the map's (they may have changed since the formats were set)."""
+        if self._kstruct is not None:
+            self._check_format_size("key", self._key_format, self._kstruct)
+        if self._vstruct is not None:
+            self._check_format_size("value", self._value_format, self._vstruct)
+
+    def _bufs(self) -> _Bufs:
+        """The calling thread's buffers, made on its first call (StateError when not created or closed)."""
+        fd = self._live()
+        tls = self._kmv
+        if tls is None:  # created, but not through _adopt()
+            tls = self.__dict__["_kmv"] = _PerThread()
         try:
-            ks = struct.Struct(self.key_format) if self.key_format else None
-            vs = struct.Struct(self.value_format) if self.value_format else None
-        except struct.error as e:
-            raise BPFError(f"map {self.name!r}: bad key or value format: {e}") from None
-        if ks is not None and ks.size != self.key_size:
-            raise BPFError(f"map {self.name!r}: key_format {self.key_format!r} is {ks.size} bytes, key is {self.key_size}")
-        if vs is not None and vs.size not in (self.value_size, (self.value_size + 7) & ~7):
-            raise BPFError(f"map {self.name!r}: value_format {self.value_format!r} is {vs.size} bytes, value is {self.value_size}")
-        return ks, vs
+            return tls.b
+        except AttributeError:
+            b = tls.b = _Bufs(fd.fileno(), self.key_size, self._vbuf_size)
+            return b
 
     # ------------------------------------------------------------ fd ownership
     _KIND = "map"
@@ -355,7 +517,7 @@ class Map(FdObject):
     def created(self) -> bool:
         return self._fd is not None and not self._fd.closed
 
-    _kmv: Optional[memoryview] = None  # None until created and after close: fast paths then fail over to _live()
+    _kmv: Optional[_PerThread] = None  # None until created and after close: fast paths then fail over to _bufs()
 
     def close(self) -> None:
         self.__dict__["_kmv"] = None
@@ -478,8 +640,7 @@ class Map(FdObject):
             raise BPFError(f"map {self.name!r}: value is {len(b)} bytes, the map's values are {self.value_size}")
         return b
 
-    def _set_value(self, value: Any) -> None:
-        mv = self._vmv
+    def _set_value(self, value: Any, mv: memoryview) -> None:
         if self._percpu:
             vals = value if isinstance(value, (list, tuple)) and not (self._vstruct and isinstance(value, tuple)) else None
             if vals is None:
@@ -496,12 +657,12 @@ class Map(FdObject):
         else:
             mv[:] = self._value_bytes(value)
 
-    def _get_value(self) -> Any:
+    def _get_value(self, vbuf: Any) -> Any:
         if self._percpu:
-            raw = self._vbuf.raw
+            raw = vbuf.raw
             st, vs = self._stride, self.value_size
             return [self._decode(raw[i * st : i * st + vs]) for i in range(self._ncpu)]
-        return self._decode(self._vbuf.raw[: self.value_size])
+        return self._decode(vbuf.raw[: self.value_size])
 
     def _decode(self, b: bytes) -> Any:
         vs = self._vstruct
@@ -526,27 +687,32 @@ class Map(FdObject):
         return SyscallError(err, cmd, self.name)
 
     # ------------------------------------------------------------ element operations
+    # The hot paths take the calling thread's buffers (self._kmv.b) and fall back to
+    # _bufs() on the thread's first call, or to its StateError when the map is not usable.
     def lookup(self, key: Key, flags: int = 0) -> Any:
         """The value for ``key``; raises MapKeyError (a KeyError) when absent."""
         try:
+            b = self._kmv.b  # type: ignore[union-attr]
+        except AttributeError:
+            b = self._bufs()
+        try:
             if key.__class__ is int and self._kstruct is None:
-                self._kmv[:] = key.to_bytes(self.key_size, _BO)  # type: ignore[index,union-attr]
+                b.kmv[:] = key.to_bytes(self.key_size, _BO)  # type: ignore[union-attr]
             else:
-                self._kmv[:] = key  # type: ignore[index,assignment]
-        except (TypeError, ValueError, OverflowError, AttributeError):
-            self._live()
-            self._set_key(key, self._kmv)  # type: ignore[arg-type]
+                b.kmv[:] = key  # type: ignore[assignment]
+        except (TypeError, ValueError, OverflowError):
+            self._set_key(key, b.kmv)
         if flags:
-            self._flag_attr.flags = flags
-            ret = syscall(NR_BPF, Cmd.BPF_MAP_LOOKUP_ELEM, self._flag_ref, self._elem_size)
+            b.flag_attr.flags = flags
+            ret = syscall(NR_BPF, Cmd.BPF_MAP_LOOKUP_ELEM, b.flag_ref, _ELEM_SIZE)
         else:
-            ret = syscall(NR_BPF, 1, self._lookup_ref, self._elem_size)
+            ret = syscall(NR_BPF, 1, b.lookup_ref, _ELEM_SIZE)
         if ret < 0:
             self._live()
             raise self._fail("BPF_MAP_LOOKUP_ELEM")
         if self._vstruct is None and not self._percpu:
-            return self._vbuf.raw[: self.value_size]
-        return self._get_value()
+            return b.vbuf.raw[: self.value_size]
+        return self._get_value(b.vbuf)
 
     __getitem__ = lookup
 
@@ -558,28 +724,31 @@ class Map(FdObject):
 
     def update(self, key: Key, value: Any, flags: int = BPF_ANY) -> None:
         """Insert or replace (BPF_ANY), insert only (BPF_NOEXIST), replace only (BPF_EXIST), + BPF_F_LOCK."""
-        # the key fast path is repeated from lookup() on purpose: a helper call costs ~5% of a lookup
+        # the fast paths are repeated from lookup() on purpose: a helper call costs ~5% of a lookup
+        try:
+            b = self._kmv.b  # type: ignore[union-attr]
+        except AttributeError:
+            b = self._bufs()
         try:
             if key.__class__ is int and self._kstruct is None:
-                self._kmv[:] = key.to_bytes(self.key_size, _BO)  # type: ignore[index,union-attr]
+                b.kmv[:] = key.to_bytes(self.key_size, _BO)  # type: ignore[union-attr]
             else:
-                self._kmv[:] = key  # type: ignore[index,assignment]
-        except (TypeError, ValueError, OverflowError, AttributeError):
-            self._live()
-            self._set_key(key, self._kmv)  # type: ignore[arg-type]
+                b.kmv[:] = key  # type: ignore[assignment]
+        except (TypeError, ValueError, OverflowError):
+            self._set_key(key, b.kmv)
         vc = value.__class__
         if vc is bytes and len(value) == self._vbuf_size:
-            self._vmv[:] = value
+            b.vmv[:] = value
         elif vc is int and self._vstruct is None and not self._percpu:
             try:
-                self._vmv[:] = value.to_bytes(self.value_size, _BO)
+                b.vmv[:] = value.to_bytes(self.value_size, _BO)
             except OverflowError:
-                self._set_value(value)
+                self._set_value(value, b.vmv)
         else:
-            self._set_value(value)
-        a = self._flag_attr
+            self._set_value(value, b.vmv)
+        a = b.flag_attr
         a.flags = flags
-        if syscall(NR_BPF, 2, self._flag_ref, self._elem_size) < 0:
+        if syscall(NR_BPF, 2, b.flag_ref, _ELEM_SIZE) < 0:
             self._live()
             raise self._fail("BPF_MAP_UPDATE_ELEM", key_missing_ok=flags == BPF_EXIST)
 
@@ -587,9 +756,8 @@ class Map(FdObject):
         self.update(key, value)
 
     def delete(self, key: Key) -> None:
-        self._live()
-        self._set_key(key, self._kmv)  # type: ignore[arg-type]  # set by _live() above
-        if syscall(NR_BPF, Cmd.BPF_MAP_DELETE_ELEM, self._del_ref, self._elem_size) < 0:
+        b = self._bufs_key(key)
+        if syscall(NR_BPF, Cmd.BPF_MAP_DELETE_ELEM, b.del_ref, _ELEM_SIZE) < 0:
             raise self._fail("BPF_MAP_DELETE_ELEM")
 
     __delitem__ = delete
@@ -603,47 +771,71 @@ class Map(FdObject):
 
     def lookup_and_delete(self, key: Key, flags: int = 0) -> Any:
         """Atomically read and remove ``key``."""
-        self._live()
-        self._set_key(key, self._kmv)  # type: ignore[arg-type]  # set by _live() above
-        self._flag_attr.flags = flags
-        if syscall(NR_BPF, Cmd.BPF_MAP_LOOKUP_AND_DELETE_ELEM, self._flag_ref, self._elem_size) < 0:
+        b = self._bufs_key(key)
+        b.flag_attr.flags = flags
+        if syscall(NR_BPF, Cmd.BPF_MAP_LOOKUP_AND_DELETE_ELEM, b.flag_ref, _ELEM_SIZE) < 0:
             raise self._fail("BPF_MAP_LOOKUP_AND_DELETE_ELEM")
-        return self._get_value()
+        return self._get_value(b.vbuf)
+
+    def _bufs_key(self, key: Key) -> _Bufs:
+        """The calling thread's buffers, with ``key`` in the key buffer."""
+        try:
+            b = self._kmv.b  # type: ignore[union-attr]
+        except AttributeError:
+            b = self._bufs()
+        self._set_key(key, b.kmv)
+        return b
+
+    def _lookup_raw(self, key: Key) -> bytes:
+        """The value for ``key`` as bytes, whatever value_format says."""
+        b = self._bufs_key(key)
+        if syscall(NR_BPF, Cmd.BPF_MAP_LOOKUP_ELEM, b.lookup_ref, _ELEM_SIZE) < 0:
+            raise self._fail("BPF_MAP_LOOKUP_ELEM")
+        return b.vbuf.raw[: self._vbuf_size]
+
+    def _update_raw(self, key: Key, value: bytes, what: str) -> None:
+        """Write ``value`` (bytes of the buffer's size) at ``key``."""
+        b = self._bufs_key(key)
+        b.vmv[:] = value
+        b.flag_attr.flags = BPF_ANY
+        if syscall(NR_BPF, Cmd.BPF_MAP_UPDATE_ELEM, b.flag_ref, _ELEM_SIZE) < 0:
+            raise self._fail(what, key_missing_ok=False)
 
     # queue / stack / bloom filter
+    def _keyless(self, cmd: int, b: _Bufs, flags: int = 0) -> bool:
+        """One call without a key (key 0) on the value buffer of ``b``; False when it failed."""
+        a = MapElemAttr(map_fd=self.fileno(), key=0, value=ctypes.addressof(b.vbuf), flags=flags)
+        return syscall(NR_BPF, cmd, ctypes.byref(a), _ELEM_SIZE) >= 0
+
     def push(self, value: Any, flags: int = BPF_ANY) -> None:
         """Add a value to a queue, stack or bloom filter (BPF_EXIST overwrites the oldest when full)."""
-        self._live()
-        self._set_value(value)
-        a = MapElemAttr(map_fd=self.fileno(), key=0, value=ctypes.addressof(self._vbuf), flags=flags)
-        if syscall(NR_BPF, Cmd.BPF_MAP_UPDATE_ELEM, ctypes.byref(a), self._elem_size) < 0:
+        b = self._bufs()
+        self._set_value(value, b.vmv)
+        if not self._keyless(Cmd.BPF_MAP_UPDATE_ELEM, b, flags):
             raise self._fail("BPF_MAP_UPDATE_ELEM (push)", key_missing_ok=False)
 
     def pop(self) -> Any:
         """Remove and return the next value of a queue or stack; MapKeyError when empty."""
-        self._live()
-        a = MapElemAttr(map_fd=self.fileno(), key=0, value=ctypes.addressof(self._vbuf))
-        if syscall(NR_BPF, Cmd.BPF_MAP_LOOKUP_AND_DELETE_ELEM, ctypes.byref(a), self._elem_size) < 0:
+        b = self._bufs()
+        if not self._keyless(Cmd.BPF_MAP_LOOKUP_AND_DELETE_ELEM, b):
             raise self._fail("BPF_MAP_LOOKUP_AND_DELETE_ELEM (pop)")
-        return self._get_value()
+        return self._get_value(b.vbuf)
 
     def peek(self) -> Any:
         """The next value of a queue or stack without removing it; MapKeyError when empty.
 
         On a bloom filter, ``peek(value)``-style membership is :meth:`contains_value`.
         """
-        self._live()
-        a = MapElemAttr(map_fd=self.fileno(), key=0, value=ctypes.addressof(self._vbuf))
-        if syscall(NR_BPF, Cmd.BPF_MAP_LOOKUP_ELEM, ctypes.byref(a), self._elem_size) < 0:
+        b = self._bufs()
+        if not self._keyless(Cmd.BPF_MAP_LOOKUP_ELEM, b):
             raise self._fail("BPF_MAP_LOOKUP_ELEM (peek)")
-        return self._get_value()
+        return self._get_value(b.vbuf)
 
     def contains_value(self, value: Any) -> bool:
         """Bloom filter membership test (may give false positives, never false negatives)."""
-        self._live()
-        self._set_value(value)
-        a = MapElemAttr(map_fd=self.fileno(), key=0, value=ctypes.addressof(self._vbuf))
-        if syscall(NR_BPF, Cmd.BPF_MAP_LOOKUP_ELEM, ctypes.byref(a), self._elem_size) < 0:
+        b = self._bufs()
+        self._set_value(value, b.vmv)
+        if not self._keyless(Cmd.BPF_MAP_LOOKUP_ELEM, b):
             err = get_errno()
             if err == errno.ENOENT:
                 return False
@@ -653,18 +845,21 @@ class Map(FdObject):
     # ------------------------------------------------------------ iteration
     def next_key(self, key: Optional[Key] = None) -> Optional[bytes]:
         """The key after ``key`` (the first key when None); None at the end."""
-        self._live()
+        try:
+            b = self._kmv.b  # type: ignore[union-attr]
+        except AttributeError:
+            b = self._bufs()
         if key is None:
-            ref = self._next_first_ref
+            ref = b.next_first_ref
         else:
-            self._set_key(key, self._kmv)  # type: ignore[arg-type]  # set by _live() above
-            ref = self._next_ref
-        if syscall(NR_BPF, Cmd.BPF_MAP_GET_NEXT_KEY, ref, self._elem_size) < 0:
+            self._set_key(key, b.kmv)
+            ref = b.next_ref
+        if syscall(NR_BPF, Cmd.BPF_MAP_GET_NEXT_KEY, ref, _ELEM_SIZE) < 0:
             err = get_errno()
             if err == errno.ENOENT:
                 return None
             raise SyscallError(err, "BPF_MAP_GET_NEXT_KEY", self.name)
-        return self._nbuf.raw[: self.key_size]
+        return b.nbuf.raw[: self.key_size]
 
     def _raw_keys(self) -> Iterator[bytes]:
         k = self.next_key(None)
@@ -810,9 +1005,10 @@ class Map(FdObject):
         if len(values) != n:
             raise BPFError(f"map {self.name!r}: {n} keys but {len(values)} values")
         kbuf, vbuf = self._pack_keys(keys), bytearray()
+        mv = self._bufs().vmv
         for v in values:
-            self._set_value(v)
-            vbuf += self._vmv
+            self._set_value(v, mv)
+            vbuf += mv
         kc = ctypes.create_string_buffer(bytes(kbuf), len(kbuf) or 1)
         vc = ctypes.create_string_buffer(bytes(vbuf), len(vbuf) or 1)
         done, _ = commands.map_batch(
@@ -842,11 +1038,11 @@ class Map(FdObject):
         return done
 
     def _pack_keys(self, keys: Iterable[Key]) -> bytearray:
-        self._live()
+        mv = self._bufs().kmv
         out = bytearray()
         for k in keys:
-            self._set_key(k, self._kmv)  # type: ignore[arg-type]  # set by _live() above
-            out += self._kmv  # type: ignore[arg-type]
+            self._set_key(k, mv)
+            out += mv
         return out
 
     # ------------------------------------------------------------ special operations
