@@ -39,6 +39,7 @@ _EXPORTS = {
     "PinError": "errors",
     "NotSupportedError": "errors",
     "UnknownAttributeError": "errors",
+    "UnknownNameError": "errors",
     "ParseError": "errors",
     "ELFError": "errors",
     "BTFError": "errors",
@@ -103,6 +104,7 @@ if TYPE_CHECKING:  # pragma: no cover
         StateError,
         SyscallError,
         UnknownAttributeError,
+        UnknownNameError,
         VerifierError,
     )
     from .maps import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Map, MapInfo, MapKeyError, possible_cpus  # noqa: F401

@@ -9,6 +9,7 @@ Every failure that pybpfload reports is a :class:`BPFError`::
     │   └── PinError                   a pin path that cannot be used
     ├── NotSupportedError              the kernel lacks a feature that was asked for
     ├── UnknownAttributeError (also AttributeError)  a name the object does not have
+    ├── UnknownNameError (also KeyError)  a lookup by a name that is not there
     ├── ParseError                     malformed input
     │   ├── ELFError
     │   └── BTFError
@@ -33,6 +34,7 @@ __all__ = [
     "PinError",
     "NotSupportedError",
     "UnknownAttributeError",
+    "UnknownNameError",
     "ParseError",
     "ELFError",
     "BTFError",
@@ -154,6 +156,13 @@ class NotSupportedError(BPFError):
 class UnknownAttributeError(BPFError, AttributeError):
     """A name that the object does not have (a misspelt attribute, an unknown
     global variable); the message lists the names there are."""
+
+
+class UnknownNameError(BPFError, KeyError):
+    """A lookup by a name that is not there (``obj.maps["typo"]``); the message lists the names there are."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class ParseError(BPFError, ValueError):

@@ -150,7 +150,8 @@ _LOCAL_STORAGES = {
     MapType.BPF_MAP_TYPE_TASK_STORAGE,
     MapType.BPF_MAP_TYPE_CGRP_STORAGE,
 }
-@_cached
+
+
 def refusal(e: BPFOSError, kind: str, type_value: int, type_name: str) -> BPFError:
     """``e`` (a failed map create or program load) as NotSupportedError when the
     loader's own probe says the kernel lacks ``type_value`` (``kind``: "map" or
@@ -173,6 +174,7 @@ def refusal(e: BPFOSError, kind: str, type_value: int, type_name: str) -> BPFErr
     return NotSupportedError(f"BPF {kind} type {type_name}", str(e), errno=e.errno)
 
 
+@_cached
 def map_type_supported(map_type: int) -> bool:
     """Whether the kernel can create maps of ``map_type`` (libbpf_probe_bpf_map_type)."""
     ks, vs, n, flags = _MAP_ARGS.get(map_type, (4, 4, 1, 0))

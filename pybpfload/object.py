@@ -12,9 +12,9 @@ loader.
 from __future__ import annotations
 
 import os
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional, Tuple
 
+from ._strict import Strict
 from .errors import BPFOSError, ParseError, StateError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -97,7 +97,7 @@ def _check_path_option(name: str, value: Optional[str]) -> None:
         raise ParseError(f"option {name}: path longer than {PATH_MAX - 1} bytes")
 
 
-class Object:
+class Object(Strict):
     """An opened BPF ELF object: programs and maps defined, nothing loaded yet."""
 
     def __init__(
@@ -181,6 +181,10 @@ class Object:
                 self._map_specs[ms.name] = ms
         self._programs = progs
         self._maps = maps
+        # internal maps are found by their section too (".rodata", ".data.custom"), as libbpf's find_map_by_name
+        self._map_by_section = {ms.real_name: ms.name for ms in model.maps if ms.real_name and ms.name in maps}
+        self._programs_view = _NamedView(progs, "program", {}, name)
+        self._maps_view = _NamedView(maps, "map", self._map_by_section, name)
 
     # ------------------------------------------------------------ opening
     @classmethod
@@ -306,13 +310,22 @@ class Object:
 
     @property
     def programs(self) -> Mapping[str, "Program"]:
-        """Entry-point programs by name, in file order (subprograms excluded, as libbpf iterates)."""
-        return MappingProxyType(self._programs)
+        """Entry-point programs by name, in file order (subprograms excluded, as libbpf iterates).
+
+        An unknown name raises :class:`~pybpfload.errors.UnknownNameError` (a KeyError) listing the names.
+        """
+        return self._programs_view
 
     @property
     def maps(self) -> Mapping[str, "Map"]:
-        """Maps by name, in libbpf's order: legacy, .maps, global data, .kconfig."""
-        return MappingProxyType(self._maps)
+        """Maps by name, in libbpf's order: legacy, .maps, global data, .kconfig.
+
+        Internal maps are also found by their ELF section (``obj.maps[".rodata"]`` is the
+        map libbpf names ``"xdp_coun.rodata"``), as ``bpf_object__find_map_by_name``
+        finds them; iteration gives each map once, by name.  An unknown name raises
+        :class:`~pybpfload.errors.UnknownNameError` (a KeyError) listing the names there are.
+        """
+        return self._maps_view
 
     @property
     def externs(self) -> Tuple["ExternSpec", ...]:
@@ -328,7 +341,11 @@ class Object:
         return self._programs.get(name)
 
     def find_map_by_name(self, name: str) -> Optional["Map"]:
-        return self._maps.get(name)
+        """The map called ``name`` or, for an internal map, whose section is ``name``; None when none."""
+        m = self._maps.get(name)
+        if m is None and name in self._map_by_section:
+            m = self._maps[self._map_by_section[name]]
+        return m
 
     def program_spec(self, name: str) -> Optional["ProgramSpec"]:
         """The ELF model of program ``name``: section, instructions as in the file, relocations."""
@@ -558,3 +575,45 @@ def _make_map(ms: "MapSpec") -> "Map":
         initial_value=initial,
         autocreate=ms.autocreate,
     )
+
+
+class _NamedView(Mapping[str, Any]):
+    """A read-only view of an object's programs or maps by name; aliases (an internal
+    map's section) also resolve; an unknown name is an error listing the names."""
+
+    __slots__ = ("_items", "_kind", "_aliases", "_owner")
+
+    def __init__(self, items: Dict[str, Any], kind: str, aliases: Dict[str, str], owner: str) -> None:
+        self._items = items
+        self._kind = kind
+        self._aliases = aliases
+        self._owner = owner  # the object's name (no reference: no cycle)
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._items[name]
+        except KeyError:
+            pass
+        alias = self._aliases.get(name)
+        if alias is not None:
+            return self._items[alias]
+        import difflib
+
+        from .errors import UnknownNameError
+
+        names = ", ".join(repr(n) for n in self._items) or "none"
+        close = difflib.get_close_matches(str(name), [*self._items, *self._aliases], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise UnknownNameError(f"object {self._owner!r} has no {self._kind} {name!r}{hint}; its {self._kind}s: {names}")
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items or name in self._aliases
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"<{self._kind}s of {self._owner!r}: {', '.join(self._items)}>"

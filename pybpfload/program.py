@@ -12,6 +12,7 @@ from typing import Any, Iterator, Optional, Sequence, Tuple, Union
 
 from . import pinning
 from ._fdobject import FdObject
+from ._strict import Strict
 from .errors import BPFError, StateError, VerifierError
 from .syscall import commands
 from .syscall._types import AttachType, ProgInfo as _ProgInfo, ProgType
@@ -65,7 +66,7 @@ class ProgramInfo:
     attach_btf_obj_id: int
 
 
-class Program(FdObject):
+class Program(Strict, FdObject):
     """One BPF program."""
 
     def __init__(
@@ -123,6 +124,7 @@ class Program(FdObject):
     def __setattr__(self, key: str, value: Any) -> None:
         if key in Program._SPEC_FIELDS and self.__dict__.get("_fd") is not None:
             raise StateError(f"program {self.__dict__.get('name')!r}: cannot change {key} after load")
+        self._check_attr(key)  # a misspelt name is refused (Strict)
         object.__setattr__(self, key, value)
 
     # ------------------------------------------------------------ instructions
@@ -416,7 +418,13 @@ def _prog_type_refused(e: VerifierError, prog_type: int) -> BPFError:
         return e
     from .features import refusal
 
-    return refusal(e, "program", prog_type, _type_name(prog_type))
+    name = _type_name(prog_type)
+    if prog_type in _TRAMPOLINE_TYPES:
+        name += " (BPF trampolines, which fentry/fexit/fmod_ret/lsm/freplace programs need)"
+    return refusal(e, "program", prog_type, name)
+
+
+_TRAMPOLINE_TYPES = (ProgType.BPF_PROG_TYPE_TRACING, ProgType.BPF_PROG_TYPE_LSM, ProgType.BPF_PROG_TYPE_EXT)
 
 
 def _type_name(prog_type: int) -> str:

@@ -18,12 +18,13 @@ import pytest
 
 from pybpfload import Object
 from pybpfload.errors import BPFError, NotSupportedError, StateError, VerifierError
+from pybpfload.features import prog_type_supported
 from pybpfload.link import IterLink, Link, PerfEventLink, attach_iter, attach_tracepoint, attach_uprobe, kprobe_support
 from pybpfload.link.elfsym import resolve_function
 from pybpfload.syscall import LinkType, perf
 
 from .conftest import FIXTURES, fixture_path, require_tool
-from .kernel_adapt import kernel_describes_perf_links, kernel_has_perf_links, vmlinux_has
+from .kernel_adapt import assert_not_supported, kernel_describes_perf_links, kernel_has_perf_links, vmlinux_has
 
 pytestmark = pytest.mark.kernel
 
@@ -310,6 +311,12 @@ def test_trampoline_kinds_refused_or_run(name: str) -> None:
             # e.g. __sys_bpf is inlined away on 5.10: the loader names the missing target
             with pytest.raises(BPFError, match=f"{name}.*{target}"):
                 obj.load()
+            return
+        if not prog_type_supported(prog.type):
+            # no trampolines here (the loader's probe): refused by name, with the kernel's errno
+            with pytest.raises(NotSupportedError) as ei:
+                obj.load()
+            assert_not_supported(ei.value, "trampolines", name)
             return
         try:
             obj.load()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
 
 from .. import pinning
 from .._fdobject import FdObject
+from .._strict import Strict
 from ..errors import NotSupportedError, StateError, SyscallError
 from ..syscall import _types as t
 from ..syscall import commands
@@ -37,7 +38,7 @@ def prog_fd_of(prog: Union["Program", int], what: str = "attach") -> int:
     return fd
 
 
-class Link(FdObject):
+class Link(Strict, FdObject):
     """An attachment of a program.
 
     ``close()`` lets go of it: the kernel detaches the program unless the
