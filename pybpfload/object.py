@@ -12,7 +12,7 @@ loader.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ._strict import Strict
 from .errors import BPFOSError, ParseError, StateError
@@ -130,6 +130,7 @@ class Object(Strict):
         self._closed = False
         self._btf_handle: Optional[Any] = None  # the object's BTF in the kernel, after load
         self._linked: Dict[str, Any] = {}  # program name -> LinkedProgram, after load
+        self._auto_links: List[Any] = []  # what attach_all() made: close() detaches them (skeleton destroy)
 
         from . import log
 
@@ -480,10 +481,18 @@ class Object(Strict):
 
     # ------------------------------------------------------------ lifetime
     def close(self) -> None:
-        """Close every program, map and BTF fd (pinned objects live on)."""
+        """Close every program, map and BTF fd (pinned objects live on).
+
+        The links :meth:`attach_all` made are closed first, so they detach unless
+        pinned (as libbpf's skeleton ``__destroy``); links made explicitly
+        (``prog.attach()``...) are their caller's and stay as they are.
+        """
         if self._closed:
             return
         self._closed = True
+        links, self._auto_links = self._auto_links, []
+        for link in links:
+            link.close()
         for p in self._programs.values():
             p.close()
         for m in self._maps.values():
@@ -502,10 +511,16 @@ class Object(Strict):
 
     # ------------------------------------------------------------ attaching
     def attach_all(self, *, skip_unsupported: bool = False) -> Any:
-        """Attach every loaded program whose section names a target; the links (see :func:`pybpfload.attach.attach_all`)."""
+        """Attach every loaded program whose section names a target; the links (see :func:`pybpfload.attach.attach_all`).
+
+        The object keeps them too: :meth:`close` (the end of a ``with`` block) detaches
+        every one that is not pinned, as libbpf's skeleton destroy does.
+        """
         from .attach import attach_all
 
-        return attach_all(self, skip_unsupported=skip_unsupported)
+        links = attach_all(self, skip_unsupported=skip_unsupported)
+        self._auto_links.extend(links)
+        return links
 
     # ------------------------------------------------------------ multi-instance programs (spec section 6)
     def program_variants(self, name: str, prep: Any, count: int) -> Any:

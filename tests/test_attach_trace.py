@@ -12,6 +12,7 @@ import struct
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Dict, Iterator, Tuple
 
 import pytest
@@ -382,3 +383,33 @@ def test_link_repr_and_state(trace_obj: Object) -> None:
     assert "closed" in repr(link)
     with pytest.raises(StateError):
         link.info()
+
+
+def _link_ids() -> set:
+    from pybpfload.syscall import commands
+
+    return set(commands.iter_ids("link"))
+
+
+def test_object_close_detaches_what_attach_all_made(bpffs: Path) -> None:
+    """A with block around an object leaves nothing attached (libbpf's skeleton destroy);
+    a pinned link lives on, and an explicit link stays its caller's."""
+    before = _link_ids()
+    with Object.open(fixture_path("attach_trace.bpf.o")) as obj:
+        obj.load()
+        links = obj.attach_all()
+        ids = {link.info().id for link in links}
+        assert len(ids) == 4 and ids <= _link_ids()
+        kept = next(link for link in links if link.name == "raw_getpid")
+        kept_id = kept.info().id
+        kept.pin(str(bpffs / "kept"))
+        explicit = attach_tracepoint(obj.programs["tp_manual"], "syscalls/sys_enter_getppid")
+        explicit_id = explicit.info().id
+    try:
+        now = _link_ids()
+        assert ids & now == {kept_id}  # the other three detached with the object
+        assert explicit_id in now
+    finally:
+        explicit.close()
+        os.unlink(bpffs / "kept")
+    assert _link_ids() == before
