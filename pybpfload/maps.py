@@ -6,9 +6,11 @@ owns one fd.  ``Map.create(...)`` does both steps for maps made by hand.
 
 Keys and values are raw bytes by default.  Ints are accepted anywhere a key or
 value is expected (packed in native byte order to the key or value size), and
-``key_format`` / ``value_format`` (:mod:`struct` formats) turn values back into
-Python numbers or tuples.  Per-CPU maps take and return one value per possible
-CPU, as a list.
+``key_format`` / ``value_format`` (:mod:`struct` formats, which may be set or
+changed at any time, before or after creation) turn values back into Python
+numbers or tuples.  Per-CPU maps take and return one value per possible CPU,
+as a list.  An array's ``initial_value`` is written to element 0 when the map
+is created, and reads back that element's live contents from then on.
 
 Threads: a Map may be used from several threads at once.  Each thread gets
 its own key / value buffers and prebuilt bpf(2) attributes (made on its first
@@ -28,7 +30,7 @@ import struct
 import sys
 import threading
 from functools import lru_cache
-from typing import Any, Callable, Dict, FrozenSet, Iterable, Iterator, List, Optional, Sequence, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Type, TypeVar, Union
 
 from . import pinning
 from ._fdobject import FdObject
@@ -188,12 +190,6 @@ class _MapMeta(type):
         return obj  # type: ignore[no-any-return]
 
 
-@lru_cache(maxsize=None)
-def _class_names(cls: type) -> FrozenSet[str]:
-    """Every name the class and its bases define (properties, methods, class attributes)."""
-    return frozenset(dir(cls))
-
-
 class Map(FdObject, metaclass=_MapMeta):
     """One BPF map: a definition until created, then the owner of its fd.
 
@@ -277,14 +273,14 @@ class Map(FdObject, metaclass=_MapMeta):
             if d.get("_fd") is not None:
                 hint = " (write element 0 of the map instead; libbpf: -EBUSY)" if key == "initial_value" else ""
                 raise StateError(f"map {d.get('name')!r}: cannot change {key} after the map was created{hint}")
-        elif key[:1] != "_" and key not in d and "_sealed" in d and key not in _class_names(type(self)):
+        elif key[:1] != "_" and key not in d and "_sealed" in d and not hasattr(type(self), key):
             raise self._unknown_attribute(key)
         object.__setattr__(self, key, value)
 
     def _unknown_attribute(self, key: str) -> UnknownAttributeError:
         cls = type(self)
         names = {n for n in self.__dict__ if n[:1] != "_"}
-        names |= {n for n in _class_names(cls) if n[:1] != "_" and isinstance(getattr(cls, n, None), property) and getattr(cls, n).fset}
+        names |= {n for n in dir(cls) if n[:1] != "_" and isinstance(getattr(cls, n, None), property) and getattr(cls, n).fset}
         close = difflib.get_close_matches(key, sorted(names), n=3)
         if close:
             hint = "did you mean " + " or ".join(repr(c) for c in close) + "?"
