@@ -27,15 +27,18 @@ callback may consume again from its own thread).
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import mmap
 import select
 import struct
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Tuple
 
 from .errors import BPFError, StateError, SyscallError
-from .ringbuf import EpollOwner
+from .ringbuf import AsyncConsumer, wrong_map_type
+from .syscall import _raw, commands
+from .syscall._types import Cmd, MapElemAttr
 
 __all__ = ["PerfBuffer", "PerfCpuBuffer"]
 
@@ -169,7 +172,7 @@ class PerfCpuBuffer:
             self.fd.close()
 
 
-class PerfBuffer(EpollOwner):
+class PerfBuffer(AsyncConsumer):
     """Read a BPF_MAP_TYPE_PERF_EVENT_ARRAY map's per-CPU rings (perf_buffer__new).
 
     ``sample_callback(cpu, data)`` gets each sample; ``lost_callback(cpu,
@@ -195,7 +198,6 @@ class PerfBuffer(EpollOwner):
     ) -> None:
         from .maps import possible_cpus
         from .ringbuf import _map_fd
-        from .syscall import commands
         from .syscall._types import MapInfo
 
         if page_cnt <= 0 or page_cnt & (page_cnt - 1):
@@ -211,7 +213,7 @@ class PerfBuffer(EpollOwner):
         try:
             info = commands.obj_get_info_by_fd(fd, MapInfo())
             if info.type != _PERF_EVENT_ARRAY:
-                raise BPFError(f"perf buffer: map fd {fd} is not a BPF_MAP_TYPE_PERF_EVENT_ARRAY (type {info.type})")
+                raise wrong_map_type("perf buffer", fd, info, _PERF_EVENT_ARRAY)
             cpu_cnt = possible_cpus()
             if info.max_entries and info.max_entries < cpu_cnt:
                 cpu_cnt = info.max_entries
@@ -234,26 +236,16 @@ class PerfBuffer(EpollOwner):
             raise
 
     def _store(self, cpu: int, value: int) -> None:
-        import ctypes
-
-        from .syscall import commands
-        from .syscall._types import Cmd
-
         key = ctypes.c_uint32(cpu)
         val = ctypes.c_uint32(value)
         commands.map_elem(Cmd.BPF_MAP_UPDATE_ELEM, self.map_fd, ctypes.addressof(key), ctypes.addressof(val), 0)
 
     def _forget(self, cpu: int) -> None:
-        import ctypes
-
-        from .syscall import commands
-        from .syscall._types import Cmd
-
+        """Delete the CPU's slot; a failure (the map closed already) is ignored, as libbpf
+        ignores it.  No exception is built: at interpreter exit imports fail."""
         key = ctypes.c_uint32(cpu)
-        try:
-            commands.map_elem(Cmd.BPF_MAP_DELETE_ELEM, self.map_fd, ctypes.addressof(key))
-        except OSError:  # the map may be gone already; libbpf ignores this too
-            pass
+        attr = MapElemAttr(map_fd=self.map_fd, key=ctypes.addressof(key))
+        _raw.syscall(_raw.NR_BPF, int(Cmd.BPF_MAP_DELETE_ELEM), ctypes.byref(attr), ctypes.sizeof(attr))
 
     # ------------------------------------------------------------ per-CPU rings
     @property
@@ -297,6 +289,36 @@ class PerfBuffer(EpollOwner):
         for fd, _ in events:
             n += self._by_fd[fd].process(self.sample_callback, self.lost_callback, self.copy)
         return n
+
+    # ------------------------------------------------------------ asyncio
+    # wait_async() and poll_async() come from AsyncConsumer
+    async def stream(self) -> AsyncIterator[Tuple[int, bytes]]:
+        """``async for cpu, data in pb.stream()``: every sample of every CPU's ring,
+        forever, waiting on the running event loop (no thread) when all are empty.
+
+        ``data`` is bytes (a copy: the ring moves on while the loop body runs);
+        lost-sample counts still go to ``lost_callback``; the sample callback is
+        not called.  Samples are taken from one ring at a time: leaving the loop
+        early drops the rest of that ring's pass.
+        """
+        batch: List[Tuple[int, bytes]] = []
+
+        def take(cpu: int, data: bytes) -> None:
+            batch.append((cpu, data))
+
+        while True:
+            got = False
+            for buf in list(self._bufs):
+                buf.process(take, self.lost_callback, True)
+                got = got or bool(batch)
+                for item in batch:
+                    yield item
+                batch.clear()
+            if not got:
+                await self.wait_async()
+
+    def __aiter__(self) -> AsyncIterator[Tuple[int, bytes]]:
+        return self.stream()
 
     # ------------------------------------------------------------ lifetime
     def close(self) -> None:

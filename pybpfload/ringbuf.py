@@ -96,6 +96,22 @@ def _map_fd(m: MapLike) -> int:
         raise TypeError(f"expected a map, an fd or an object with fileno(), got {type(m).__name__}") from None
 
 
+def wrong_map_type(what: str, fd: int, info: Any, want_type: int) -> BPFError:
+    """The error for a buffer given a map of another type: names the map and both types."""
+    from .syscall._types import MapType
+
+    def tname(t: int) -> str:
+        try:
+            return MapType(t).name
+        except ValueError:
+            return f"map type {t}"
+
+    name = bytes(info.name).split(b"\0", 1)[0].decode("utf-8", "replace")
+    return BPFError(
+        f"{what}: map {name!r} (id {info.id}, fd {fd}) is a {tname(info.type)}, not a {tname(want_type)}"
+    )
+
+
 def _map_geometry(fd: int, want_type: int, what: str) -> int:
     """The ring size (max_entries) of a ring buffer map, after checking its type."""
     from .syscall import commands
@@ -103,7 +119,7 @@ def _map_geometry(fd: int, want_type: int, what: str) -> int:
 
     info = commands.obj_get_info_by_fd(fd, MapInfo())
     if info.type != want_type:
-        raise BPFError(f"{what}: map fd {fd} is not a {'BPF_MAP_TYPE_RINGBUF' if want_type == _RINGBUF else 'BPF_MAP_TYPE_USER_RINGBUF'} (type {info.type})")
+        raise wrong_map_type(what, fd, info, want_type)
     size = int(info.max_entries)
     if size <= 0 or size & (size - 1) or size % PAGE_SIZE:
         raise BPFError(f"{what}: ring size {size} is not a power-of-2 multiple of the page size")
@@ -461,7 +477,48 @@ class EpollOwner:
             self.close()
 
 
-class RingBuffer(EpollOwner):
+class AsyncConsumer(EpollOwner):
+    """What RingBuffer and PerfBuffer share under asyncio: wait on the running
+    event loop (no thread) for the epoll fd, then :meth:`consume`."""
+
+    def consume(self) -> int:  # pragma: no cover - both subclasses define it
+        raise NotImplementedError
+
+    # ------------------------------------------------------------ asyncio
+    async def wait_async(self, timeout: Optional[float] = None) -> bool:
+        """Wait on the running event loop until some ring has data; False on timeout."""
+        import asyncio
+
+        fd = self.epoll_fd()
+        loop = asyncio.get_running_loop()
+        fut: "asyncio.Future[bool]" = loop.create_future()
+
+        def ready() -> None:
+            if not fut.done():
+                fut.set_result(True)
+
+        loop.add_reader(fd, ready)
+        try:
+            if timeout is None:
+                return await fut
+            try:
+                return await asyncio.wait_for(fut, timeout)
+            except asyncio.TimeoutError:
+                return False
+        finally:
+            loop.remove_reader(fd)
+
+    async def poll_async(self, timeout: Optional[float] = None) -> int:
+        """Like :meth:`poll` on the running event loop (timeout in seconds, None: forever)."""
+        n = self.consume()
+        if n:
+            return n
+        if await self.wait_async(timeout):
+            return self.consume()
+        return 0
+
+
+class RingBuffer(AsyncConsumer):
     """Consume one or more BPF ring buffers (libbpf's ``struct ring_buffer``).
 
     ``RingBuffer(map, callback)`` is ``ring_buffer__new``; :meth:`add` adds
@@ -564,39 +621,6 @@ class RingBuffer(EpollOwner):
                 return r
             total += r
         return total
-
-    # ------------------------------------------------------------ asyncio
-    async def wait_async(self, timeout: Optional[float] = None) -> bool:
-        """Wait on the running event loop until some ring has data; False on timeout."""
-        import asyncio
-
-        fd = self.epoll_fd()
-        loop = asyncio.get_running_loop()
-        fut: "asyncio.Future[bool]" = loop.create_future()
-
-        def ready() -> None:
-            if not fut.done():
-                fut.set_result(True)
-
-        loop.add_reader(fd, ready)
-        try:
-            if timeout is None:
-                return await fut
-            try:
-                return await asyncio.wait_for(fut, timeout)
-            except asyncio.TimeoutError:
-                return False
-        finally:
-            loop.remove_reader(fd)
-
-    async def poll_async(self, timeout: Optional[float] = None) -> int:
-        """Like :meth:`poll` on the running event loop (timeout in seconds, None: forever)."""
-        n = self.consume()
-        if n:
-            return n
-        if await self.wait_async(timeout):
-            return self.consume()
-        return 0
 
     async def stream(self, copy: bool = False) -> AsyncIterator[Tuple[int, Any]]:
         """``async for index, record in rb.stream()``: every record of every

@@ -192,3 +192,70 @@ def test_fixture_perfbuf_produced_through_bpftool(bpffs: Path, tmp_path: Path) -
             n += k
         assert len({c for c, _ in got}) == 1 and got[0][0] in pb.cpus  # one test run, one CPU
     assert [d[:16] for _, d in got] == [struct.pack("=Q", s) + pkt[8:16] for s in range(1, 6)]
+
+
+@kernel
+def test_asyncio_stream_and_poll(perf_map: Map) -> None:
+    """PerfBuffer under asyncio, as RingBuffer: no thread, the producer runs from the loop."""
+    import asyncio
+
+    prod = Producer(perf_map, 16)
+    cpu = usable_cpus()[0]
+    polled: List[bytes] = []
+
+    async def main() -> Tuple[int, int, List[Tuple[int, bytes]]]:
+        with PerfBuffer(perf_map, lambda c, d: polled.append(bytes(d))) as pb:
+            empty = await pb.poll_async(timeout=0.05)
+            asyncio.get_running_loop().call_later(0.02, prod.run, 3, cpu)
+            n = await pb.poll_async(timeout=5)
+            while n < 3:
+                n += await pb.poll_async(timeout=5)
+            asyncio.get_running_loop().call_later(0.02, prod.run, 2, cpu)
+            out: List[Tuple[int, bytes]] = []
+            async for c, data in pb.stream():
+                out.append((c, data))
+                if len(out) == 2:
+                    break
+            return empty, n, out
+
+    try:
+        empty, n, out = asyncio.run(asyncio.wait_for(main(), 10))
+    finally:
+        prod.close()
+    assert (empty, n) == (0, 3)
+    assert [d[:16] for d in polled] == [prod.expected(k) for k in (1, 2, 3)]
+    assert [(c, d[:16]) for c, d in out] == [(cpu, prod.expected(k)) for k in (4, 5)]
+    assert all(isinstance(d, bytes) for _, d in out)
+
+
+@kernel
+def test_open_at_interpreter_exit_prints_nothing() -> None:
+    """A PerfBuffer (or RingBuffer) still open when the interpreter exits: silence, exit code 0."""
+    code = (
+        "import pybpfload as b\n"
+        "from pybpfload import Map, MapType, RingBuffer\n"
+        "from pybpfload.maps import possible_cpus\n"
+        "m = Map.create(MapType.BPF_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, possible_cpus(), name='pe')\n"
+        "pb = b.PerfBuffer(m, lambda cpu, data: None)\n"
+        "r = Map.create(MapType.BPF_MAP_TYPE_RINGBUF, 0, 0, 4096, name='rb')\n"
+        "rb = RingBuffer(r, lambda d: None)\n"
+    )
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "", "")
+
+
+@kernel
+def test_wrong_map_type_names_map_and_types() -> None:
+    from pybpfload import RingBuffer
+
+    with Map.create(MapType.BPF_MAP_TYPE_HASH, 4, 4, 1, name="not_perf") as m:
+        with pytest.raises(BPFError) as ei:
+            PerfBuffer(m, print)
+        text = str(ei.value)
+        assert "'not_perf'" in text and "BPF_MAP_TYPE_HASH" in text and "BPF_MAP_TYPE_PERF_EVENT_ARRAY" in text
+        with pytest.raises(BPFError) as ei:
+            RingBuffer(m, print)
+        text = str(ei.value)
+        assert "'not_perf'" in text and "BPF_MAP_TYPE_HASH" in text and "BPF_MAP_TYPE_RINGBUF" in text
