@@ -1,0 +1,190 @@
+"""The fuzzing loop of one target in this process: atheris (libFuzzer) when installed, else a blind mutator.
+
+With atheris, pybpfload's modules are imported under
+``atheris.instrument_imports`` so libFuzzer sees which branches each input
+reaches and keeps the inputs that reach new ones (the working corpus, under
+``--workdir``, grows across runs; the committed seeds are read-only).
+Without it, :func:`blind` mutates seeds and corpus entries at random — no
+coverage feedback, same crash handling.
+
+Either way each input goes through :func:`fuzz.harness.run_one`; a crash is
+saved under ``fuzz/regressions/<target>/`` and reported in the stats file
+(``new`` unless :mod:`fuzz.known` lists it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import struct
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List
+
+MAX_LEN = 65536
+
+
+class Stats:
+    def __init__(self, target: str, path: Path, engine: str) -> None:
+        self.path = path
+        self.data: Dict[str, Any] = {
+            "target": target,
+            "engine": engine,
+            "execs": 0,
+            "ok": 0,
+            "error": 0,
+            "crash": 0,
+            "seconds": 0.0,
+            "crashes": [],
+        }
+        self.t0 = time.monotonic()
+        self.last = 0.0
+
+    def add(self, status: str) -> None:
+        d = self.data
+        d["execs"] += 1
+        d[status] += 1
+        now = time.monotonic()
+        if now - self.last > 2.0:
+            self.write(now)
+
+    def write(self, now: float = 0.0) -> None:
+        now = now or time.monotonic()
+        self.last = now
+        self.data["seconds"] = now - self.t0
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data))
+        os.replace(tmp, self.path)
+
+
+def _import_all() -> None:
+    import importlib
+    import pkgutil
+
+    import pybpfload
+
+    for m in pkgutil.walk_packages(pybpfload.__path__, "pybpfload."):
+        if m.name.endswith("__main__"):
+            continue
+        importlib.import_module(m.name)
+
+
+def _make_test_one(target: str, stats: Stats, timeout: float) -> Callable[[bytes], None]:
+    from . import harness
+    from .targets import target as get_target
+
+    fn = get_target(target)
+    seen: set = set()
+
+    def test_one(data: bytes) -> None:
+        out = harness.run_one(fn, data, timeout)
+        stats.add(out.status)
+        if out.status != "crash":
+            return
+        sig = out.signature
+        path, saved = harness.save_crash(target, data, out)
+        if sig in seen:
+            return
+        seen.add(sig)
+        entry = {
+            "signature": sig,
+            "known": out.known.key if out.known is not None else None,
+            "path": str(path),
+            "saved": saved,
+            "summary": out.summary(),
+        }
+        stats.data["crashes"].append(entry)
+        stats.write()
+        harness._stderr(harness.describe_crash(target, path, out))
+        if out.known is None:
+            harness._stderr(out.traceback)
+
+    return test_one
+
+
+def run_atheris(target: str, seconds: int, workdir: Path, timeout: float, mem_mb: int, stats_path: Path) -> None:
+    import atheris  # type: ignore[import-untyped]
+
+    with atheris.instrument_imports(include=["pybpfload"]):
+        _import_all()
+    from . import SEEDS, harness
+
+    corpus = workdir / "corpus" / target
+    artifacts = workdir / "artifacts" / target
+    corpus.mkdir(parents=True, exist_ok=True)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    stats = Stats(target, stats_path, "atheris")
+    test_one = _make_test_one(target, stats, timeout)
+    harness.limit_memory(mem_mb)
+    import atexit
+
+    atexit.register(stats.write)
+    args = [
+        sys.argv[0],
+        str(corpus),
+        str(SEEDS[target]),
+        f"-max_total_time={seconds}",
+        "-timeout=60",  # wall-clock backstop for hangs in C code; Python-level hangs are caught per input
+        f"-max_len={MAX_LEN}",
+        f"-artifact_prefix={artifacts}/",
+        "-print_final_stats=1",
+    ]
+    atheris.Setup(args, test_one)
+    atheris.Fuzz()
+
+
+# ------------------------------------------------------------------ blind mutator
+_INTERESTING = (0, 1, 0x7F, 0x80, 0xFF, 0x7FFF, 0x8000, 0xFFFF, 0x7FFFFFFF, 0x80000000, 0xFFFFFFFF, 0x10000)
+
+
+def mutate(data: bytes, rng: random.Random, pool: List[bytes]) -> bytes:
+    b = bytearray(data)
+    for _ in range(rng.choice((1, 1, 2, 4, 8))):
+        op = rng.randrange(7)
+        if not b:
+            b += bytes(rng.randrange(1, 16))
+            continue
+        i = rng.randrange(len(b))
+        if op == 0:
+            b[i] ^= 1 << rng.randrange(8)
+        elif op == 1:
+            b[i] = rng.randrange(256)
+        elif op == 2 and len(b) >= 4:
+            i = rng.randrange(0, len(b) - 3) & ~3
+            struct.pack_into("<I", b, i, rng.choice(_INTERESTING))
+        elif op == 3:
+            del b[i : i + rng.randrange(1, 64)]
+        elif op == 4:
+            j = rng.randrange(len(b))
+            n = rng.randrange(1, 64)
+            b[i:i] = b[j : j + n]
+        elif op == 5 and pool:
+            other = rng.choice(pool)
+            if other:
+                j = rng.randrange(len(other))
+                b[i:] = other[j : j + len(b) - i]
+        else:
+            v = struct.unpack("<I", bytes(b[i : i + 4]).ljust(4, b"\0"))[0]
+            b[i : i + 4] = struct.pack("<I", (v + rng.randrange(-16, 17)) & 0xFFFFFFFF)
+    return bytes(b[:MAX_LEN])
+
+
+def run_blind(target: str, seconds: int, workdir: Path, timeout: float, mem_mb: int, stats_path: Path, seed: int = 0) -> None:
+    from . import SEEDS, harness
+
+    stats = Stats(target, stats_path, "blind")
+    test_one = _make_test_one(target, stats, timeout)
+    harness.limit_memory(mem_mb)
+    pool = [p.read_bytes() for p in sorted(SEEDS[target].iterdir())]
+    corpus = workdir / "corpus" / target
+    if corpus.is_dir():
+        pool += [p.read_bytes() for p in sorted(corpus.iterdir())[:2000]]
+    rng = random.Random(seed or None)
+    end = time.monotonic() + seconds
+    for data in pool:
+        test_one(data)
+    while time.monotonic() < end:
+        test_one(mutate(rng.choice(pool), rng, pool))
+    stats.write()
