@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, 
 
 from . import features, log
 from .elf.model import ExternKind, MapKind, RelocKind
-from .errors import BPFError, NotSupportedError, PinError, RelocationError, StateError, VerifierError
+from .errors import BPFError, BPFOSError, NotSupportedError, PinError, RelocationError, StateError, VerifierError
 from .linker import (
     BPF_PSEUDO_BTF_ID,
     BPF_PSEUDO_KFUNC_CALL,
@@ -596,7 +596,13 @@ class _Load:
                         prog.attach_btf_obj_fd = self._module_btf_fd(obj_name)
                     log.debug("prog '%s': attach target %s%s is [%d] in %s", prog.name, prefix, target, tid, obj_name)
                     return
-        raise BPFError(f"prog {prog.name!r}: failed to find kernel BTF type ID of {prefix + target!r}")
+        where = f"module {module!r}" if module is not None else "the kernel"
+        msg = f"prog {prog.name!r}: failed to find kernel BTF type ID of {prefix + target!r}: {where} has no {kind} {prefix + target!r} in its BTF"
+        if prog.expected_attach_type == AttachType.BPF_TRACE_RAW_TP:
+            msg += f" (no raw tracepoint {target!r} here); SEC(\"raw_tp/{target}\") attaches to a raw tracepoint without BTF"
+        elif kind == "FUNC":
+            msg += " (a function this kernel lacks, or one the compiler inlined)"
+        raise BPFOSError(errno.ESRCH, msg)
 
     # ------------------------------------------------------------ 6. prog arrays
     def _init_prog_arrays(self) -> None:

@@ -394,7 +394,6 @@ def _link_ids() -> set:
 def test_object_close_detaches_what_attach_all_made(bpffs: Path) -> None:
     """A with block around an object leaves nothing attached (libbpf's skeleton destroy);
     a pinned link lives on, and an explicit link stays its caller's."""
-    before = _link_ids()
     with Object.open(fixture_path("attach_trace.bpf.o")) as obj:
         obj.load()
         links = obj.attach_all()
@@ -406,10 +405,46 @@ def test_object_close_detaches_what_attach_all_made(bpffs: Path) -> None:
         explicit = attach_tracepoint(obj.programs["tp_manual"], "syscalls/sys_enter_getppid")
         explicit_id = explicit.info().id
     try:
+        deadline = time.monotonic() + 5  # the kernel frees a link after an RCU grace period
+        while ids & _link_ids() != {kept_id} and time.monotonic() < deadline:
+            time.sleep(0.01)
         now = _link_ids()
         assert ids & now == {kept_id}  # the other three detached with the object
         assert explicit_id in now
     finally:
         explicit.close()
         os.unlink(bpffs / "kept")
-    assert _link_ids() == before
+    deadline = time.monotonic() + 5  # the kernel frees a link after an RCU grace period
+    while ({kept_id, explicit_id} | ids) & _link_ids() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not ({kept_id, explicit_id} | ids) & _link_ids()
+
+
+@pytest.mark.parametrize(
+    "prog, words",
+    [
+        ("tp_missing", ["'btf_trace_no_such_tracepoint_pyb'", "raw_tp/no_such_tracepoint_pyb", "without BTF"]),
+        ("fentry_missing", ["'no_such_function_pyb'", "FUNC"]),
+    ],
+)
+def test_missing_btf_target_is_named(prog: str, words: list) -> None:
+    with Object.open(fixture_path("missing_targets.bpf.o")) as obj:
+        for name, p in obj.programs.items():
+            p.autoload = name == prog
+        with pytest.raises(BPFError) as ei:
+            obj.load()
+        text = str(ei.value)
+        assert f"'{prog}'" in text and all(w in text for w in words), text
+        assert getattr(ei.value, "errno", None) == errno.ESRCH  # libbpf's -ESRCH
+
+
+def test_wrong_hook_says_which_program_types_it_takes(trace_obj: Object) -> None:
+    from pybpfload.link import attach_xdp
+
+    with pytest.raises(OSError) as ei:
+        attach_xdp(trace_obj.programs["tp_getpid"], "lo")
+    text = str(ei.value)
+    assert ei.value.errno == errno.EINVAL  # the kernel's answer, kept
+    assert "'tp_getpid' is a tracepoint program" in text and "the xdp hook takes xdp programs" in text
+    with pytest.raises(OSError, match="raw_tracepoint hook takes raw_tracepoint or raw_tracepoint_writable or tracing programs"):
+        trace_obj.programs["tp_getpid"].attach_raw_tracepoint("sys_enter")

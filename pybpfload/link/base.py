@@ -10,7 +10,8 @@ subclasses too, detached when closed; they cannot be pinned.
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
+import functools
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar, Union
 
 from .. import pinning
 from .._fdobject import FdObject
@@ -25,7 +26,46 @@ from .info import LinkInfo, link_info
 if TYPE_CHECKING:  # pragma: no cover
     from ..program import Program
 
-__all__ = ["Link", "prog_fd_of"]
+__all__ = ["Link", "prog_fd_of", "hook"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _type_name(prog_type: int) -> str:
+    try:
+        return t.ProgType(prog_type).name[len("BPF_PROG_TYPE_") :].lower()
+    except ValueError:
+        return str(prog_type)
+
+
+def hook(name: str, *prog_types: int) -> Callable[[F], F]:
+    """Mark an attach function (first argument: the program) as the ``name`` hook,
+    which takes programs of ``prog_types``.
+
+    When the kernel refuses the attachment and the program is of another type,
+    the error says so: which type the program is and which the hook takes
+    (the kernel's own answer is a bare EINVAL).  The errno stays the kernel's.
+    """
+
+    def deco(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(prog: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(prog, *args, **kwargs)
+            except SyscallError as e:
+                pt = getattr(prog, "type", None)
+                if pt is None or int(pt) in prog_types:
+                    raise
+                takes = " or ".join(_type_name(x) for x in prog_types)
+                detail = (
+                    f"program {getattr(prog, 'name', '?')!r} is a {_type_name(int(pt))} program; "
+                    f"the {name} hook takes {takes} programs"
+                )
+                raise SyscallError(e.errno or errno.EINVAL, e.command, e.name, detail=detail) from None
+
+        return wrapper  # type: ignore[return-value]
+
+    return deco
 
 
 def prog_fd_of(prog: Union["Program", int], what: str = "attach") -> int:

@@ -13,7 +13,8 @@ from ..syscall import commands
 from ..syscall._types import AttachType
 from ..syscall.fd import Fd
 from ._attach_cmd import link_create, link_create_attr
-from .base import Link, prog_fd_of
+from ..syscall import _types as t
+from .base import Link, hook, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..maps import Map
@@ -82,6 +83,7 @@ class IterLink(Link):
                 yield line.rstrip("\n")
 
 
+@hook("iter", t.ProgType.BPF_PROG_TYPE_TRACING)
 def attach_iter(
     prog: "Program",
     *,

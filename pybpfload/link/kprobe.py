@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Optional
 from ..errors import NotSupportedError, SyscallError
 from ..syscall import perf
 from ..syscall.fd import Fd
-from .base import prog_fd_of
+from ..syscall import _types as t
+from .base import hook, prog_fd_of
 from .perf_event import PerfEventLink, attach_perf_fd
 from .tracefs import add_probe_event, remove_probe_event, tracefs_root
 from .tracepoint import tracepoint_perf_attr
@@ -106,6 +107,7 @@ def has_syscall_wrapper() -> bool:
     return False
 
 
+@hook("kprobe", t.ProgType.BPF_PROG_TYPE_KPROBE)
 def attach_kprobe(
     prog: "Program", func: str, offset: int = 0, *, retprobe: bool = False, cookie: int = 0, legacy: bool = False
 ) -> PerfEventLink:
@@ -135,6 +137,7 @@ def attach_kprobe(
     )
 
 
+@hook("ksyscall", t.ProgType.BPF_PROG_TYPE_KPROBE)
 def attach_ksyscall(prog: "Program", syscall: str, *, retprobe: bool = False, cookie: int = 0) -> PerfEventLink:
     """Attach a kprobe program to the entry (or return) of system call ``syscall`` (libbpf's attach_ksyscall)."""
     return attach_kprobe(prog, syscall_function_name(syscall), retprobe=retprobe, cookie=cookie)

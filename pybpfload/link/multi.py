@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 from ..errors import BPFError, BPFOSError, NotSupportedError, SyscallError
 from ..syscall import _types as t
 from ._attach_cmd import ENOTSUPP, kernel_at_least, link_create, link_create_attr
-from .base import Link, prog_fd_of
+from .base import Link, hook, prog_fd_of
 from .elfsym import _MAX_SYMBOLS, _open_elf, find_binary, symbol_offset
 from .tracefs import tracefs_root
 
@@ -323,6 +323,7 @@ def _check_count(what: str, n: int, given: Optional[Sequence[Any]], name: str) -
         raise ValueError(f"{what}: {len(given)} {name} for {n} probes")
 
 
+@hook("uprobe_multi", t.ProgType.BPF_PROG_TYPE_KPROBE)
 def attach_uprobe_multi(
     prog: "Program",
     binary: str,
@@ -375,6 +376,7 @@ def attach_uprobe_multi(
     return MultiProbeLink(fd, prog if not isinstance(prog, int) else None, kind=kind, target=what, path=path, offsets=offs, cookies=cookies)
 
 
+@hook("kprobe_multi", t.ProgType.BPF_PROG_TYPE_KPROBE)
 def attach_kprobe_multi(
     prog: "Program",
     pattern: Optional[str] = None,

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any, Union
 from ..errors import BPFError
 from ..syscall._types import AttachType
 from ._attach_cmd import link_create, link_create_attr
-from .base import Link, prog_fd_of
+from ..syscall import _types as t
+from .base import Link, hook, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..program import Program
@@ -26,6 +27,7 @@ def netfilter_link_attr(prog_fd: int, pf: int, hooknum: int, priority: int, flag
     )
 
 
+@hook("netfilter", t.ProgType.BPF_PROG_TYPE_NETFILTER)
 def attach_netfilter(
     prog: "Program", pf: Union[int, str], hook: Union[int, str], priority: int, *, flags: int = 0
 ) -> Link:

@@ -18,7 +18,8 @@ from ..syscall import perf
 from ..syscall._types import AttachType
 from ..syscall.fd import Fd
 from ._attach_cmd import ENOTSUPP, link_create, link_create_attr
-from .base import Link, prog_fd_of
+from ..syscall import _types as t
+from .base import Link, hook, prog_fd_of
 from .info import PERF_EVENT_TYPES, LinkInfo
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -152,6 +153,7 @@ def attach_perf_fd(
         raise
 
 
+@hook("perf_event", t.ProgType.BPF_PROG_TYPE_PERF_EVENT, t.ProgType.BPF_PROG_TYPE_KPROBE, t.ProgType.BPF_PROG_TYPE_TRACEPOINT)
 def attach_perf_event(prog: "Program", perf_fd: Union[int, Fd], *, cookie: int = 0, force_ioctl: bool = False) -> PerfEventLink:
     """Attach a perf_event program to a perf event you opened (libbpf's bpf_program__attach_perf_event).
 

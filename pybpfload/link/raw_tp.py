@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Optional
 from ..errors import SyscallError
 from ..syscall import commands
 from ._attach_cmd import unsupported
-from .base import Link, prog_fd_of
+from ..syscall import _types as t
+from .base import Link, hook, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..program import Program
@@ -15,6 +16,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["attach_raw_tracepoint"]
 
 
+@hook("raw_tracepoint", t.ProgType.BPF_PROG_TYPE_RAW_TRACEPOINT, t.ProgType.BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE, t.ProgType.BPF_PROG_TYPE_TRACING)
 def attach_raw_tracepoint(prog: "Program", name: Optional[str] = None, *, cookie: int = 0) -> Link:
     """Attach a raw_tp program to tracepoint ``name`` (``"sys_enter"``), with BPF_RAW_TRACEPOINT_OPEN.
 

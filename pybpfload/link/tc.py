@@ -13,7 +13,8 @@ import struct
 from typing import TYPE_CHECKING, Any, Dict, List, Union
 
 from ..errors import BPFError, SyscallError
-from .base import DetachOnClose, prog_fd_of
+from ..syscall import _types as t
+from .base import DetachOnClose, hook, prog_fd_of
 from .netlink import NLM_F_CREATE, NLM_F_EXCL, RtNetlink, attr, nested, parse_attrs
 from .xdp import ifindex_of
 
@@ -91,6 +92,7 @@ class TcLink(DetachOnClose):
         return {"ifindex": self.ifindex, "direction": self.direction, "handle": self.handle, "priority": self.priority}
 
 
+@hook("tc", t.ProgType.BPF_PROG_TYPE_SCHED_CLS, t.ProgType.BPF_PROG_TYPE_SCHED_ACT)
 def attach_tc(
     prog: "Program",
     dev: Union[int, str],

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from ..errors import BPFError
 from ..syscall._types import AttachType
 from ._attach_cmd import BPF_F_AFTER, BPF_F_BEFORE, BPF_F_ID, BPF_F_LINK, link_create, link_create_attr
-from .base import Link, prog_fd_of
+from ..syscall import _types as t
+from .base import Link, hook, prog_fd_of
 from .xdp import ifindex_of
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -40,6 +41,7 @@ def _relative(anchor: Any) -> tuple:
     return 0, prog_fd_of(anchor, "attach next to")
 
 
+@hook("tcx", t.ProgType.BPF_PROG_TYPE_SCHED_CLS, t.ProgType.BPF_PROG_TYPE_SCHED_ACT)
 def attach_tcx(
     prog: "Program",
     dev: Union[int, str],

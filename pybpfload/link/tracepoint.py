@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 
 from ..syscall import perf
-from .base import prog_fd_of
+from ..syscall import _types as t
+from .base import hook, prog_fd_of
 from .perf_event import PerfEventLink, attach_perf_fd
 from .tracefs import split_tracepoint, tracepoint_id
 
@@ -22,6 +23,7 @@ def tracepoint_perf_attr(tp_id: int) -> perf.PerfEventAttr:
     return perf.PerfEventAttr(type=PERF_TYPE_TRACEPOINT, config=tp_id, sample_period=1, wakeup_events=1)
 
 
+@hook("tracepoint", t.ProgType.BPF_PROG_TYPE_TRACEPOINT)
 def attach_tracepoint(
     prog: "Program", category: str, name: Optional[str] = None, *, cookie: int = 0, force_ioctl: bool = False
 ) -> PerfEventLink:

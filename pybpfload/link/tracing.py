@@ -15,7 +15,8 @@ from ..errors import BPFError, SyscallError
 from ..syscall import commands
 from ..syscall._types import AttachType, ProgType
 from ._attach_cmd import link_create, link_create_attr
-from .base import Link, prog_fd_of
+from ..syscall import _types as t
+from .base import Link, hook, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..program import Program
@@ -44,6 +45,7 @@ def _kind(prog: "Program") -> str:
     return _TRAMPOLINE_TYPES.get(prog.expected_attach_type, "tracing")  # type: ignore[call-overload]
 
 
+@hook("fentry/fexit/fmod_ret/tp_btf", t.ProgType.BPF_PROG_TYPE_TRACING)
 def attach_trace(prog: "Program", *, cookie: int = 0) -> Link:
     """Attach a tp_btf, fentry, fexit, fmod_ret, lsm or freplace program to its load-time target.
 
@@ -66,11 +68,13 @@ def attach_trace(prog: "Program", *, cookie: int = 0) -> Link:
     return Link(fd, prog, kind=kind, target=target)
 
 
+@hook("lsm", t.ProgType.BPF_PROG_TYPE_LSM)
 def attach_lsm(prog: "Program") -> Link:
     """Attach an lsm program (libbpf's bpf_program__attach_lsm)."""
     return attach_trace(prog)
 
 
+@hook("freplace", t.ProgType.BPF_PROG_TYPE_EXT)
 def attach_freplace(prog: "Program", target: Optional["Program"] = None, func_name: Optional[str] = None) -> Link:
     """Attach an freplace (BPF_PROG_TYPE_EXT) program.
 

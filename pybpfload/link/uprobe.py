@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Optional, Tuple
 
 from ..errors import BPFError, NotSupportedError
 from ..syscall import perf
-from .base import prog_fd_of
+from ..syscall import _types as t
+from .base import hook, prog_fd_of
 from .elfsym import find_binary, resolve_function
 from .perf_event import PerfEventLink, attach_perf_fd
 from .tracefs import add_probe_event, remove_probe_event
@@ -63,6 +64,7 @@ def _cpu_pid(pid: int) -> Tuple[int, int]:
     return (-1, 0) if pid < 0 else (pid, -1)
 
 
+@hook("uprobe", t.ProgType.BPF_PROG_TYPE_KPROBE)
 def attach_uprobe(
     prog: "Program",
     binary: str,

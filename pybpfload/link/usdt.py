@@ -37,7 +37,8 @@ from .. import features, log
 from ..errors import BPFError, BPFOSError, NotSupportedError, SyscallError
 from ..maps import Map
 from ..syscall._types import MapType
-from .base import DetachOnClose, prog_fd_of
+from ..syscall import _types as t
+from .base import DetachOnClose, hook, prog_fd_of
 from .elfsym import find_binary
 from .perf_event import PerfEventLink
 from .uprobe import attach_uprobe
@@ -224,6 +225,7 @@ class UsdtLink(DetachOnClose):
         return {"target": self.target, "uprobes": len(self._uprobes), "spec_ids": self.spec_ids}
 
 
+@hook("usdt", t.ProgType.BPF_PROG_TYPE_KPROBE)
 def attach_usdt(
     prog: "Program",
     binary: str,

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 from ..errors import BPFError
 from ..syscall._types import AttachType
 from ._attach_cmd import link_create, link_create_attr
-from .base import Link, prog_fd_of
+from ..syscall import _types as t
+from .base import Link, hook, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..program import Program
@@ -41,6 +42,7 @@ def xdp_link_attr(prog_fd: int, ifindex: int, flags: int = 0) -> Any:
     return link_create_attr(prog_fd, ifindex, AttachType.BPF_XDP, flags)
 
 
+@hook("xdp", t.ProgType.BPF_PROG_TYPE_XDP)
 def attach_xdp(prog: "Program", dev: Union[int, str], *, mode: Optional[str] = None, flags: int = 0) -> Link:
     """Attach an XDP program to device ``dev`` (ifindex or name).
 
