@@ -36,7 +36,7 @@ STRUCTS = ["task_struct", "mm_struct", "file", "inode", "sk_buff", "sock", "net_
 
 def pick_fields(n: int) -> List[Tuple[str, str]]:
     from pybpfload.btf import types as T
-    from pybpfload.btf.kernel import vmlinux_spec
+    from pybpfload.btf.vmlinux import vmlinux_spec
 
     spec = vmlinux_spec()
     out: List[Tuple[str, str]] = []
@@ -111,7 +111,7 @@ def main() -> int:
             cold.append(float(t))
             nrel = int(nrel_s)
 
-        from pybpfload import core
+        from pybpfload.reloc import co_re as core
         from pybpfload.btf.ext import parse_ext
         from pybpfload.object import Object
 
@@ -145,7 +145,7 @@ def main() -> int:
 
 
 def vmlinux_types() -> range:
-    from pybpfload.btf.kernel import vmlinux_spec
+    from pybpfload.btf.vmlinux import vmlinux_spec
 
     return range(len(vmlinux_spec()))
 

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pybpfload import Map, MapType  # noqa: E402
 from pybpfload.syscall._raw import NR_BPF, syscall  # noqa: E402
-from pybpfload.syscall._types import Cmd, MapBatchAttr, MapElemAttr  # noqa: E402
+from pybpfload.abi.uapi import Cmd, MapBatchAttr, MapElemAttr  # noqa: E402
 
 
 def timed(fn: Callable[[], None]) -> float:

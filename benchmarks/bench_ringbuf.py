@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from tests.eventprogs import packet, ringbuf_output_prog, seq_map  # noqa: E402
 
 from pybpfload import Map, MapType  # noqa: E402
-from pybpfload.ringbuf import RingBuffer  # noqa: E402
+from pybpfload.events.ringbuf import RingBuffer  # noqa: E402
 
 PAGE = mmap.PAGESIZE
 

@@ -55,7 +55,9 @@ def setup() -> None:
     """Make the pure steps pure and quiet; load the fixed inputs (once per process)."""
     if _state:
         return
-    from pybpfload import externs, features, loader, log
+    from pybpfload.reloc import extern_values as externs, loader
+    from pybpfload.syscall import features
+    from pybpfload import log
     from pybpfload.btf import Spec
     from pybpfload.syscall import _raw
 
@@ -97,7 +99,7 @@ def fuzz_elf(data: bytes) -> None:
 
 def _touch_object(obj: Any) -> None:
     from pybpfload.btf.ext import parse_ext
-    from pybpfload.insn import disasm
+    from pybpfload.elf.insn import disasm
 
     repr(obj)
     _ = (obj.license, obj.externs, obj.subprograms, obj.model.kversion)
@@ -193,9 +195,9 @@ def _round_trip(spec: Any) -> None:
 
 # ------------------------------------------------------------------ btf_ext
 def fuzz_btf_ext(data: bytes) -> None:
-    from pybpfload.btf.core import Candidates, kind_str
+    from pybpfload.btf.relo_core import Candidates, kind_str
     from pybpfload.btf.ext import pack_func_info, pack_line_info, parse_ext
-    from pybpfload.core import relocate
+    from pybpfload.reloc.co_re import relocate
 
     if not data:
         return
@@ -219,9 +221,9 @@ def fuzz_btf_ext(data: bytes) -> None:
 # ------------------------------------------------------------------ core
 def fuzz_core(data: bytes) -> None:
     from pybpfload.btf import Spec
-    from pybpfload.btf.core import Candidates
-    from pybpfload.core import relocate
-    from pybpfload.corecheck import _target_result
+    from pybpfload.btf.relo_core import Candidates
+    from pybpfload.reloc.co_re import relocate
+    from pybpfload.cli.corecheck import _target_result
 
     if not data:
         return
@@ -259,11 +261,11 @@ def fuzz_prepare(data: bytes) -> None:
 def _prepare(obj: Any) -> None:
     """Object.load() (pybpfload/loader.py) step by step, stopping short of every syscall."""
     from pybpfload.btf import Spec
-    from pybpfload.btf.features import BtfFeatures
+    from pybpfload.btf.fixup import BtfFeatures
     from pybpfload.btf.fixup import mark_funcs_static, needs_sanitizing, sanitize
-    from pybpfload.linker import LinkedProgram, link
-    from pybpfload.loader import _Load, opened_btf
-    from pybpfload.structops import fill_prog_fds
+    from pybpfload.reloc.linker import LinkedProgram, link
+    from pybpfload.reloc.loader import _Load, opened_btf
+    from pybpfload.reloc.struct_ops_plan import fill_prog_fds
 
     piece = _state["piece"]
     load = _Load(obj)

@@ -50,22 +50,22 @@ _EXPORTS = {
     "Link": "link",
     "LinkInfo": "link",
     "Spec": "btf",
-    "BtfHandle": "btf",
-    "Map": "maps",
-    "MapInfo": "maps",
-    "MapKeyError": "maps",
-    "possible_cpus": "maps",
-    "BPF_ANY": "maps",
-    "BPF_NOEXIST": "maps",
-    "BPF_EXIST": "maps",
-    "BPF_F_LOCK": "maps",
-    "Program": "program",
-    "ProgramInfo": "program",
-    "TestRun": "program",
-    "RingBuffer": "ringbuf",
-    "UserRingBuffer": "ringbuf",
-    "RecordBatch": "ringbuf",
-    "PerfBuffer": "perfbuf",
+    "BtfHandle": "syscall.btf_handle",
+    "Map": "kernel.maps",
+    "MapInfo": "kernel.maps",
+    "MapKeyError": "kernel.maps",
+    "possible_cpus": "kernel.maps",
+    "BPF_ANY": "kernel.maps",
+    "BPF_NOEXIST": "kernel.maps",
+    "BPF_EXIST": "kernel.maps",
+    "BPF_F_LOCK": "kernel.maps",
+    "Program": "kernel.program",
+    "ProgramInfo": "kernel.program",
+    "TestRun": "kernel.program",
+    "RingBuffer": "events.ringbuf",
+    "UserRingBuffer": "events.ringbuf",
+    "RecordBatch": "events.ringbuf",
+    "PerfBuffer": "events.perfbuf",
     "MapType": "syscall",
     "ProgType": "syscall",
     "AttachType": "syscall",
@@ -74,6 +74,62 @@ _EXPORTS = {
 }
 
 __all__ = ["__version__", "LIBBPF_API_VERSION", "major_version", "minor_version", "version_string", *_EXPORTS]
+
+
+# Modules that moved when the package took its folders by stage: their old
+# names still import (``import pybpfload.maps`` is ``pybpfload.kernel.maps``).
+_MOVED = {
+    "maps": "kernel.maps",
+    "program": "kernel.program",
+    "variants": "kernel.variants",
+    "ringbuf": "events.ringbuf",
+    "perfbuf": "events.perfbuf",
+    "features": "syscall.features",
+    "pinning": "syscall.pinning",
+    "insn": "elf.insn",
+    "loader": "reloc.loader",
+    "core": "reloc.co_re",
+    "externs": "reloc.extern_values",
+    "linker": "reloc.linker",
+    "structops": "reloc.struct_ops_plan",
+    "attach": "link.auto",
+    "usdt": "link.usdt_spec",
+    "corecheck": "cli.corecheck",
+    "demo": "cli.demo",
+    "syscall._types": "abi.uapi",
+    "btf.core": "btf.relo_core",
+    "btf.kernel": "btf.vmlinux",
+}
+
+
+class _MovedModules:
+    """A meta path finder: an old module name gives the module under its new one."""
+
+    @staticmethod
+    def find_spec(fullname: str, path: Any = None, target: Any = None) -> Any:
+        if not fullname.startswith("pybpfload."):
+            return None
+        new = _MOVED.get(fullname[len("pybpfload.") :])
+        if new is None:
+            return None
+        from importlib.machinery import ModuleSpec
+
+        return ModuleSpec(fullname, _MovedModules, origin="pybpfload." + new)  # type: ignore[arg-type]
+
+    @staticmethod
+    def create_module(spec: Any) -> Any:
+        module = importlib.import_module(spec.origin)
+        spec.loader_state = module.__spec__
+        return module
+
+    @staticmethod
+    def exec_module(module: Any) -> None:
+        module.__spec__ = module.__spec__.loader_state  # the module keeps its own spec
+
+
+import sys as _sys  # noqa: E402
+
+_sys.meta_path.append(_MovedModules)  # type: ignore[arg-type]
 
 
 def __getattr__(name: str) -> Any:
@@ -107,11 +163,12 @@ if TYPE_CHECKING:  # pragma: no cover
         UnknownNameError,
         VerifierError,
     )
-    from .maps import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Map, MapInfo, MapKeyError, possible_cpus  # noqa: F401
-    from .btf import BtfHandle, Spec  # noqa: F401
+    from .kernel.maps import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Map, MapInfo, MapKeyError, possible_cpus  # noqa: F401
+    from .btf import Spec  # noqa: F401
+    from .syscall.btf_handle import BtfHandle  # noqa: F401
     from .link import Link, LinkInfo  # noqa: F401
     from .object import Object  # noqa: F401
-    from .perfbuf import PerfBuffer  # noqa: F401
-    from .program import Program, ProgramInfo, TestRun  # noqa: F401
-    from .ringbuf import RecordBatch, RingBuffer, UserRingBuffer  # noqa: F401
+    from .events.perfbuf import PerfBuffer  # noqa: F401
+    from .kernel.program import Program, ProgramInfo, TestRun  # noqa: F401
+    from .events.ringbuf import RecordBatch, RingBuffer, UserRingBuffer  # noqa: F401
     from .syscall import AttachType, Fd, LinkType, MapType, ProgType  # noqa: F401

@@ -7,7 +7,7 @@ from typing import List, Optional
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from .cli import run
+    from .cli.main import run
 
     return run(sys.argv[1:] if argv is None else argv)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from . import pinning
+from .syscall import pinning
 from .errors import BPFError, StateError
 from .syscall.fd import Fd
 

@@ -14,15 +14,15 @@ return NULL with errno set instead of error pointers, getters and setters
 have their 1.x return codes (``bpf_program__fd`` of an unloaded program is
 -ENOENT, setters after load -EBUSY), ``bpf_program__set_prep`` is gone from
 libbpf (we keep it and ``bpf_program__nth_fd`` on top of
-:mod:`pybpfload.variants`, for the spec's section 6).  1.1 is also the
+:mod:`pybpfload.kernel.variants`, for the spec's section 6).  1.1 is also the
 libbpf the test suite checks this module against (Debian's libbpf1), so
 every behaviour claimed here is compared with the real thing.
 
 Conventions
 -----------
 * ``struct bpf_object`` / ``bpf_program`` / ``bpf_map`` / ``ring_buffer`` are
-  pybpfload's :class:`~pybpfload.object.Object`, :class:`~pybpfload.program.Program`,
-  :class:`~pybpfload.maps.Map`, :class:`~pybpfload.ringbuf.RingBuffer`;
+  pybpfload's :class:`~pybpfload.object.Object`, :class:`~pybpfload.kernel.program.Program`,
+  :class:`~pybpfload.kernel.maps.Map`, :class:`~pybpfload.events.ringbuf.RingBuffer`;
   ``struct btf`` is :class:`Btf` (a :class:`~pybpfload.btf.Spec` and the fd
   it has in the kernel).
 * Functions returning ``int`` return a negative errno (or
@@ -31,7 +31,7 @@ Conventions
   never escape for failures libbpf reports by return value (wrong Python
   types still raise TypeError, where C would not compile).
 * Test results for None with ``is None`` where C writes ``if (!map)``: a
-  :class:`~pybpfload.maps.Map` is a mapping, so ``not map`` asks its length.
+  :class:`~pybpfload.kernel.maps.Map` is a mapping, so ``not map`` asks its length.
 * errno is ctypes' thread-local errno slot: :func:`get_errno` (or
   ``ctypes.get_errno()``) reads it, and ``libbpf_get_error(None)`` returns
   ``-errno``, as in libbpf 1.x.  It is per thread, like C's errno, and like
@@ -63,21 +63,14 @@ import weakref
 from typing import Any, Callable, Iterator, List, Optional, Tuple, TypeVar
 
 from . import log as _log
-from .errors import (
-    BPFError,
-    LibbpfErrno,
-    StateError,
-    VerifierError,
-    error_code,
-    strerror_r,
-)
-from .maps import Map
+from .errors import BPFError, LibbpfErrno, StateError, VerifierError, error_code, strerror_r
+from .kernel.maps import Map
 from .object import Object
-from .program import Program
-from .perfbuf import PerfBuffer
-from .ringbuf import RingBuffer, UserRingBuffer
+from .kernel.program import Program
+from .events.perfbuf import PerfBuffer
+from .events.ringbuf import RingBuffer, UserRingBuffer
 from .syscall import commands
-from .syscall._types import AttachType, Cmd, LinkType, MapType, ProgType
+from .abi.uapi import AttachType, Cmd, LinkType, MapType, ProgType
 
 __all__ = [  # the names libbpf has; helpers and types follow
     "LIBBPF_MAJOR_VERSION",
@@ -257,7 +250,7 @@ def libbpf_get_error(ptr: Any) -> int:
 
 
 def libbpf_num_possible_cpus() -> int:
-    from .maps import possible_cpus
+    from .kernel.maps import possible_cpus
 
     try:
         return possible_cpus()
@@ -322,7 +315,7 @@ def _known(enum_cls: Any, value: int) -> bool:
 @_int_api
 def libbpf_probe_bpf_prog_type(prog_type: int, opts: Any = None) -> int:
     """1 if the kernel loads programs of ``prog_type``, 0 if not, <0 on error."""
-    from . import features
+    from .syscall import features
 
     if opts is not None:
         return -_errno.EINVAL
@@ -336,7 +329,7 @@ def libbpf_probe_bpf_prog_type(prog_type: int, opts: Any = None) -> int:
 @_int_api
 def libbpf_probe_bpf_map_type(map_type: int, opts: Any = None) -> int:
     """1 if the kernel creates maps of ``map_type``, 0 if not, <0 on error."""
-    from . import features
+    from .syscall import features
 
     if opts is not None:
         return -_errno.EINVAL
@@ -348,7 +341,7 @@ def libbpf_probe_bpf_map_type(map_type: int, opts: Any = None) -> int:
 @_int_api
 def libbpf_probe_bpf_helper(prog_type: int, helper_id: int, opts: Any = None) -> int:
     """1 if programs of ``prog_type`` may call helper ``helper_id``, 0 if not, <0 on error."""
-    from . import features
+    from .syscall import features
 
     if opts is not None:
         return -_errno.EINVAL
@@ -372,7 +365,7 @@ class bpf_insn(ctypes.Structure):
 
 def _insns_from(insns: Any, cnt: Optional[int]) -> bytes:
     """Bytes of ``cnt`` instruction slots from a bpf_insn array, bytes or Insn objects."""
-    from .program import insns_bytes
+    from .kernel.program import insns_bytes
 
     if isinstance(insns, (ctypes.Array, ctypes.Structure)):
         raw = bytes(memoryview(insns).cast("B"))
@@ -889,7 +882,7 @@ def bpf_program__set_insns(prog: Program, new_insns: Any, new_insn_cnt: Optional
 @_int_api
 def bpf_program__pin(prog: Program, path: str) -> int:
     """Pin the loaded program at ``path`` (the parent directory is created)."""
-    from . import pinning
+    from .syscall import pinning
 
     if not prog.loaded:
         _log.warn("prog '%s': can't pin program that wasn't loaded", prog.name)
@@ -966,7 +959,7 @@ def bpf_program__set_prep(prog: Program, nr_instance: int, prep: Callable[..., i
     ``prep(prog, n, insns, insns_cnt, res)`` is called for each instance
     with the relocated instructions (a ``bpf_insn`` array) and a
     :class:`BpfProgramPrepResult` to fill; it returns 0, or a negative
-    error that fails the load.  See :mod:`pybpfload.variants` for the
+    error that fails the load.  See :mod:`pybpfload.kernel.variants` for the
     pythonic interface.
     """
     if nr_instance <= 0 or prep is None:
@@ -999,7 +992,7 @@ class _PrepFailed(BPFError):
 
 
 def _load_instances(obj: Object) -> None:
-    from .variants import load_variants
+    from .kernel.variants import load_variants
 
     for p in obj.programs.values():
         spec = _PREP.get(p)
@@ -1298,7 +1291,7 @@ def _check_map_op(map: Map, key_sz: int, value_sz: Optional[int]) -> int:
     if value_sz is None:
         return 0
     if map.type in _PERCPU:
-        from .maps import possible_cpus
+        from .kernel.maps import possible_cpus
 
         want = possible_cpus() * ((map.value_size + 7) & ~7)
     else:
@@ -1341,8 +1334,8 @@ class _BadBuffer(BPFError):
 
 def _sizes(fd: int) -> Tuple[int, int]:
     """(key size, value size as the kernel copies it) of map ``fd``."""
-    from .maps import possible_cpus
-    from .syscall._types import MapInfo
+    from .kernel.maps import possible_cpus
+    from .abi.uapi import MapInfo
 
     info = commands.obj_get_info_by_fd(fd, MapInfo())
     vs = info.value_size
@@ -1615,9 +1608,9 @@ def bpf_link_get_fd_by_id(id: int) -> int:
 
 def bpf_obj_get_info_by_fd(bpf_fd: int, info: Any, info_len: Any) -> int:
     """Fill ``info`` (a ProgInfo / MapInfo / BtfInfo / LinkInfo ctypes struct from
-    :mod:`pybpfload.syscall._types`); ``info_len.value`` is its size in and the kernel's out."""
+    :mod:`pybpfload.abi.uapi`); ``info_len.value`` is its size in and the kernel's out."""
     from .syscall._raw import bpf
-    from .syscall._types import ObjGetInfoAttr
+    from .abi.uapi import ObjGetInfoAttr
 
     n = getattr(info_len, "value", None)
     size = ctypes.sizeof(info) if n is None else min(int(n), ctypes.sizeof(info))
@@ -2126,15 +2119,15 @@ class _LibbpfPerfBuffer(PerfBuffer):
 def perf_buffer__new(
     map_fd: int, page_cnt: int, sample_cb: Optional[PerfBufferSampleFn], lost_cb: Optional[PerfBufferLostFn], ctx: Any = None, opts: Any = None
 ) -> Optional[PerfBuffer]:
-    """Per-CPU perf rings for a PERF_EVENT_ARRAY map (see :class:`pybpfload.perfbuf.PerfBuffer`).
+    """Per-CPU perf rings for a PERF_EVENT_ARRAY map (see :class:`pybpfload.events.perfbuf.PerfBuffer`).
 
     ``sample_cb(ctx, cpu, data, size)`` per sample (``data`` a read-only
     memoryview valid during the call), ``lost_cb(ctx, cpu, count)`` for
     dropped samples.  None with errno: EINVAL when ``page_cnt`` is not a
     power of 2 or the map is not a perf event array, EBADF for a bad fd.
     """
-    from .maps import possible_cpus
-    from .syscall._types import MapInfo
+    from .kernel.maps import possible_cpus
+    from .abi.uapi import MapInfo
 
     if page_cnt <= 0 or page_cnt & (page_cnt - 1):
         _log.warn("page count should be power of two, but is %d", page_cnt)

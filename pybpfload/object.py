@@ -2,8 +2,8 @@
 
 ``Object.open(path, **options)`` and ``Object.open_mem(data, **options)``
 read the object with no syscalls beyond reading the file: programs and
-maps are unloaded :class:`~pybpfload.program.Program` and
-:class:`~pybpfload.maps.Map` definitions whose attributes can be changed
+maps are unloaded :class:`~pybpfload.kernel.program.Program` and
+:class:`~pybpfload.kernel.maps.Map` definitions whose attributes can be changed
 before load.  The pure ELF model (relocations, subprograms, BTF and .BTF.ext
 bytes, data sections, externs) stays reachable as ``obj.model`` for the
 loader.
@@ -20,8 +20,8 @@ from .errors import BPFOSError, ParseError, StateError
 if TYPE_CHECKING:  # pragma: no cover
     from .btf import Spec
     from .elf.model import ElfModel, ExternSpec, MapSpec, ProgramSpec
-    from .maps import Map
-    from .program import Program
+    from .kernel.maps import Map
+    from .kernel.program import Program
 
 __all__ = ["Object", "running_kernel_version", "parse_kconfig"]
 
@@ -112,7 +112,7 @@ class Object(Strict):
         btf_custom_path: Optional[str] = None,
         kernel_log_level: int = 0,
     ) -> None:
-        from .program import Program
+        from .kernel.program import Program
 
         self.model = model
         self.name = name
@@ -291,7 +291,7 @@ class Object(Strict):
         if self._btf is None:
             raw = self._file_btf()
             if raw is not None:
-                from .loader import opened_btf
+                from .reloc.loader import opened_btf
 
                 self._btf = opened_btf(self.model, raw).spec()
         return self._btf
@@ -364,7 +364,7 @@ class Object(Strict):
         is on.  On failure nothing stays behind (fds closed, new pins
         removed) and the error names the program or map.
         """
-        from .loader import load_object
+        from .reloc.loader import load_object
 
         load_object(self)
         return self
@@ -387,7 +387,7 @@ class Object(Strict):
         become underscores); without, at its own :attr:`Map.pin_path`, and
         maps without one are skipped.  A failure unpins what this call pinned.
         """
-        from . import pinning
+        from .syscall import pinning
 
         self._require_loaded("pin maps")
         done = []
@@ -412,7 +412,7 @@ class Object(Strict):
 
     def unpin_maps(self, path: Optional[str] = None) -> None:
         """Remove the pins of every map (bpf_object__unpin_maps); ``path`` as in :meth:`pin_maps`."""
-        from . import pinning
+        from .syscall import pinning
 
         for name, m in self._maps.items():
             if not m.autocreate and not m.created:
@@ -427,7 +427,7 @@ class Object(Strict):
         Programs not loaded (autoload off) are skipped — libbpf would fail on
         them.  A failure unpins what this call pinned.
         """
-        from . import pinning
+        from .syscall import pinning
 
         self._require_loaded("pin programs")
         if not path:
@@ -451,7 +451,7 @@ class Object(Strict):
 
     def unpin_programs(self, path: str) -> None:
         """Remove the pins :meth:`pin_programs` made under ``path``."""
-        from . import pinning
+        from .syscall import pinning
 
         if not path:
             raise ParseError("unpin_programs needs a directory")
@@ -511,12 +511,12 @@ class Object(Strict):
 
     # ------------------------------------------------------------ attaching
     def attach_all(self, *, skip_unsupported: bool = False) -> Any:
-        """Attach every loaded program whose section names a target; the links (see :func:`pybpfload.attach.attach_all`).
+        """Attach every loaded program whose section names a target; the links (see :func:`pybpfload.link.auto.attach_all`).
 
         The object keeps them too: :meth:`close` (the end of a ``with`` block) detaches
         every one that is not pinned, as libbpf's skeleton destroy does.
         """
-        from .attach import attach_all
+        from .link.auto import attach_all
 
         links = attach_all(self, skip_unsupported=skip_unsupported)
         self._auto_links.extend(links)
@@ -528,10 +528,10 @@ class Object(Strict):
 
         ``prep(n, insns)`` gets the loaded program's relocated instructions
         and returns instance ``n``'s (or None to skip it); returns a
-        :class:`~pybpfload.variants.ProgramVariants` owning their fds.  See
-        :mod:`pybpfload.variants`.
+        :class:`~pybpfload.kernel.variants.ProgramVariants` owning their fds.  See
+        :mod:`pybpfload.kernel.variants`.
         """
-        from .variants import load_variants
+        from .kernel.variants import load_variants
 
         return load_variants(self, name, prep, count)
 
@@ -567,7 +567,7 @@ def _check_options(
 
 def _make_map(ms: "MapSpec") -> "Map":
     from .elf.model import MapKind
-    from .maps import Map
+    from .kernel.maps import Map
 
     inner = _make_map(ms.inner) if ms.inner is not None else None
     initial = ms.initial_value

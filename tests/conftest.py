@@ -120,7 +120,7 @@ if TYPE_CHECKING:  # pragma: no cover
 def perf_map() -> Iterator["Map"]:
     """A PERF_EVENT_ARRAY with a slot per possible CPU (perf buffer tests)."""
     from pybpfload import Map, MapType
-    from pybpfload.maps import possible_cpus
+    from pybpfload.kernel.maps import possible_cpus
 
     m = Map.create(MapType.BPF_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, possible_cpus(), name="events")
     yield m

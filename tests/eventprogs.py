@@ -190,6 +190,6 @@ class PerfProducer:
 
 def usable_cpus() -> List[int]:
     """Online CPUs this process may run on."""
-    from pybpfload.perfbuf import online_cpus
+    from pybpfload.events.perfbuf import online_cpus
 
     return sorted(set(online_cpus()) & os.sched_getaffinity(0))

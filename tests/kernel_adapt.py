@@ -29,7 +29,7 @@ def assert_not_supported(exc: BaseException, *words: str) -> None:
 def vmlinux_has(type_name: str, member: str) -> bool:
     """Whether the kernel's BTF struct/enum ``type_name`` has ``member`` (a field or an enumerator)."""
     from pybpfload.btf import types as T
-    from pybpfload.btf.kernel import vmlinux_spec
+    from pybpfload.btf.vmlinux import vmlinux_spec
     from pybpfload.btf.query import field
     from pybpfload.errors import BTFError
 
@@ -60,7 +60,7 @@ def kernel_describes_perf_links() -> bool:
 
 def has_bpf_loop() -> bool:
     """bpf_loop() for XDP programs (5.17+), by the loader's helper probe (subprogs.bpf.o's xdp_one uses it)."""
-    from pybpfload.features import helper_supported
+    from pybpfload.syscall.features import helper_supported
     from pybpfload.syscall import FuncId, ProgType
 
     return helper_supported(ProgType.BPF_PROG_TYPE_XDP, FuncId.BPF_FUNC_loop)
@@ -70,7 +70,7 @@ def has_bpf_loop() -> bool:
 def vmlinux_has_func(name: str) -> bool:
     """Whether the kernel's BTF has a FUNC called ``name``."""
     from pybpfload.btf import types as T
-    from pybpfload.btf.kernel import vmlinux_spec
+    from pybpfload.btf.vmlinux import vmlinux_spec
 
     vm = vmlinux_spec()
     return any(isinstance(vm.type(tid), T.Func) for tid in vm.find_ids(name))
@@ -91,9 +91,9 @@ def load_or_assert_refused(obj, needs: str) -> None:  # type: ignore[no-untyped-
     """
     import pytest
 
-    from pybpfload import features
+    from pybpfload.syscall import features
     from pybpfload.errors import BPFError, NotSupportedError, VerifierError
-    from pybpfload.syscall._types import FuncId, MapType
+    from pybpfload.abi.uapi import FuncId, MapType
 
     if needs == "bpf_cookie":
         present = features.has_bpf_cookie()
@@ -125,8 +125,8 @@ def load_or_assert_refused(obj, needs: str) -> None:  # type: ignore[no-untyped-
 def sleepable_kprobe_type() -> bool:
     """Whether a sleepable (BPF_F_SLEEPABLE) kprobe-type program, as uprobe.s ones are, loads here."""
     from pybpfload.errors import BPFError
-    from pybpfload.program import Program
-    from pybpfload.syscall._types import ProgType
+    from pybpfload.kernel.program import Program
+    from pybpfload.abi.uapi import ProgType
 
     exit0 = bytes.fromhex("b700000000000000") + bytes.fromhex("9500000000000000")
     try:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pybpfload.attach import auto_attach_kind
+from pybpfload.link.auto import auto_attach_kind
 from pybpfload.errors import BPFError, ELFError, ParseError
 from pybpfload.link import _attach_cmd as cmd
 from pybpfload.link.elfsym import find_binary, resolve_function, symbol_offset
@@ -24,7 +24,7 @@ from pybpfload.link.tracing import tracing_link_attr
 from pybpfload.link.uprobe import parse_uprobe_target, probe_perf_attr
 from pybpfload.link.xdp import xdp_link_attr
 from pybpfload.syscall import AttachType
-from pybpfload.syscall import _types as t
+from pybpfload.abi import uapi as t
 
 from .conftest import FIXTURES, require_tool
 

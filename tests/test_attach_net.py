@@ -21,7 +21,7 @@ import pytest
 
 from pybpfload import Object
 from pybpfload.errors import BPFError, NotSupportedError
-from pybpfload.features import prog_type_supported
+from pybpfload.syscall.features import prog_type_supported
 from pybpfload.link import Link, attach_cgroup, attach_socket, attach_tc, attach_tcx, attach_xdp
 from pybpfload.link.tc import list_tc_filters
 from pybpfload.syscall import AttachType, LinkType, ProgType

@@ -19,7 +19,7 @@ import pytest
 
 from pybpfload import Object
 from pybpfload.errors import BPFError, NotSupportedError, StateError, VerifierError
-from pybpfload.features import prog_type_supported
+from pybpfload.syscall.features import prog_type_supported
 from pybpfload.link import IterLink, Link, PerfEventLink, attach_iter, attach_tracepoint, attach_uprobe, kprobe_support
 from pybpfload.link.elfsym import resolve_function
 from pybpfload.syscall import LinkType, perf
@@ -205,7 +205,7 @@ def test_uprobe_legacy_tracefs(trace_obj: Object) -> None:
 @pytest.fixture
 def iter_obj() -> Iterator[Object]:
     from pybpfload.btf import query
-    from pybpfload.btf.kernel import vmlinux_spec
+    from pybpfload.btf.vmlinux import vmlinux_spec
 
     vm = vmlinux_spec()
     task = vm.find_id("task_struct")

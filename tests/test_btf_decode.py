@@ -165,7 +165,7 @@ def test_lookups_do_not_decode_everything(vmlinux: Spec) -> None:
 
 
 def test_kernel_module_split_btf() -> None:
-    from pybpfload.btf.kernel import kernel_modules_with_btf, module_spec
+    from pybpfload.btf.vmlinux import kernel_modules_with_btf, module_spec
 
     mods = list(kernel_modules_with_btf())
     if not mods:

@@ -13,7 +13,8 @@ import pytest
 from pybpfload.btf import Spec
 from pybpfload.btf import types as T
 from pybpfload.btf.encode import Builder, StringTable
-from pybpfload.btf.features import BtfFeatures, probe
+from pybpfload.btf.fixup import BtfFeatures
+from pybpfload.syscall.btf_features import probe
 from pybpfload.btf.fixup import fixup_datasecs, mark_funcs_static, needs_sanitizing, sanitize
 from pybpfload.errors import BTFError
 
@@ -194,8 +195,9 @@ def test_fixups_match_what_libbpf_loads(name: str, bpffs: Path) -> None:
     variables become static VARs" (current libbpf, and pybpfload, do it), so
     that one rule is left out of the comparison and checked on its own.
     """
-    from pybpfload.btf.kernel import BtfHandle
-    from pybpfload.syscall import _types, commands
+    from pybpfload.syscall.btf_handle import BtfHandle
+    from pybpfload.abi import uapi as _types
+    from pybpfload.syscall import commands
 
     obj = FIXTURES / name
     if not obj.exists():
@@ -264,7 +266,7 @@ def test_sanitize_only_touches_missing_features() -> None:
 @pytest.mark.kernel
 @pytest.mark.parametrize("feature", ["none"] + [f.name for f in dataclasses.fields(BtfFeatures)])
 def test_sanitized_btf_loads(feature: str) -> None:
-    from pybpfload.btf.kernel import BtfHandle
+    from pybpfload.syscall.btf_handle import BtfHandle
 
     # what this kernel lacks is always sanitised (probed), and one feature more
     feats = BtfFeatures.none() if feature == "none" else dataclasses.replace(probe(), **{feature: False})

@@ -12,8 +12,10 @@ import pytest
 from pybpfload.btf import Spec
 from pybpfload.btf import types as T
 from pybpfload.btf.encode import Builder
-from pybpfload.btf.features import PROBES, BtfFeatures, probe
-from pybpfload.btf.kernel import BtfHandle, iter_kernel_btf, vmlinux_spec
+from pybpfload.syscall.btf_features import PROBES, probe
+from pybpfload.btf.fixup import BtfFeatures
+from pybpfload.syscall.btf_handle import BtfHandle, iter_kernel_btf
+from pybpfload.btf.vmlinux import vmlinux_spec
 from pybpfload import Object
 from pybpfload.btf.fixup import needs_sanitizing
 from pybpfload.errors import BPFError, StateError, VerifierError

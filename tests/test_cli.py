@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pybpfload import Map, MapType as MT
-from pybpfload.cli import run
+from pybpfload.cli.main import run
 
 from .conftest import require_tool
 from .kernel_adapt import has_bpf_loop
@@ -72,7 +72,7 @@ def test_demo_is_the_readme_main_job() -> None:
 
 
 def test_demo_object_is_shipped_in_the_package() -> None:
-    from pybpfload.demo import bundled_object
+    from pybpfload.cli.demo import bundled_object
 
     assert Path(bundled_object()).read_bytes() == (FIXTURES / "xdp_count.bpf.o").read_bytes()
 

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from pybpfload import core
+from pybpfload.reloc import co_re as core
 from pybpfload.btf import Spec
-from pybpfload.btf import core as C
+from pybpfload.btf import relo_core as C
 from pybpfload.btf import types as T
 from pybpfload.btf.encode import Builder
 from pybpfload.btf.ext import CoreRelo, CoreReloKind, parse_ext
 from pybpfload.btf.query import field
-from pybpfload.corecheck import check
+from pybpfload.cli.corecheck import check
 from pybpfload.errors import RelocationError
 from pybpfload.object import Object
 
@@ -196,7 +196,7 @@ def test_check_reports_each_relocation_on_each_target() -> None:
 def test_check_of_a_portable_object_and_the_command_line(tmp_path: Path) -> None:
     rep = check(FIXTURES / "core_types.bpf.o", [A])
     assert not rep.portable  # core_missing, CORE_E_GONE
-    cmd = [sys.executable, "-m", "pybpfload.corecheck", str(FIXTURES / "core_types.bpf.o"), "--btf", str(A), "--json"]
+    cmd = [sys.executable, "-m", "pybpfload.cli.corecheck", str(FIXTURES / "core_types.bpf.o"), "--btf", str(A), "--json"]
     out = subprocess.run(cmd, capture_output=True, text=True)
     assert out.returncode == 1, out.stderr
     data = json.loads(out.stdout)
@@ -205,13 +205,13 @@ def test_check_of_a_portable_object_and_the_command_line(tmp_path: Path) -> None
     assert ("<type_exists> [9] struct core_missing", "missing") in statuses
     assert ("<enumval_value> [16] enum core_e::CORE_E_GONE = 3", "poisoned") in statuses
     # an object whose relocations all resolve exits 0
-    out = subprocess.run([sys.executable, "-m", "pybpfload.corecheck", str(FIXTURES / "btf_core.bpf.o"),
+    out = subprocess.run([sys.executable, "-m", "pybpfload.cli.corecheck", str(FIXTURES / "btf_core.bpf.o"),
                           "--btf", str(FIXTURES / "btf_core.bpf.o")], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout
     assert "portable: every relocation resolves" in out.stdout
     bad = tmp_path / "bad.btf"
     bad.write_bytes(b"nonsense")
-    out = subprocess.run([sys.executable, "-m", "pybpfload.corecheck", str(FIXTURES / "core_types.bpf.o"), "--btf", str(bad)],
+    out = subprocess.run([sys.executable, "-m", "pybpfload.cli.corecheck", str(FIXTURES / "core_types.bpf.o"), "--btf", str(bad)],
                          capture_output=True, text=True)
     assert out.returncode == 1 and "cannot check" in out.stdout
 
@@ -222,7 +222,7 @@ def test_explain_log_rewrites_a_reached_poison_like_libbpf() -> None:
         ext = parse_ext(obj.model.btf_ext_raw, obj.btf.string)
         rel = core.relocate(obj.model, obj.btf, ext, core.file_targets(B))
         spec = obj.program_spec("core_unguarded")
-        from pybpfload.linker import link
+        from pybpfload.reloc.linker import link
 
         linked = link(obj.model, spec, lambda s: rel.insns.get(id(s), s.insns))
     log = "0: R1=ctx()\n2: (85) call unknown#195896080\ninvalid func unknown#195896080\nprocessed 3 insns\n"

@@ -10,7 +10,7 @@ import pytest
 
 from pybpfload import Object
 from pybpfload.btf import types as T
-from pybpfload.btf.kernel import vmlinux_spec
+from pybpfload.btf.vmlinux import vmlinux_spec
 from pybpfload.syscall import commands
 
 from .conftest import FIXTURES

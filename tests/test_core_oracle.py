@@ -21,12 +21,12 @@ from typing import Dict, List, Optional, Tuple, Union
 import pytest
 
 from pybpfload import Map, Object, Program
-from pybpfload import core
+from pybpfload.reloc import co_re as core
 from pybpfload.btf.ext import parse_ext
 from pybpfload.elf.model import RelocKind
 from pybpfload.elf.reader import read_elf
 from pybpfload.errors import BPFError, RelocationError
-from pybpfload.linker import link
+from pybpfload.reloc.linker import link
 
 from .conftest import FIXTURES
 from .test_elf_oracle import _OpenOpts, libbpf

@@ -16,7 +16,7 @@ from typing import Dict, List
 
 import pytest
 
-from pybpfload.demo import bundled_object
+from pybpfload.cli.demo import bundled_object
 
 from .conftest import ROOT
 from .test_libbpf_api import oracle

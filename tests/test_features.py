@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from pybpfload import features
+from pybpfload.syscall import features
 from pybpfload.syscall import FuncId, MapType, ProgType
 
 from .conftest import require_tool

@@ -8,7 +8,7 @@ from typing import Dict, List, Tuple
 
 import pytest
 
-from pybpfload import insn as I
+from pybpfload.elf import insn as I
 from pybpfload.elf.parse import parse_object
 from pybpfload.errors import ParseError
 

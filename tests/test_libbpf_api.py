@@ -21,9 +21,9 @@ import pytest
 
 import pybpfload.libbpf as L
 from pybpfload.btf import types as T
-from pybpfload.demo import bundled_object
-from pybpfload.insn import Insn
-from pybpfload.syscall._types import MapType, ProgInfo, ProgType
+from pybpfload.cli.demo import bundled_object
+from pybpfload.elf.insn import Insn
+from pybpfload.abi.uapi import MapType, ProgInfo, ProgType
 
 from .conftest import FIXTURES, REQUIRE_KERNEL, fixture_path
 
@@ -651,7 +651,7 @@ def test_ids_and_fd_by_id_match_libbpf(both_loaded: SimpleNamespace) -> None:
         assert mine_ids == their_ids and mine_ids
     fd = L.bpf_object__btf_fd(both_loaded.po)
     map_fd = L.bpf_map__fd(L.bpf_object__find_map_by_name(both_loaded.po, "pkt_count"))
-    from pybpfload.maps import Map
+    from pybpfload.kernel.maps import Map
 
     with Map.from_fd(map_fd) as m:
         again = L.bpf_map_get_fd_by_id(m.id)

@@ -18,9 +18,9 @@ import pytest
 
 import pybpfload.libbpf as L
 from pybpfload import Map, MapType, Object
-from pybpfload.perfbuf import online_cpus
+from pybpfload.events.perfbuf import online_cpus
 from pybpfload.syscall import AttachType, LinkType
-from pybpfload.syscall import _types as t
+from pybpfload.abi import uapi as t
 
 from .conftest import FIXTURES, REQUIRE_KERNEL, fixture_path
 from .eventprogs import PerfProducer, usable_cpus

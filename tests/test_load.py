@@ -17,10 +17,10 @@ import pytest
 
 import pybpfload as bpf
 from pybpfload import Object
-from pybpfload import externs as externs_mod
-from pybpfload.btf.kernel import BtfHandle
+from pybpfload.reloc import extern_values as externs_mod
+from pybpfload.syscall.btf_handle import BtfHandle
 from pybpfload.errors import BPFError, NotSupportedError, StateError, VerifierError
-from pybpfload.pinning import pin_name
+from pybpfload.syscall.pinning import pin_name
 from pybpfload.syscall import AttachType, MapType, ProgType
 
 from .conftest import FIXTURES, open_fds, require_tool
@@ -239,7 +239,7 @@ def test_tail_call_and_map_in_map_slots() -> None:
 
 def test_bloom_filter_map_from_an_object() -> None:
     """map_extra reaches the kernel; before 5.16 the map is refused by name (the loader's probe decides)."""
-    from pybpfload.features import map_type_supported
+    from pybpfload.syscall.features import map_type_supported
 
     with Object.open(FIXTURES / "bloom_filter.bpf.o") as obj:
         if not map_type_supported(MapType.BPF_MAP_TYPE_BLOOM_FILTER):
@@ -256,7 +256,7 @@ def test_bloom_filter_map_from_an_object() -> None:
 
 
 def test_kconfig_values_come_from_the_kernel_config() -> None:
-    from pybpfload.externs import read_system_kconfig
+    from pybpfload.reloc.extern_values import read_system_kconfig
     from pybpfload.object import running_kernel_version
 
     config = read_system_kconfig()
@@ -329,8 +329,8 @@ def test_missing_ksym_names_it() -> None:
 
 def test_externs_relocated_as_libbpf_would() -> None:
     """ksym address, kfunc BTF ids, weak externs: checked in the instructions the kernel kept."""
-    from pybpfload.btf.kernel import vmlinux_spec
-    from pybpfload.insn import decode
+    from pybpfload.btf.vmlinux import vmlinux_spec
+    from pybpfload.elf.insn import decode
 
     fake = 0xFFFFFFFF81234560
     vm = vmlinux_spec()
@@ -445,7 +445,7 @@ def test_attach_btf_ids_of_programs_this_kernel_refuses() -> None:
                 p.autoload = p.name == pname
             if retarget is not None:
                 obj.programs[pname].attach_target = retarget
-            with mock.patch("pybpfload.program.commands.prog_load", spy):
+            with mock.patch("pybpfload.kernel.program.commands.prog_load", spy):
                 try:
                     obj.load()
                 except bpf.SyscallError as e:

@@ -18,7 +18,7 @@ import pytest
 from pybpfload import Map, MapType as MT, Object
 from pybpfload import libbpf as L
 from pybpfload.errors import BPFError, StateError, UnknownAttributeError
-from pybpfload.maps import possible_cpus
+from pybpfload.kernel.maps import possible_cpus
 
 from .conftest import FIXTURES, open_fds
 

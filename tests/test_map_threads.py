@@ -19,8 +19,8 @@ from typing import Any, Callable, Dict, Iterator, List, Tuple
 import pytest
 
 from pybpfload import Map, MapType as MT
-from pybpfload.maps import MapKeyError, possible_cpus
-from pybpfload.ringbuf import Ring
+from pybpfload.kernel.maps import MapKeyError, possible_cpus
+from pybpfload.events.ringbuf import Ring
 
 pytestmark = pytest.mark.kernel
 
@@ -264,7 +264,7 @@ def test_ring_consumed_by_several_threads_hands_out_each_record_once(opts: Dict[
 
 
 def test_perf_buffer_consumed_by_several_threads_hands_out_each_record_once(perf_map: Map) -> None:
-    from pybpfload.perfbuf import PerfBuffer
+    from pybpfload.events.perfbuf import PerfBuffer
 
     from .eventprogs import PerfProducer, usable_cpus
 
@@ -291,8 +291,8 @@ def test_perf_buffer_consumed_by_several_threads_hands_out_each_record_once(perf
 
 
 def test_user_ring_buffer_shared_by_producer_threads() -> None:
-    from pybpfload.features import map_type_supported
-    from pybpfload.ringbuf import UserRingBuffer
+    from pybpfload.syscall.features import map_type_supported
+    from pybpfload.events.ringbuf import UserRingBuffer
 
     from .eventprogs import packet
     from .test_ringbuf import _drain_prog

@@ -15,7 +15,7 @@ import pytest
 import pybpfload as bpf
 from pybpfload import Map, MapType as MT
 from pybpfload.errors import BPFError, NotSupportedError, PinError, StateError, SyscallError
-from pybpfload.maps import BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, possible_cpus
+from pybpfload.kernel.maps import BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_F_RDONLY_PROG, possible_cpus
 
 from .conftest import require_tool
 from .kernel_adapt import assert_not_supported, hash_lookup_and_delete
@@ -75,7 +75,7 @@ def _refused_when_absent(mtype: MT) -> bool:
 
     The clear error is NotSupportedError naming the type and the map, with the kernel's errno.
     """
-    from pybpfload.features import map_type_supported
+    from pybpfload.syscall.features import map_type_supported
 
     return not map_type_supported(mtype)
 

@@ -29,7 +29,7 @@ from typing import Dict, Iterator, List, Tuple
 import pytest
 
 from pybpfload import Object
-from pybpfload.attach import attach_program, auto_attach_kind
+from pybpfload.link.auto import attach_program, auto_attach_kind
 from pybpfload.errors import BPFError, BPFOSError, NotSupportedError
 from pybpfload.link import Link, MultiProbeLink, attach_kprobe_multi, attach_uprobe_multi
 from pybpfload.link.elfsym import find_binary, symbol_offset

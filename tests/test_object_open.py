@@ -117,7 +117,7 @@ def test_import_stays_cheap() -> None:
     code = "import sys, pybpfload; pybpfload.__version__; print('elftools' in sys.modules, 'construct' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
-    code = "import sys, pybpfload.object, pybpfload.insn, pybpfload.elf; print('elftools' in sys.modules)"
+    code = "import sys, pybpfload.object, pybpfload.elf.insn, pybpfload.elf; print('elftools' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False"]
 

@@ -20,8 +20,8 @@ from .eventprogs import PerfProducer as Producer
 from .eventprogs import bpftool_loadall, usable_cpus
 
 from pybpfload import BPFError, Map, MapType, StateError
-from pybpfload.maps import possible_cpus
-from pybpfload.perfbuf import PerfBuffer, online_cpus
+from pybpfload.kernel.maps import possible_cpus
+from pybpfload.events.perfbuf import PerfBuffer, online_cpus
 
 kernel = pytest.mark.kernel
 
@@ -234,7 +234,7 @@ def test_open_at_interpreter_exit_prints_nothing() -> None:
     code = (
         "import pybpfload as b\n"
         "from pybpfload import Map, MapType, RingBuffer\n"
-        "from pybpfload.maps import possible_cpus\n"
+        "from pybpfload.kernel.maps import possible_cpus\n"
         "m = Map.create(MapType.BPF_MAP_TYPE_PERF_EVENT_ARRAY, 4, 4, possible_cpus(), name='pe')\n"
         "pb = b.PerfBuffer(m, lambda cpu, data: None)\n"
         "r = Map.create(MapType.BPF_MAP_TYPE_RINGBUF, 0, 0, 4096, name='rb')\n"

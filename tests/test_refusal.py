@@ -9,9 +9,10 @@ from typing import Any, Dict
 
 import pytest
 
-from pybpfload import Map, MapType, ProgType, features
+from pybpfload import Map, MapType, ProgType
+from pybpfload.syscall import features
 from pybpfload.errors import NotSupportedError, SyscallError, VerifierError
-from pybpfload.program import Program
+from pybpfload.kernel.program import Program
 from pybpfload.syscall import commands
 
 _ENOTSUPP = 524

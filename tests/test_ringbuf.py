@@ -30,7 +30,7 @@ from .eventprogs import bpftool_loadall, expected_record, packet, read_seq, ring
 
 from pybpfload import BPFError, BPFOSError, Map, MapType, Program, StateError
 from pybpfload.errors import NotSupportedError
-from pybpfload.ringbuf import BUSY_BIT, DISCARD_BIT, RecordBatch, Ring, RingBuffer, UserRingBuffer
+from pybpfload.events.ringbuf import BUSY_BIT, DISCARD_BIT, RecordBatch, Ring, RingBuffer, UserRingBuffer
 
 kernel = pytest.mark.kernel
 PAGE = 4096
@@ -596,7 +596,7 @@ def user_ring() -> Any:
 
     Then creating one must fail with NotSupportedError naming it; the tests end there.
     """
-    from pybpfload.features import map_type_supported
+    from pybpfload.syscall.features import map_type_supported
 
     if not map_type_supported(MapType.BPF_MAP_TYPE_USER_RINGBUF):
         with pytest.raises((BPFOSError, NotSupportedError)) as ei:

@@ -14,7 +14,7 @@ from typing import Dict, List
 import pytest
 
 from pybpfload import Map, Object
-from pybpfload.features import has_prog_bind_map
+from pybpfload.syscall.features import has_prog_bind_map
 
 from .conftest import fixture_path, require_tool
 from .eventprogs import bpftool_loadall

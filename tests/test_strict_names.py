@@ -68,7 +68,7 @@ def test_unknown_names_list_what_there_is(obj: Object) -> None:
 def test_spec_fields_still_frozen_after_load_message() -> None:
     """The older rule (no definition change after load) is kept alongside."""
     from pybpfload import ProgType
-    from pybpfload.program import Program
+    from pybpfload.kernel.program import Program
 
     p = Program("p", ProgType.BPF_PROG_TYPE_XDP, b"")
     with pytest.raises(UnknownAttributeError):

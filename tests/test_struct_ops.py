@@ -32,14 +32,14 @@ import pytest
 import pybpfload as bpf
 import pybpfload.libbpf as L
 from pybpfload.btf import types as T
-from pybpfload.btf.kernel import vmlinux_spec
+from pybpfload.btf.vmlinux import vmlinux_spec
 from pybpfload.elf.model import MapKind
 from pybpfload.errors import BPFError, StateError, StructOpsError
 from pybpfload.link.struct_ops import StructOpsAttachment, StructOpsLink
-from pybpfload.structops import MapInput, find_kern_types, plan_struct_ops
+from pybpfload.reloc.struct_ops_plan import MapInput, find_kern_types, plan_struct_ops
 from pybpfload.syscall import commands
-from pybpfload.syscall import _types as t
-from pybpfload.syscall._types import MapType, ProgType
+from pybpfload.abi import uapi as t
+from pybpfload.abi.uapi import MapType, ProgType
 
 from .conftest import REQUIRE_KERNEL, fixture_path
 from .kernel_adapt import vmlinux_has_func

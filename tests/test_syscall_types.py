@@ -14,7 +14,7 @@ import pytest
 
 from pybpfload.btf import Spec
 from pybpfload.btf import types as T
-from pybpfload.syscall import _types
+from pybpfload.abi import uapi as _types
 
 ROOT = Path(__file__).resolve().parent.parent
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
@@ -97,11 +97,11 @@ def test_enums_match_kernel_btf(kbtf: Spec) -> None:
 
 def test_generated_file_is_current_for_its_source_btf() -> None:
     """Regenerating from the BTF the file was made from gives the file byte for byte."""
-    text = (ROOT / "pybpfload" / "syscall" / "_types.py").read_text()
+    text = (ROOT / "pybpfload" / "abi" / "uapi.py").read_text()
     want = re.search(r"Source BTF sha256: ([0-9a-f]+)", text)
     assert want is not None
     have = hashlib.sha256(VMLINUX.read_bytes()).hexdigest()[:16]
     if have != want.group(1):
-        pytest.skip("this kernel's BTF differs from the one _types.py was generated from (layouts are checked above)")
+        pytest.skip("this kernel's BTF differs from the one abi/uapi.py was generated from (layouts are checked above)")
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_syscall_types.py")], capture_output=True, text=True, check=True)
     assert out.stdout == text

@@ -24,7 +24,8 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import pytest
 
 import pybpfload as bpf
-from pybpfload import features, usdt
+from pybpfload.syscall import features
+from pybpfload.link import usdt_spec as usdt
 from pybpfload.errors import BPFOSError, ELFError, NotSupportedError, ParseError
 
 from .conftest import fixture_path, require_tool
@@ -271,7 +272,7 @@ def test_spec_id_allocation() -> None:
 
 
 def test_section_names() -> None:
-    from pybpfload.attach import auto_attach_kind
+    from pybpfload.link.auto import auto_attach_kind
     from pybpfload.link.usdt import parse_usdt_target
 
     assert auto_attach_kind("usdt/libusdt_lib.so:pybpfload_lib:lib_probe") == "usdt"
@@ -324,7 +325,7 @@ def targets(*names: str) -> Iterator[List[Target]]:
 
 
 def _events(obj: bpf.Object) -> List[Tuple[Any, ...]]:
-    from pybpfload.ringbuf import RingBuffer
+    from pybpfload.events.ringbuf import RingBuffer
 
     got: List[Tuple[Any, ...]] = []
     with RingBuffer(obj.maps["events"], lambda v: got.append(EVENT.unpack(bytes(v)))) as rb:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Generate pybpfload/syscall/_types.py from kernel BTF.
+"""Generate pybpfload/abi/uapi.py from kernel BTF.
 
-    python3 tools/gen_syscall_types.py [BTF_FILE] > pybpfload/syscall/_types.py
+    python3 tools/gen_syscall_types.py [BTF_FILE] > pybpfload/abi/uapi.py
 
 BTF_FILE defaults to /sys/kernel/btf/vmlinux.  Each anonymous member of
 ``union bpf_attr`` becomes one ctypes.Structure named after the command(s)
@@ -246,7 +246,7 @@ def main(argv: List[str]) -> int:
     table = "ATTR_MEMBERS = {\n" + "".join(f"    {cls!r}: {name!r},\n" for name, cls in attr_classes) + "}\n"
     src = header + "\n\n".join(s.rstrip("\n") for s in ["\n".join(enum_src)]) + "\n\n\n" + body + "\n\n" + table
     ns: Dict[str, object] = {}
-    exec(compile(src, "_types.py", "exec"), ns)
+    exec(compile(src, "uapi.py", "exec"), ns)
     verify(spec, ns, em.checks)
     sys.stdout.write(src)
     return 0

@@ -1,12 +1,15 @@
-"""BTF: decode, query, encode, load into the kernel and dump as C.
+"""BTF, pure: decode, query, encode, fix up and dump as C (no syscalls).
 
 * :class:`Spec` — a lazily decoded BTF blob (``Spec.from_file``,
   ``Spec.from_bytes``, split BTF with ``base=``); :mod:`.types` is its model.
 * :mod:`.query` — sizes, alignment, member offsets, C spellings.
 * :class:`Builder` / :class:`StringTable` — editing and encoding.
 * :func:`parse_ext` — .BTF.ext func_info, line_info and CO-RE records.
-* :mod:`.fixup` / :mod:`.features` — libbpf's pre-load fix-ups and probes.
-* :class:`BtfHandle`, :func:`vmlinux_spec` — BTF in the kernel.
+* :mod:`.fixup` — libbpf's pre-load fix-ups (:class:`BtfFeatures` says what to sanitise).
+* :mod:`.relo_core` — the CO-RE engine (libbpf's relo_core.c).
+* :func:`vmlinux_spec` — the running kernel's BTF, read from /sys/kernel/btf.
+  BTF objects in the kernel (:class:`~pybpfload.syscall.btf_handle.BtfHandle`)
+  and the BTF feature probes belong to :mod:`pybpfload.syscall`.
 * :func:`dump_c` — C declarations (vmlinux.h).
 """
 
@@ -24,12 +27,9 @@ _LAZY = {
     "parse_ext": "ext",
     "ExtInfo": "ext",
     "CoreReloKind": "ext",
-    "BtfHandle": "kernel",
-    "BtfInfo": "kernel",
-    "vmlinux_spec": "kernel",
-    "module_spec": "kernel",
-    "BtfFeatures": "features",
-    "probe_features": "features",
+    "vmlinux_spec": "vmlinux",
+    "module_spec": "vmlinux",
+    "BtfFeatures": "fixup",
     "dump_c": "cdump",
     "CDumper": "cdump",
 }
@@ -41,7 +41,6 @@ def __getattr__(name: str) -> Any:
     mod = _LAZY.get(name)
     if mod is None:
         raise AttributeError(f"module 'pybpfload.btf' has no attribute {name!r}")
-    attr = "probe" if name == "probe_features" else name
-    value = getattr(importlib.import_module(f".{mod}", __name__), attr)
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
     globals()[name] = value
     return value

@@ -14,12 +14,32 @@ All of them edit a :class:`~.encode.Builder` in place.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, fields
 from typing import Collection, Mapping
 
 from ..errors import BTFError
 from . import types as T
 from .encode import Builder
-from .features import BtfFeatures
+
+@dataclass(frozen=True)
+class BtfFeatures:
+    """What BTF the kernel understands (libbpf's FEAT_BTF_* probes)."""
+
+    btf: bool = True
+    func: bool = True  # FUNC and FUNC_PROTO
+    func_global: bool = True  # FUNC with global linkage
+    datasec: bool = True  # VAR and DATASEC
+    qmark_datasec: bool = True  # DATASEC names starting with '?'
+    float: bool = True
+    decl_tag: bool = True
+    type_tag: bool = True
+    enum64: bool = True
+
+    @classmethod
+    def none(cls) -> "BtfFeatures":
+        """A kernel without any of the optional kinds (sanitises everything)."""
+        return cls(**{f.name: False for f in fields(cls)})
+
 
 KCONFIG_SEC = ".kconfig"
 KSYMS_SEC = ".ksyms"

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Tuple
 from ..btf import Spec
 from ..btf import types as T
 from ..errors import BTFError, ELFError
-from ..syscall._types import MapType
+from ..abi.uapi import MapType
 from .btfutil import find_by_name, kind_name, resolve_size, skip_mods
 from .model import DatasecInfo, MapKind, MapSpec
 from .reader import STB_LOCAL, STT_SECTION, ElfFile, Section
@@ -247,7 +247,7 @@ def btf_maps(
         d = _parse_def(btf, name, st, strict, False)
         pin_path = None
         if d.pinning == LIBBPF_PIN_BY_NAME:
-            from ..pinning import join_pin_path  # refuses names that would leave the pin root
+            from ..syscall.pinning import join_pin_path  # refuses names that would leave the pin root
 
             pin_path = join_pin_path(pin_root or DEFAULT_PIN_ROOT, name)
         out.append(

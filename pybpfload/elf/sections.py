@@ -23,7 +23,7 @@ from functools import lru_cache
 from typing import Dict, Optional, Tuple
 
 from ..errors import ParseError
-from ..syscall._types import AttachType, ProgType
+from ..abi.uapi import AttachType, ProgType
 
 __all__ = [
     "SecFlag",

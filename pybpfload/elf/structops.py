@@ -6,7 +6,7 @@ sections ``.struct_ops``, ``.struct_ops.link`` and their ``?``-prefixed forms
 BPF_MAP_TYPE_STRUCT_OPS map named after the variable, keyed by a 4-byte int,
 whose value is the struct (resized to the kernel's value type at load).  The
 relocations of the section name the program behind each function pointer.
-What depends on the kernel's BTF is done at load by :mod:`pybpfload.structops`.
+What depends on the kernel's BTF is done at load by :mod:`pybpfload.reloc.struct_ops_plan`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from ..btf import Spec
 from ..btf import types as T
 from ..errors import ELFError
-from ..syscall._types import MapType, ProgType
+from ..abi.uapi import MapType, ProgType
 from .btfutil import skip_mods
 from .model import DatasecInfo, MapKind, MapSpec, StructOpsSpec
 from .reader import SHN_LORESERVE, ElfFile, Section, Symbol

@@ -14,7 +14,7 @@ import os
 from typing import Any, Optional, Tuple
 
 from ..errors import NotSupportedError, SyscallError
-from ..syscall import _types as t
+from ..abi import uapi as t
 from ..syscall._raw import bpf
 from ..syscall.commands import fill
 from ..syscall.fd import Fd

@@ -13,18 +13,18 @@ import errno
 import functools
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar, Union
 
-from .. import pinning
+from ..syscall import pinning
 from .._fdobject import FdObject
 from .._strict import Strict
 from ..errors import NotSupportedError, StateError, SyscallError
-from ..syscall import _types as t
+from ..abi import uapi as t
 from ..syscall import commands
 from ..syscall.fd import Fd
 from ._attach_cmd import BPF_F_REPLACE, ENOTSUPP
 from .info import LinkInfo, link_info
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..program import Program
+    from ..kernel.program import Program
 
 __all__ = ["Link", "prog_fd_of", "hook"]
 

@@ -11,7 +11,7 @@ from ._attach_cmd import BPF_F_REPLACE, link_create, link_create_attr, prog_atta
 from .base import DetachOnClose, Link, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..program import Program
+    from ..kernel.program import Program
 
 __all__ = ["attach_cgroup", "ProgAttachLink", "open_cgroup"]
 

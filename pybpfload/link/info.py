@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from ..syscall import _types as t
+from ..abi import uapi as t
 from ..syscall import commands
 
 __all__ = ["LinkInfo", "link_info", "PERF_EVENT_TYPES"]

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Union
 
 from ..errors import NotSupportedError, SyscallError
 from ..syscall import commands
-from ..syscall._types import AttachType
+from ..abi.uapi import AttachType
 from ..syscall.fd import Fd
 from ._attach_cmd import link_create, link_create_attr
-from ..syscall import _types as t
+from ..abi import uapi as t
 from .base import Link, hook, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..maps import Map
-    from ..program import Program
+    from ..kernel.maps import Map
+    from ..kernel.program import Program
 
 __all__ = ["IterLink", "attach_iter", "iter_link_info", "IterLinkInfo"]
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Optional
 from ..errors import NotSupportedError, SyscallError
 from ..syscall import perf
 from ..syscall.fd import Fd
-from ..syscall import _types as t
+from ..abi import uapi as t
 from .base import hook, prog_fd_of
 from .perf_event import PerfEventLink, attach_perf_fd
 from .tracefs import add_probe_event, remove_probe_event, tracefs_root
@@ -24,7 +24,7 @@ from .tracepoint import tracepoint_perf_attr
 from .uprobe import pmu_config_bit, pmu_type, probe_perf_attr
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..program import Program
+    from ..kernel.program import Program
 
 __all__ = ["attach_kprobe", "attach_ksyscall", "has_syscall_wrapper", "kprobe_support", "syscall_function_name"]
 

@@ -29,14 +29,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import BPFError, BPFOSError, NotSupportedError, SyscallError
-from ..syscall import _types as t
+from ..abi import uapi as t
 from ._attach_cmd import ENOTSUPP, kernel_at_least, link_create, link_create_attr
 from .base import Link, hook, prog_fd_of
 from .elfsym import _MAX_SYMBOLS, _open_elf, find_binary, symbol_offset
 from .tracefs import tracefs_root
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..program import Program
+    from ..kernel.program import Program
 
 __all__ = [
     "MultiProbeLink",

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Union
 
 from ..errors import BPFError
-from ..syscall._types import AttachType
+from ..abi.uapi import AttachType
 from ._attach_cmd import link_create, link_create_attr
-from ..syscall import _types as t
+from ..abi import uapi as t
 from .base import Link, hook, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..program import Program
+    from ..kernel.program import Program
 
 __all__ = ["attach_netfilter", "netfilter_link_attr", "NFPROTO", "NF_INET_HOOKS", "BPF_F_NETFILTER_IP_DEFRAG"]
 

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 
 from ..errors import NotSupportedError, SyscallError
 from ..syscall import perf
-from ..syscall._types import AttachType
+from ..abi.uapi import AttachType
 from ..syscall.fd import Fd
 from ._attach_cmd import ENOTSUPP, link_create, link_create_attr
-from ..syscall import _types as t
+from ..abi import uapi as t
 from .base import Link, hook, prog_fd_of
 from .info import PERF_EVENT_TYPES, LinkInfo
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..program import Program
+    from ..kernel.program import Program
 
 __all__ = ["PerfEventLink", "attach_perf_fd", "attach_perf_event", "perf_link_attr", "PERF_EVENT_IOC_SET_BPF"]
 

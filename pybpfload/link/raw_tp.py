@@ -7,11 +7,11 @@ from typing import TYPE_CHECKING, Optional
 from ..errors import SyscallError
 from ..syscall import commands
 from ._attach_cmd import unsupported
-from ..syscall import _types as t
+from ..abi import uapi as t
 from .base import Link, hook, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..program import Program
+    from ..kernel.program import Program
 
 __all__ = ["attach_raw_tracepoint"]
 

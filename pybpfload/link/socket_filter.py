@@ -9,7 +9,7 @@ from ..errors import SyscallError
 from .base import DetachOnClose, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..program import Program
+    from ..kernel.program import Program
 
 __all__ = ["SocketFilterLink", "attach_socket", "SO_ATTACH_BPF", "SO_DETACH_BPF"]
 

@@ -12,8 +12,8 @@ from .base import Link, prog_fd_of
 from .cgroup import ProgAttachLink
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..maps import Map
-    from ..program import Program
+    from ..kernel.maps import Map
+    from ..kernel.program import Program
 
 __all__ = ["attach_sockmap"]
 

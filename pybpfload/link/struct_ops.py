@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NotSupportedError, StateError, SyscallError
 from ..syscall import commands
-from ..syscall._types import AttachType, Cmd, MapType
+from ..abi.uapi import AttachType, Cmd, MapType
 from ..syscall.fd import Fd
 from .base import DetachOnClose, Link
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..maps import Map
+    from ..kernel.maps import Map
 
 __all__ = ["attach_struct_ops", "StructOpsLink", "StructOpsAttachment", "BPF_F_LINK"]
 

@@ -13,13 +13,13 @@ import struct
 from typing import TYPE_CHECKING, Any, Dict, List, Union
 
 from ..errors import BPFError, SyscallError
-from ..syscall import _types as t
+from ..abi import uapi as t
 from .base import DetachOnClose, hook, prog_fd_of
 from .netlink import NLM_F_CREATE, NLM_F_EXCL, RtNetlink, attr, nested, parse_attrs
 from .xdp import ifindex_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..program import Program
+    from ..kernel.program import Program
 
 __all__ = ["TcLink", "attach_tc", "ensure_clsact", "remove_clsact", "list_tc_filters", "tc_parent"]
 

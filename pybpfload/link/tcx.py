@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..errors import BPFError
-from ..syscall._types import AttachType
+from ..abi.uapi import AttachType
 from ._attach_cmd import BPF_F_AFTER, BPF_F_BEFORE, BPF_F_ID, BPF_F_LINK, link_create, link_create_attr
-from ..syscall import _types as t
+from ..abi import uapi as t
 from .base import Link, hook, prog_fd_of
 from .xdp import ifindex_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..program import Program
+    from ..kernel.program import Program
 
 __all__ = ["attach_tcx", "tcx_link_attr", "tcx_attach_type"]
 

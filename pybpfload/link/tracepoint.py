@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 
 from ..syscall import perf
-from ..syscall import _types as t
+from ..abi import uapi as t
 from .base import hook, prog_fd_of
 from .perf_event import PerfEventLink, attach_perf_fd
 from .tracefs import split_tracepoint, tracepoint_id
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..program import Program
+    from ..kernel.program import Program
 
 __all__ = ["attach_tracepoint", "tracepoint_perf_attr", "PERF_TYPE_TRACEPOINT"]
 

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from ..errors import BPFError, SyscallError
 from ..syscall import commands
-from ..syscall._types import AttachType, ProgType
+from ..abi.uapi import AttachType, ProgType
 from ._attach_cmd import link_create, link_create_attr
-from ..syscall import _types as t
+from ..abi import uapi as t
 from .base import Link, hook, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..program import Program
+    from ..kernel.program import Program
 
 __all__ = ["attach_trace", "attach_lsm", "attach_freplace", "tracing_link_attr", "set_freplace_target", "prog_btf_func_id"]
 
@@ -98,7 +98,7 @@ def attach_freplace(prog: "Program", target: Optional["Program"] = None, func_na
 
 def prog_btf_func_id(prog: "Program", func_name: str) -> int:
     """The BTF id of FUNC ``func_name`` in a loaded program's BTF (libbpf_find_prog_btf_id)."""
-    from ..btf.kernel import BtfHandle
+    from ..syscall.btf_handle import BtfHandle
     from ..btf.types import Kind
 
     info = prog.info()

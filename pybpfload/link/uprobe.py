@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Optional, Tuple
 
 from ..errors import BPFError, NotSupportedError
 from ..syscall import perf
-from ..syscall import _types as t
+from ..abi import uapi as t
 from .base import hook, prog_fd_of
 from .elfsym import find_binary, resolve_function
 from .perf_event import PerfEventLink, attach_perf_fd
@@ -17,7 +17,7 @@ from .tracefs import add_probe_event, remove_probe_event
 from .tracepoint import tracepoint_perf_attr
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..program import Program
+    from ..kernel.program import Program
 
 __all__ = ["attach_uprobe", "pmu_type", "pmu_config_bit", "probe_perf_attr", "parse_uprobe_target"]
 

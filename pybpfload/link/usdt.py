@@ -7,7 +7,7 @@ found among the maps the loaded program uses, by the names the kernel keeps
 (15 characters: ``__bpf_usdt_spec``, ``__bpf_usdt_ip_t``).  Spec ids are
 allocated per spec map, which is per object, as libbpf's usdt_manager is.
 
-For each call site of ``provider:name`` (:func:`pybpfload.usdt.collect_targets`)
+For each call site of ``provider:name`` (:func:`pybpfload.link.usdt_spec.collect_targets`)
 a uprobe is opened through the uprobe PMU at the call site's file offset,
 with the semaphore's file offset as ``ref_ctr_offset`` (the kernel then
 increments the semaphore in every traced process while the probe exists)
@@ -22,7 +22,7 @@ loaded with expected_attach_type BPF_TRACE_UPROBE_MULTI; pybpfload loads
 usdt programs as plain kprobe programs (as libbpf 1.1 does) and uses one
 perf-event uprobe per call site, as libbpf 1.1 does — the probes, specs and
 cookies are the same.  The spec layout follows the object's usdt.bpf.h
-(see :mod:`pybpfload.usdt`).
+(see :mod:`pybpfload.link.usdt_spec`).
 """
 
 from __future__ import annotations
@@ -33,19 +33,20 @@ import platform
 import threading
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
-from .. import features, log
+from ..syscall import features
+from .. import log
 from ..errors import BPFError, BPFOSError, NotSupportedError, SyscallError
-from ..maps import Map
-from ..syscall._types import MapType
-from ..syscall import _types as t
+from ..kernel.maps import Map
+from ..abi.uapi import MapType
+from ..abi import uapi as t
 from .base import DetachOnClose, hook, prog_fd_of
 from .elfsym import find_binary
 from .perf_event import PerfEventLink
 from .uprobe import attach_uprobe
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..program import Program
-    from ..usdt import UsdtTarget
+    from ..kernel.program import Program
+    from .usdt_spec import UsdtTarget
 
 __all__ = ["UsdtLink", "attach_usdt", "parse_usdt_target", "SPECS_MAP", "IP_MAP"]
 
@@ -68,7 +69,7 @@ class _Manager:
     """Spec id state of one object (keyed by its spec map's kernel id)."""
 
     def __init__(self, specs_id: int, max_entries: int, layout: int) -> None:
-        from ..usdt import SpecIdAllocator
+        from .usdt_spec import SpecIdAllocator
 
         self.specs_id = specs_id
         self.layout = layout
@@ -111,7 +112,7 @@ def _find_maps(prog: "Program") -> Tuple[Map, Map]:
 
 
 def _manager(specs: Map) -> _Manager:
-    from ..usdt import spec_layout
+    from .usdt_spec import spec_layout
 
     info = specs.info()
     with _lock:
@@ -248,7 +249,7 @@ def attach_usdt(
     machine = platform.machine()
     if machine != "x86_64":
         raise NotSupportedError(f"USDT on {machine}", "pybpfload parses x86-64 USDT argument specs only")
-    from ..usdt import collect_targets, read_elf
+    from .usdt_spec import collect_targets, read_elf
 
     path = find_binary(binary)
     pid = -1 if pid < 0 else (os.getpid() if pid == 0 else pid)

@@ -6,13 +6,13 @@ import socket
 from typing import TYPE_CHECKING, Any, Optional, Union
 
 from ..errors import BPFError
-from ..syscall._types import AttachType
+from ..abi.uapi import AttachType
 from ._attach_cmd import link_create, link_create_attr
-from ..syscall import _types as t
+from ..abi import uapi as t
 from .base import Link, hook, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..program import Program
+    from ..kernel.program import Program
 
 __all__ = ["attach_xdp", "xdp_link_attr", "ifindex_of", "XDP_FLAGS"]
 

@@ -8,7 +8,7 @@
 """
 
 from ._raw import NR_BPF, bpf
-from ._types import AttachType, Cmd, FuncId, LinkType, MapType, ProgType, StatsType
+from ..abi.uapi import AttachType, Cmd, FuncId, LinkType, MapType, ProgType, StatsType
 from .fd import Fd
 
 __all__ = ["bpf", "NR_BPF", "Fd", "Cmd", "MapType", "ProgType", "AttachType", "LinkType", "FuncId", "StatsType"]

@@ -47,7 +47,7 @@ def bpf(cmd: int, attr: Any, size: Optional[int] = None, *, what: Optional[str] 
 
 
 def cmd_name(cmd: int) -> str:
-    from ._types import Cmd
+    from ..abi.uapi import Cmd
 
     try:
         return Cmd(cmd).name

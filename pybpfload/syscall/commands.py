@@ -13,7 +13,7 @@ import errno
 from typing import Any, Dict, Iterable, Optional, Sequence, Tuple, TypeVar
 
 from ..errors import SyscallError, VerifierError
-from . import _types as t
+from ..abi import uapi as t
 from ._raw import bpf
 from .fd import Fd
 

@@ -42,7 +42,7 @@ def describe(kind: int, fd: int) -> Any:
 
 
 def _btf_name(btf_id: int, type_id: int) -> str:
-    from pybpfload.btf.kernel import BtfHandle
+    from pybpfload.syscall.btf_handle import BtfHandle
 
     if not btf_id or not type_id:
         return ""
@@ -132,7 +132,7 @@ def diff_open(path: Path, theirs: View) -> List[str]:
     return out + _diff_lists("program", ours["programs"], theirs["programs"]) + _diff_lists("map", ours["maps"], theirs["maps"])
 
 
-POISON_CALL_KFUNC_BASE = 2002000000  # pybpfload.loader's (current libbpf's) poison for unresolved weak kfuncs
+POISON_CALL_KFUNC_BASE = 2002000000  # pybpfload.reloc.loader's (current libbpf's) poison for unresolved weak kfuncs
 
 
 def _as_libbpf_1_1(insns: bytes) -> bytes:

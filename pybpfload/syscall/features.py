@@ -15,9 +15,9 @@ import struct
 import threading
 from typing import Any, Callable, Dict, TypeVar
 
-from .errors import BPFError, BPFOSError, NotSupportedError, SyscallError, VerifierError
-from .syscall import commands
-from .syscall._types import AttachType, FuncId, MapType, ProgType
+from ..errors import BPFError, BPFOSError, NotSupportedError, SyscallError, VerifierError
+from . import commands
+from ..abi.uapi import AttachType, FuncId, MapType, ProgType
 
 __all__ = [
     "prog_type_supported",
@@ -311,7 +311,7 @@ def has_uprobe_syscall() -> bool:
     """
     import platform
 
-    from .syscall._raw import get_errno, syscall
+    from ._raw import get_errno, syscall
 
     nr = _NR_UPROBE.get(platform.machine())
     if nr is None:

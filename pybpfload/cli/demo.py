@@ -14,14 +14,14 @@ import sys
 import tempfile
 from typing import Optional
 
-from .errors import BPFOSError
+from ..errors import BPFOSError
 
 MNT_DETACH = 2
 
 
 def bundled_object() -> str:
     """Path of the xdp_count object shipped inside the package."""
-    return os.path.join(os.path.dirname(__file__), "data", "xdp_count.bpf.o")
+    return os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", "xdp_count.bpf.o")
 
 
 def _mount_bpffs(path: str) -> None:
@@ -37,8 +37,8 @@ def _umount(path: str) -> None:
 
 
 def run_demo(packets: int = 5, out: Optional[object] = None) -> int:
-    from .maps import Map
-    from .object import Object
+    from ..kernel.maps import Map
+    from ..object import Object
 
     w = (out or sys.stdout).write  # type: ignore[attr-defined,union-attr]
     path = bundled_object()

@@ -21,8 +21,8 @@ import struct
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from .elf.model import ElfModel, ProgramSpec, Reloc, RelocKind
-from .errors import RelocationError
+from ..elf.model import ElfModel, ProgramSpec, Reloc, RelocKind
+from ..errors import RelocationError
 
 __all__ = ["LinkedProgram", "link", "patch_ld_imm64", "patch_call", "BPF_PSEUDO_MAP_FD", "BPF_PSEUDO_MAP_VALUE"]
 

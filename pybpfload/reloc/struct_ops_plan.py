@@ -17,10 +17,10 @@ import errno
 import sys
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from .btf import Spec
-from .btf import types as T
-from .errors import BPFError, StructOpsError
-from .log import debug, info
+from ..btf import Spec
+from ..btf import types as T
+from ..errors import BPFError, StructOpsError
+from ..log import debug, info
 
 __all__ = [
     "STRUCT_OPS_VALUE_PREFIX",
@@ -82,13 +82,13 @@ def essential_name(name: str) -> str:
 
 
 def _skip(btf: Spec, tid: int) -> Tuple[int, T.Type]:
-    from .elf.btfutil import skip_mods
+    from ..elf.btfutil import skip_mods
 
     return skip_mods(btf, tid)
 
 
 def _size(btf: Spec, tid: int) -> int:
-    from .elf.btfutil import resolve_size
+    from ..elf.btfutil import resolve_size
 
     return resolve_size(btf, tid)
 

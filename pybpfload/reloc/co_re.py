@@ -23,13 +23,13 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from .errors import BPFError, BTFError, RelocationError, VerifierError
+from ..errors import BPFError, BTFError, RelocationError, VerifierError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .btf.core import Candidate, Candidates, CoreResult
-    from .btf.ext import CoreRelo, ExtInfo
-    from .btf.spec import Spec
-    from .elf.model import ElfModel, ProgramSpec
+    from ..btf.relo_core import Candidate, Candidates, CoreResult
+    from ..btf.ext import CoreRelo, ExtInfo
+    from ..btf.spec import Spec
+    from ..elf.model import ElfModel, ProgramSpec
     from .linker import LinkedProgram
 
 __all__ = [
@@ -81,7 +81,7 @@ class RelocationRecord:
 
 
 def _kind(relo: "CoreRelo") -> str:
-    from .btf.core import kind_str
+    from ..btf.relo_core import kind_str
 
     return kind_str(relo.kind)
 
@@ -140,7 +140,7 @@ def relocate(
     RelocationError; without, it is recorded (``record.error``) and the
     rest go on — the portability checker's mode.
     """
-    from .btf.core import calc_relo_insn, patch_insn
+    from ..btf.relo_core import calc_relo_insn, patch_insn
 
     funcs = _functions_by_section(model)
     patched: Dict[int, bytearray] = {}
@@ -167,7 +167,7 @@ def relocate(
                 specs[id(spec)] = spec
             try:
                 cands = None
-                from .btf.core import K
+                from ..btf.relo_core import K
 
                 if relo.kind != K.TYPE_ID_LOCAL:
                     cands = cand_cache.get(relo.type_id)
@@ -197,7 +197,7 @@ def load_btf_file(path: "str | os.PathLike[str]") -> "Spec":
 
     Decoded once per process for each (path, inode, size, mtime).
     """
-    from .btf.spec import Spec
+    from ..btf.spec import Spec
 
     p = os.path.realpath(os.fspath(path))
     try:
@@ -212,7 +212,7 @@ def load_btf_file(path: "str | os.PathLike[str]") -> "Spec":
     with open(p, "rb") as f:
         head = f.read(4)
     if head == b"\x7fELF":
-        from .elf.reader import read_elf
+        from ..elf.reader import read_elf
 
         with open(p, "rb") as f:
             data = f.read()
@@ -229,13 +229,13 @@ def load_btf_file(path: "str | os.PathLike[str]") -> "Spec":
 
 def file_targets(path: "str | os.PathLike[str]") -> "Candidates":
     """A BTF file as the only target (libbpf's btf_custom_path: no module BTFs)."""
-    from .btf.core import Candidates
+    from ..btf.relo_core import Candidates
 
     return Candidates((os.fspath(path), load_btf_file(path)), [])
 
 
 def _module_targets() -> List[Tuple[str, "Spec"]]:
-    from .btf.kernel import kernel_modules_with_btf, module_spec
+    from ..btf.vmlinux import kernel_modules_with_btf, module_spec
 
     out = []
     for name in kernel_modules_with_btf():
@@ -248,8 +248,8 @@ def _module_targets() -> List[Tuple[str, "Spec"]]:
 
 def kernel_targets() -> "Candidates":
     """The running kernel's BTF: vmlinux, then module BTFs (read only if vmlinux has no candidate)."""
-    from .btf.core import Candidates
-    from .btf.kernel import vmlinux_spec
+    from ..btf.relo_core import Candidates
+    from ..btf.vmlinux import vmlinux_spec
 
     return Candidates(("vmlinux", vmlinux_spec()), _module_targets)
 

@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass, replace
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-from .errors import ParseError
+from ..errors import ParseError
 
 __all__ = [
     "Insn",
@@ -227,7 +227,7 @@ def opcode_name(code: int) -> str:
 
 def helper_name(func_id: int) -> str:
     """``bpf_map_lookup_elem`` for 1; ``helper#N`` for ids this kernel's headers do not know."""
-    from .syscall._types import FuncId
+    from ..abi.uapi import FuncId
 
     try:
         return "bpf_" + FuncId(func_id).name[len("BPF_FUNC_") :]

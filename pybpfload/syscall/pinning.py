@@ -8,10 +8,10 @@ import os
 
 from typing import TYPE_CHECKING
 
-from .errors import PinError
+from ..errors import PinError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .syscall.fd import Fd
+    from .fd import Fd
 
 BPF_FS_MAGIC = 0xCAFE4A11
 PATH_MAX = 4096
@@ -100,7 +100,7 @@ def join_pin_path(directory: str, name: str) -> str:
 
 def pin_fd(fd: int, path: str) -> None:
     """Pin a bpf fd at ``path`` (the directory must be on bpffs)."""
-    from .syscall import commands
+    from . import commands
 
     check_pin_path(path)
     try:
@@ -111,7 +111,7 @@ def pin_fd(fd: int, path: str) -> None:
 
 def open_pinned(path: str, flags: int = 0) -> "Fd":
     """A new fd for the object pinned at ``path``."""
-    from .syscall import commands
+    from . import commands
 
     try:
         return commands.obj_get(path, flags)

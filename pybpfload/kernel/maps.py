@@ -32,13 +32,13 @@ import threading
 from functools import lru_cache
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Type, TypeVar, Union
 
-from . import pinning
-from ._fdobject import FdObject
-from .errors import BPFError, PinError, StateError, SyscallError, UnknownAttributeError
-from .syscall import commands
-from .syscall._raw import NR_BPF, get_errno, syscall
-from .syscall._types import Cmd, MapElemAttr, MapInfo as _MapInfo, MapType
-from .syscall.fd import Fd
+from ..syscall import pinning
+from .._fdobject import FdObject
+from ..errors import BPFError, PinError, StateError, SyscallError, UnknownAttributeError
+from ..syscall import commands
+from ..syscall._raw import NR_BPF, get_errno, syscall
+from ..abi.uapi import Cmd, MapElemAttr, MapInfo as _MapInfo, MapType
+from ..syscall.fd import Fd
 
 __all__ = ["Map", "MapType", "MapInfo", "MapKeyError", "possible_cpus", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_LOCK"]
 
@@ -137,7 +137,7 @@ def _type_name(map_type: int) -> str:
 def _map_type_refused(e: SyscallError, map_type: int) -> BPFError:
     """``e`` (a failed BPF_MAP_CREATE) as NotSupportedError when the kernel lacks the map type
     (any errno: the loader's own probe decides)."""
-    from .features import refusal
+    from ..syscall.features import refusal
 
     return refusal(e, "map", map_type, _type_name(map_type))
 
@@ -432,7 +432,7 @@ class Map(FdObject, metaclass=_MapMeta):
 
     def attach_struct_ops(self) -> Any:
         """Register this struct_ops map of a loaded object (bpf_map__attach_struct_ops); see :mod:`pybpfload.link.struct_ops`."""
-        from .link.struct_ops import attach_struct_ops
+        from ..link.struct_ops import attach_struct_ops
 
         return attach_struct_ops(self)
 
@@ -570,7 +570,7 @@ class Map(FdObject, metaclass=_MapMeta):
         pinning again where it is pinned is a no-op; the parent directory is
         created.
         """
-        from . import pinning
+        from ..syscall import pinning
 
         if path and self.pin_path and path != self.pin_path:
             raise PinError(errno.EINVAL, f"map {self.name!r} already has pin path {self.pin_path!r}", path)

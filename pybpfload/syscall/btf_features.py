@@ -1,4 +1,5 @@
-"""Which BTF kinds the running kernel accepts, found by loading tiny BTF blobs.
+"""Which BTF kinds the running kernel accepts, found by loading tiny BTF blobs
+(the probes behind :class:`~pybpfload.btf.fixup.BtfFeatures`).
 
 Each probe builds a few types with :class:`~.encode.Builder` and tries
 BPF_BTF_LOAD; the answers are cached for the life of the process.  The
@@ -8,31 +9,11 @@ result is a :class:`BtfFeatures`, the input of :func:`.fixup.sanitize`.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, fields
 from typing import Callable, Dict, Optional
 
-from . import types as T
-from .encode import Builder
-
-
-@dataclass(frozen=True)
-class BtfFeatures:
-    """What BTF the kernel understands (libbpf's FEAT_BTF_* probes)."""
-
-    btf: bool = True
-    func: bool = True  # FUNC and FUNC_PROTO
-    func_global: bool = True  # FUNC with global linkage
-    datasec: bool = True  # VAR and DATASEC
-    qmark_datasec: bool = True  # DATASEC names starting with '?'
-    float: bool = True
-    decl_tag: bool = True
-    type_tag: bool = True
-    enum64: bool = True
-
-    @classmethod
-    def none(cls) -> "BtfFeatures":
-        """A kernel without any of the optional kinds (sanitises everything)."""
-        return cls(**{f.name: False for f in fields(cls)})
+from ..btf import types as T
+from ..btf.encode import Builder
+from ..btf.fixup import BtfFeatures
 
 
 def _int(b: Builder, name: str = "int") -> int:
@@ -113,7 +94,7 @@ _cached: Optional[BtfFeatures] = None
 
 def _accepted(blob: bytes) -> bool:
     from ..errors import SyscallError
-    from ..syscall import commands
+    from . import commands
 
     try:
         fd, _ = commands.btf_load(blob)
@@ -132,4 +113,4 @@ def probe(refresh: bool = False) -> BtfFeatures:
         return _cached
 
 
-__all__ = ["BtfFeatures", "PROBES", "probe"]
+__all__ = ["PROBES", "probe"]

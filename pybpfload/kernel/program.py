@@ -10,13 +10,13 @@ import ctypes
 import dataclasses
 from typing import Any, Iterator, Optional, Sequence, Tuple, Union
 
-from . import pinning
-from ._fdobject import FdObject
-from ._strict import Strict
-from .errors import BPFError, StateError, VerifierError
-from .syscall import commands
-from .syscall._types import AttachType, ProgInfo as _ProgInfo, ProgType
-from .syscall.fd import Fd
+from ..syscall import pinning
+from .._fdobject import FdObject
+from .._strict import Strict
+from ..errors import BPFError, StateError, VerifierError
+from ..syscall import commands
+from ..abi.uapi import AttachType, ProgInfo as _ProgInfo, ProgType
+from ..syscall.fd import Fd
 
 __all__ = ["Program", "ProgType", "AttachType", "ProgramInfo", "TestRun"]
 
@@ -292,121 +292,121 @@ class Program(Strict, FdObject):
     # ------------------------------------------------------------ attaching (pybpfload.link)
     def attach(self, **opts: Any) -> Any:
         """Attach as the section name says (libbpf's bpf_program__attach); None when it names no target."""
-        from .attach import attach_program
+        from ..link.auto import attach_program
 
         return attach_program(self, **opts)
 
     def attach_tracepoint(self, category: str, name: Optional[str] = None, **opts: Any) -> Any:
         """See :func:`pybpfload.link.attach_tracepoint`."""
-        from .link.tracepoint import attach_tracepoint
+        from ..link.tracepoint import attach_tracepoint
 
         return attach_tracepoint(self, category, name, **opts)
 
     def attach_raw_tracepoint(self, name: Optional[str] = None, **opts: Any) -> Any:
         """See :func:`pybpfload.link.attach_raw_tracepoint`."""
-        from .link.raw_tp import attach_raw_tracepoint
+        from ..link.raw_tp import attach_raw_tracepoint
 
         return attach_raw_tracepoint(self, name, **opts)
 
     def attach_trace(self, **opts: Any) -> Any:
         """tp_btf / fentry / fexit / fmod_ret / lsm / freplace: see :func:`pybpfload.link.attach_trace`."""
-        from .link.tracing import attach_trace
+        from ..link.tracing import attach_trace
 
         return attach_trace(self, **opts)
 
     def attach_freplace(self, target: Optional["Program"] = None, func_name: Optional[str] = None) -> Any:
         """See :func:`pybpfload.link.attach_freplace`."""
-        from .link.tracing import attach_freplace
+        from ..link.tracing import attach_freplace
 
         return attach_freplace(self, target, func_name)
 
     def attach_iter(self, **opts: Any) -> Any:
         """See :func:`pybpfload.link.attach_iter`."""
-        from .link.iter import attach_iter
+        from ..link.iter import attach_iter
 
         return attach_iter(self, **opts)
 
     def attach_uprobe(self, binary: str, func: Optional[str] = None, offset: int = 0, **opts: Any) -> Any:
         """See :func:`pybpfload.link.attach_uprobe`."""
-        from .link.uprobe import attach_uprobe
+        from ..link.uprobe import attach_uprobe
 
         return attach_uprobe(self, binary, func, offset, **opts)
 
     def attach_usdt(self, binary_path: str, provider: str, name: str, pid: int = -1, usdt_cookie: int = 0) -> Any:
         """See :func:`pybpfload.link.attach_usdt`."""
-        from .link.usdt import attach_usdt
+        from ..link.usdt import attach_usdt
 
         return attach_usdt(self, binary_path, provider, name, pid=pid, usdt_cookie=usdt_cookie)
 
     def attach_kprobe(self, func: str, offset: int = 0, **opts: Any) -> Any:
         """See :func:`pybpfload.link.attach_kprobe`."""
-        from .link.kprobe import attach_kprobe
+        from ..link.kprobe import attach_kprobe
 
         return attach_kprobe(self, func, offset, **opts)
 
     def attach_ksyscall(self, syscall: str, **opts: Any) -> Any:
         """See :func:`pybpfload.link.attach_ksyscall`."""
-        from .link.kprobe import attach_ksyscall
+        from ..link.kprobe import attach_ksyscall
 
         return attach_ksyscall(self, syscall, **opts)
 
     def attach_uprobe_multi(self, binary: str, pattern: Optional[str] = None, **opts: Any) -> Any:
         """uprobe.multi / uretprobe.multi / uprobe.session: see :func:`pybpfload.link.attach_uprobe_multi`."""
-        from .link.multi import attach_uprobe_multi
+        from ..link.multi import attach_uprobe_multi
 
         return attach_uprobe_multi(self, binary, pattern, **opts)
 
     def attach_kprobe_multi(self, pattern: Optional[str] = None, **opts: Any) -> Any:
         """kprobe.multi / kretprobe.multi / kprobe.session: see :func:`pybpfload.link.attach_kprobe_multi`."""
-        from .link.multi import attach_kprobe_multi
+        from ..link.multi import attach_kprobe_multi
 
         return attach_kprobe_multi(self, pattern, **opts)
 
     def attach_perf_event(self, perf_fd: Any, **opts: Any) -> Any:
         """See :func:`pybpfload.link.attach_perf_event`."""
-        from .link.perf_event import attach_perf_event
+        from ..link.perf_event import attach_perf_event
 
         return attach_perf_event(self, perf_fd, **opts)
 
     def attach_xdp(self, dev: Union[int, str], **opts: Any) -> Any:
         """See :func:`pybpfload.link.attach_xdp`."""
-        from .link.xdp import attach_xdp
+        from ..link.xdp import attach_xdp
 
         return attach_xdp(self, dev, **opts)
 
     def attach_tcx(self, dev: Union[int, str], direction: Union[str, int] = "ingress", **opts: Any) -> Any:
         """See :func:`pybpfload.link.attach_tcx`."""
-        from .link.tcx import attach_tcx
+        from ..link.tcx import attach_tcx
 
         return attach_tcx(self, dev, direction, **opts)
 
     def attach_tc(self, dev: Union[int, str], direction: str = "ingress", **opts: Any) -> Any:
         """Classic cls_bpf through netlink: see :func:`pybpfload.link.attach_tc`."""
-        from .link.tc import attach_tc
+        from ..link.tc import attach_tc
 
         return attach_tc(self, dev, direction, **opts)
 
     def attach_cgroup(self, cgroup: Union[str, int], **opts: Any) -> Any:
         """See :func:`pybpfload.link.attach_cgroup`."""
-        from .link.cgroup import attach_cgroup
+        from ..link.cgroup import attach_cgroup
 
         return attach_cgroup(self, cgroup, **opts)
 
     def attach_socket(self, sock: Any) -> Any:
         """See :func:`pybpfload.link.attach_socket`."""
-        from .link.socket_filter import attach_socket
+        from ..link.socket_filter import attach_socket
 
         return attach_socket(self, sock)
 
     def attach_sockmap(self, sock_map: Any, **opts: Any) -> Any:
         """See :func:`pybpfload.link.attach_sockmap`."""
-        from .link.sockmap import attach_sockmap
+        from ..link.sockmap import attach_sockmap
 
         return attach_sockmap(self, sock_map, **opts)
 
     def attach_netfilter(self, pf: Union[int, str], hook: Union[int, str], priority: int, **opts: Any) -> Any:
         """See :func:`pybpfload.link.attach_netfilter`."""
-        from .link.netfilter import attach_netfilter
+        from ..link.netfilter import attach_netfilter
 
         return attach_netfilter(self, pf, hook, priority, **opts)
 
@@ -416,7 +416,7 @@ def _prog_type_refused(e: VerifierError, prog_type: int) -> BPFError:
     (refused before the verifier ran: an empty log; any errno, as the loader's probe decides)."""
     if e.log.strip():
         return e
-    from .features import refusal
+    from ..syscall.features import refusal
 
     name = _type_name(prog_type)
     if prog_type in _TRAMPOLINE_TYPES:

@@ -70,7 +70,7 @@ import time
 import warnings
 from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional, Tuple
 
-from .errors import BPFError, BPFOSError, StateError, SyscallError
+from ..errors import BPFError, BPFOSError, StateError, SyscallError
 
 __all__ = ["RingBuffer", "Ring", "RecordBatch", "UserRingBuffer", "EpollOwner"]
 
@@ -98,7 +98,7 @@ def _map_fd(m: MapLike) -> int:
 
 def wrong_map_type(what: str, fd: int, info: Any, want_type: int) -> BPFError:
     """The error for a buffer given a map of another type: names the map and both types."""
-    from .syscall._types import MapType
+    from ..abi.uapi import MapType
 
     def tname(t: int) -> str:
         try:
@@ -114,8 +114,8 @@ def wrong_map_type(what: str, fd: int, info: Any, want_type: int) -> BPFError:
 
 def _map_geometry(fd: int, want_type: int, what: str) -> int:
     """The ring size (max_entries) of a ring buffer map, after checking its type."""
-    from .syscall import commands
-    from .syscall._types import MapInfo
+    from ..syscall import commands
+    from ..abi.uapi import MapInfo
 
     info = commands.obj_get_info_by_fd(fd, MapInfo())
     if info.type != want_type:

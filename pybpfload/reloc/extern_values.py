@@ -17,10 +17,10 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
-from . import log
-from .btf import types as T
-from .elf.model import ExternKind, ExternSpec, KcfgType
-from .errors import BPFError, NotSupportedError
+from .. import log
+from ..btf import types as T
+from ..elf.model import ExternKind, ExternSpec, KcfgType
+from ..errors import BPFError, NotSupportedError
 
 __all__ = ["KsymValue", "kconfig_values", "read_system_kconfig", "resolve_ksyms", "kallsyms"]
 

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
-from .errors import BPFError, VerifierError
+from ..errors import BPFError, VerifierError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -22,7 +22,7 @@ def _hex(b: bytes) -> str:
 
 
 def _map_open(ref: str) -> Any:
-    from .maps import Map
+    from ..kernel.maps import Map
 
     if ref.isdigit():
         return Map.from_id(int(ref))
@@ -31,8 +31,8 @@ def _map_open(ref: str) -> Any:
 
 # ---------------------------------------------------------------- prog / map list
 def cmd_prog_list(args: argparse.Namespace) -> int:
-    from .program import Program
-    from .syscall._types import ProgType
+    from ..kernel.program import Program
+    from ..abi.uapi import ProgType
 
     rows = []
     for pid in Program.ids():
@@ -56,7 +56,7 @@ def cmd_prog_list(args: argparse.Namespace) -> int:
 
 
 def cmd_map_list(args: argparse.Namespace) -> int:
-    from .maps import Map
+    from ..kernel.maps import Map
 
     rows = []
     for mid in Map.ids():
@@ -119,8 +119,8 @@ def _type_name(enum_cls: Any, prefix: str, value: int) -> str:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .object import Object
-    from .syscall._types import AttachType, MapType, ProgType
+    from ..object import Object
+    from ..abi.uapi import AttachType, MapType, ProgType
 
     obj = Object.open(args.object)
     model = obj.model
@@ -198,8 +198,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_disasm(args: argparse.Namespace) -> int:
-    from .insn import disasm
-    from .object import Object
+    from ..elf.insn import disasm
+    from ..object import Object
 
     obj = Object.open(args.object)
     found = False
@@ -218,7 +218,7 @@ def cmd_disasm(args: argparse.Namespace) -> int:
 
 def cmd_load(args: argparse.Namespace) -> int:
     """Mirror of `bpftool prog loadall OBJ PIN_DIR [pinmaps MAP_DIR]`."""
-    from .object import Object
+    from ..object import Object
 
     with Object.open(args.object) as obj:
         obj.load()
@@ -236,12 +236,12 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_btf_dump(args: argparse.Namespace) -> int:
-    from .btf import Spec
-    from .btf.kernel import VMLINUX_PATH, vmlinux_spec
+    from ..btf import Spec
+    from ..btf.vmlinux import VMLINUX_PATH, vmlinux_spec
 
     path = args.file
     if path.endswith(".o"):
-        from .object import Object
+        from ..object import Object
 
         spec = Object.open(path)._file_btf()  # as the file has it, as bpftool's btf dump file shows
         if spec is None:
@@ -257,16 +257,16 @@ def cmd_btf_dump(args: argparse.Namespace) -> int:
             base = vmlinux_spec()  # a module's split BTF
         spec = Spec.from_file(path, base)
     if args.format == "c":
-        from .btf.cdump import dump_c
+        from ..btf.cdump import dump_c
 
         sys.stdout.write(dump_c(spec))
     elif args.format == "json":
-        from .btf.query import describe
+        from ..btf.query import describe
 
         out = [{"id": t.id, "kind": t.kind.name, "name": t.name, "description": describe(spec, t.id)} for t in spec]
         print(json.dumps(out))
     else:
-        from .btf.query import describe
+        from ..btf.query import describe
 
         for t in spec:
             print(f"[{t.id}] {t.kind.name} {describe(spec, t.id)}")
@@ -343,7 +343,7 @@ def run(argv: List[str]) -> int:
         ap.print_help(sys.stderr)
         return 2
     if args.debug:
-        from . import log
+        from .. import log
 
         log.set_print(lambda level, msg: sys.stderr.write(msg))
         return handler(args)

@@ -112,10 +112,10 @@ class Report:
 
 def check(obj_path: "str | os.PathLike[str]", btf_paths: Sequence["str | os.PathLike[str]"]) -> Report:
     """Relocate every program of ``obj_path`` against each BTF in ``btf_paths`` (pure: no bpf(2))."""
-    from .btf.ext import parse_ext
-    from .core import file_targets, relocate
-    from .errors import BPFError
-    from .object import Object
+    from ..btf.ext import parse_ext
+    from ..reloc.co_re import file_targets, relocate
+    from ..errors import BPFError
+    from ..object import Object
 
     with Object.open(obj_path) as obj:
         model, local = obj.model, obj.btf
@@ -180,7 +180,7 @@ def _target_result(btf: str, r: Any) -> TargetResult:
 
 # ---------------------------------------------------------------- command line
 def _run(args: argparse.Namespace) -> int:
-    from .errors import BPFError
+    from ..errors import BPFError
 
     try:
         report = check(args.object, args.btf)
@@ -206,7 +206,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def main(argv: "Sequence[str] | None" = None) -> int:
-    """``python -m pybpfload.corecheck OBJ --btf FILE ...`` (same as ``pybpfload core``)."""
+    """``python -m pybpfload.cli.corecheck OBJ --btf FILE ...`` (same as ``pybpfload core``)."""
     parser = argparse.ArgumentParser(prog="pybpfload core")
     sub = parser.add_subparsers()
     add_parser(sub)

@@ -23,9 +23,10 @@ import errno
 import os
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from . import features, log
-from .elf.model import ExternKind, MapKind, RelocKind
-from .errors import BPFError, BPFOSError, NotSupportedError, PinError, RelocationError, StateError, VerifierError
+from ..syscall import features
+from .. import log
+from ..elf.model import ExternKind, MapKind, RelocKind
+from ..errors import BPFError, BPFOSError, NotSupportedError, PinError, RelocationError, StateError, VerifierError
 from .linker import (
     BPF_PSEUDO_BTF_ID,
     BPF_PSEUDO_KFUNC_CALL,
@@ -38,19 +39,19 @@ from .linker import (
     patch_call,
     patch_ld_imm64,
 )
-from .syscall._types import AttachType, FuncId, MapType, ProgType
+from ..abi.uapi import AttachType, FuncId, MapType, ProgType
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .btf import Spec
-    from .btf.encode import Builder
-    from .btf.ext import ExtInfo
-    from .btf.kernel import BtfHandle
-    from .elf.model import ElfModel, ExternSpec, ProgramSpec
-    from .externs import KsymValue
-    from .maps import Map
-    from .object import Object
-    from .program import Program
-    from .structops import Plan as StructOpsPlan
+    from ..btf import Spec
+    from ..btf.encode import Builder
+    from ..btf.ext import ExtInfo
+    from ..syscall.btf_handle import BtfHandle
+    from ..elf.model import ElfModel, ExternSpec, ProgramSpec
+    from .extern_values import KsymValue
+    from ..kernel.maps import Map
+    from ..object import Object
+    from ..kernel.program import Program
+    from .struct_ops_plan import Plan as StructOpsPlan
 
 __all__ = ["load_object", "opened_btf"]
 
@@ -161,13 +162,13 @@ class _Load:
 
     # ------------------------------------------------------------ kernel BTF
     def _vmlinux(self) -> "Spec":
-        from .btf.kernel import vmlinux_spec
+        from ..btf.vmlinux import vmlinux_spec
 
         return vmlinux_spec()
 
     def _kernel_btfs(self) -> Iterable[Tuple[str, "Spec"]]:
         """vmlinux, then the BTF of every loaded module."""
-        from .btf.kernel import kernel_modules_with_btf, module_spec
+        from ..btf.vmlinux import kernel_modules_with_btf, module_spec
 
         yield "vmlinux", self._vmlinux()
         for mod in kernel_modules_with_btf():
@@ -180,7 +181,7 @@ class _Load:
         """An fd of a module's BTF object in the kernel (kept for this load)."""
         h = self.kernel_btf_fds.get(module)
         if h is None:
-            from .btf.kernel import iter_kernel_btf
+            from ..syscall.btf_handle import iter_kernel_btf
 
             for cand in iter_kernel_btf():
                 if h is None and cand.info().kernel_btf and cand.info().name == module:
@@ -194,8 +195,8 @@ class _Load:
 
     # ------------------------------------------------------------ 1. externs
     def _resolve_externs(self) -> None:
-        from .externs import kconfig_values, read_system_kconfig, resolve_ksyms
-        from .object import running_kernel_version
+        from .extern_values import kconfig_values, read_system_kconfig, resolve_ksyms
+        from ..object import running_kernel_version
 
         externs = self.model.externs
         if not externs:
@@ -222,10 +223,10 @@ class _Load:
         raw = self.model.btf_raw
         if raw is None:
             return
-        from .btf import Spec
-        from .btf.features import probe
-        from .btf.fixup import mark_funcs_static, needs_sanitizing, sanitize
-        from .btf.kernel import BtfHandle
+        from ..btf import Spec
+        from ..syscall.btf_features import probe
+        from ..btf.fixup import mark_funcs_static, needs_sanitizing, sanitize
+        from ..syscall.btf_handle import BtfHandle
 
         feats = probe()
         if not feats.btf:
@@ -270,7 +271,7 @@ class _Load:
             if m.pinning == 1 and m.pin_path and self._reuse_pinned(m):
                 continue
             if m.type == MapType.BPF_MAP_TYPE_PERF_EVENT_ARRAY and not m.max_entries:
-                from .maps import possible_cpus
+                from ..kernel.maps import possible_cpus
 
                 m.max_entries = possible_cpus()
             self._create_one(m, ms.name_for_kernel, btf_fd)
@@ -349,8 +350,8 @@ class _Load:
 
     def _reuse_pinned(self, m: "Map") -> bool:
         """Use the map pinned at m.pin_path when there is one (LIBBPF_PIN_BY_NAME)."""
-        from . import pinning
-        from .maps import Map
+        from ..syscall import pinning
+        from ..kernel.maps import Map
 
         path = m.pin_path
         assert path is not None
@@ -387,7 +388,7 @@ class _Load:
         return True
 
     def _pin_new(self, m: "Map") -> None:
-        from . import pinning
+        from ..syscall import pinning
 
         path = m.pin_path
         assert path is not None
@@ -412,7 +413,7 @@ class _Load:
             if prog.loaded:
                 continue
             if prog.type == ProgType.BPF_PROG_TYPE_STRUCT_OPS and not prog.attach_btf_id:
-                from .errors import StructOpsError
+                from ..errors import StructOpsError
 
                 raise StructOpsError(
                     f"prog {name!r}: SEC(\"struct_ops\") program isn't referenced anywhere, did you forget to use it?",
@@ -449,13 +450,13 @@ class _Load:
             except VerifierError as e:
                 if not core_insns:
                     raise
-                from . import core
+                from . import co_re as core
 
                 raise core.explain_verifier_error(self.obj, linked, e) from None
             self.loaded_progs.append(prog)
             log.debug("prog '%s': loaded, %d insns, fd %d", name, len(insns) // 8, prog.fd)
             if bind:
-                from .syscall import commands
+                from ..syscall import commands
 
                 for rm in rodata:
                     if not rm.created:
@@ -470,7 +471,7 @@ class _Load:
         ext = self._ext()
         if ext is None or not ext.core_relos:
             return {}
-        from . import core  # the CO-RE engine
+        from . import co_re as core  # the CO-RE engine
 
         return core.relocate_object(self.obj, ext)
 
@@ -480,7 +481,7 @@ class _Load:
             return self._ext_cache
         self._ext_decoded = True
         if self.model.btf_ext_raw is not None and self.obj.btf is not None:
-            from .btf.ext import parse_ext
+            from ..btf.ext import parse_ext
 
             self._ext_cache = parse_ext(self.model.btf_ext_raw, self.obj.btf.string)
         return self._ext_cache
@@ -552,7 +553,7 @@ class _Load:
         ext = self._ext()
         if ext is None or self.btf_handle is None or not linked.pieces:
             return b"", b"", 0, 0
-        from .btf.ext import pack_func_info, pack_line_info
+        from ..btf.ext import pack_func_info, pack_line_info
 
         names = self.model.section_names
 
@@ -582,7 +583,7 @@ class _Load:
         if ":" in target:
             module, target = target.split(":", 1)
         prefix, kind = _ATTACH_BTF_NAMES.get(prog.expected_attach_type, ("", "FUNC"))  # type: ignore[call-overload]
-        from .btf import types as T
+        from ..btf import types as T
 
         want = T.Kind[kind]
         for obj_name, spec_btf in self._kernel_btfs():
@@ -613,13 +614,13 @@ class _Load:
         """Fit struct_ops maps to the kernel's types; attach ids and autoload of their programs.
 
         libbpf's bpf_object__init_kern_struct_ops_maps and
-        bpf_object_adjust_struct_ops_autoload (see :mod:`pybpfload.structops`).
+        bpf_object_adjust_struct_ops_autoload (see :mod:`pybpfload.reloc.struct_ops_plan`).
         """
         specs = [ms for ms in self.model.maps if ms.kind is MapKind.STRUCT_OPS and ms.struct_ops is not None]
         if not specs:
             return
-        from .errors import StructOpsError
-        from .structops import MapInput, plan_struct_ops
+        from ..errors import StructOpsError
+        from .struct_ops_plan import MapInput, plan_struct_ops
 
         obj = self.obj
         btf = obj.btf
@@ -659,7 +660,7 @@ class _Load:
         plan = self.st_ops_plan
         if plan is None:
             return
-        from .structops import fill_prog_fds
+        from .struct_ops_plan import fill_prog_fds
 
         for name, ks in plan.maps.items():
             fds = {}
@@ -677,8 +678,8 @@ def opened_btf(model: "ElfModel", spec: "Spec") -> "Builder":
     This is what libbpf's bpf_object__btf() shows; loading then adds the
     static marking of hidden subprograms and sanitising for the kernel.
     """
-    from .btf.encode import Builder
-    from .btf.fixup import fixup_datasecs
+    from ..btf.encode import Builder
+    from ..btf.fixup import fixup_datasecs
 
     b = Builder.from_spec(spec)
     _fixup_extern_btf(b, model.externs)
@@ -698,7 +699,7 @@ def _fixup_extern_btf(b: "Builder", externs: Iterable["ExternSpec"]) -> None:
     """
     import dataclasses
 
-    from .btf import types as T
+    from ..btf import types as T
 
     GLOBAL_ALLOCATED = 1
     for t in list(b):
@@ -750,7 +751,7 @@ def _forget_fd(o: object) -> None:
 
 
 def _has_syscall_wrapper() -> bool:
-    from .link.kprobe import has_syscall_wrapper
+    from ..link.kprobe import has_syscall_wrapper
 
     return has_syscall_wrapper()
 

@@ -15,7 +15,7 @@ whatever the ring held before), PERF_RECORD_LOST a u64 id and the u64 number
 of samples dropped because the ring was full.  The perf ring is not mapped
 twice: a record that wraps around its end is copied into one bytes object.
 
-As for ring buffers (see :mod:`pybpfload.ringbuf` for the memory-ordering
+As for ring buffers (see :mod:`pybpfload.events.ringbuf` for the memory-ordering
 notes, which apply unchanged to data_head / data_tail), a sample callback
 gets a zero-copy memoryview valid during the call, or bytes with
 ``copy=True``.
@@ -35,10 +35,10 @@ import struct
 import threading
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Tuple
 
-from .errors import BPFError, StateError, SyscallError
+from ..errors import BPFError, StateError, SyscallError
 from .ringbuf import AsyncConsumer, wrong_map_type
-from .syscall import _raw, commands
-from .syscall._types import Cmd, MapElemAttr
+from ..syscall import _raw, commands
+from ..abi.uapi import Cmd, MapElemAttr
 
 __all__ = ["PerfBuffer", "PerfCpuBuffer"]
 
@@ -70,7 +70,7 @@ class PerfCpuBuffer:
     """The perf ring of one CPU."""
 
     def __init__(self, cpu: int, page_cnt: int, wakeup_events: int) -> None:
-        from .syscall import perf
+        from ..syscall import perf
 
         self.cpu = cpu
         self._lock = threading.RLock()  # one consumer at a time (a callback may re-enter)
@@ -196,9 +196,9 @@ class PerfBuffer(AsyncConsumer):
         copy: bool = False,
         wakeup_events: int = 1,
     ) -> None:
-        from .maps import possible_cpus
+        from ..kernel.maps import possible_cpus
         from .ringbuf import _map_fd
-        from .syscall._types import MapInfo
+        from ..abi.uapi import MapInfo
 
         if page_cnt <= 0 or page_cnt & (page_cnt - 1):
             raise ValueError(f"page_cnt must be a power of 2, got {page_cnt}")

@@ -1,30 +1,26 @@
-"""BTF and the kernel: loading BTF (BPF_BTF_LOAD), reading it back by id,
-and the kernel's own BTF (vmlinux and modules).
+"""BTF objects in the kernel: :class:`BtfHandle` owns the fd of one.
 
-:class:`BtfHandle` owns the fd of a BTF object in the kernel.  Loading
-keeps the kernel's log; reading back by id (``BTF_GET_FD_BY_ID`` and
-``OBJ_GET_INFO_BY_FD``) gives the raw BTF of any loaded object, including
-that of programs and maps (their info's ``btf_id``).
+Loading (BPF_BTF_LOAD) keeps the kernel's log; reading back by id
+(``BTF_GET_FD_BY_ID`` and ``OBJ_GET_INFO_BY_FD``) gives the raw BTF of any
+loaded object, including that of programs and maps (their info's ``btf_id``).
+The decoding itself is :mod:`pybpfload.btf`'s (pure); this module is the
+part that talks to the kernel.
 """
 
 from __future__ import annotations
 
 import ctypes
 import errno
-import os
-import threading
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Dict, Iterator, Optional, Type, Union
+from typing import Iterator, Optional, Type, Union
 
+from ..btf.spec import Spec
+from ..btf.vmlinux import vmlinux_spec
 from ..errors import BTFError, StateError, SyscallError
-from .spec import Spec
+from .fd import Fd
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..syscall.fd import Fd
-
-SYSFS_BTF = "/sys/kernel/btf"
-VMLINUX_PATH = SYSFS_BTF + "/vmlinux"
+__all__ = ["BtfInfo", "BtfHandle", "iter_kernel_btf"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +49,7 @@ class BtfHandle:
         ``log`` is the kernel's BTF log.  With ``log_level`` > 0 the log of a
         success is kept in :attr:`log`.
         """
-        from ..syscall import commands
+        from . import commands
 
         data = btf.raw if isinstance(btf, Spec) else bytes(btf)
         fd, log = commands.btf_load(data, log_level=log_level, log_size=log_size)
@@ -62,7 +58,7 @@ class BtfHandle:
     @classmethod
     def from_id(cls, btf_id: int) -> "BtfHandle":
         """Open the loaded BTF object with this id (BPF_BTF_GET_FD_BY_ID)."""
-        from ..syscall import commands
+        from . import commands
 
         return cls(commands.get_fd_by_id("btf", btf_id))
 
@@ -90,7 +86,8 @@ class BtfHandle:
     # -- queries ---------------------------------------------------------------------------
     def info(self) -> BtfInfo:
         """Id, name, kernel_btf and size of this BTF object."""
-        from ..syscall import _types, commands
+        from ..abi import uapi as _types
+        from . import commands
 
         if self._fd.closed:
             raise StateError("BTF handle is closed")
@@ -114,7 +111,8 @@ class BtfHandle:
 
     def raw(self) -> bytes:
         """The raw BTF blob the kernel holds for this object."""
-        from ..syscall import _types, commands
+        from ..abi import uapi as _types
+        from . import commands
 
         if self._fd.closed:
             raise StateError("BTF handle is closed")
@@ -141,73 +139,13 @@ class BtfHandle:
         return f"BtfHandle(fd={self._fd.raw})"
 
 
-# ---------------------------------------------------------------- kernel BTF
-_lock = threading.Lock()
-_vmlinux: Optional[Spec] = None
-_modules: Dict[str, Spec] = {}
-
-
-def vmlinux_spec(path: Optional[str] = None) -> Spec:
-    """The running kernel's BTF, decoded once per process (indexed lazily).
-
-    ``path`` overrides /sys/kernel/btf/vmlinux (and is not cached).
-    """
-    global _vmlinux
-    if path is not None:
-        return Spec.from_file(path)
-    with _lock:
-        if _vmlinux is None:
-            if not os.path.exists(VMLINUX_PATH):
-                from ..errors import NotSupportedError
-
-                raise NotSupportedError("kernel BTF", f"{VMLINUX_PATH} does not exist (CONFIG_DEBUG_INFO_BTF)")
-            _vmlinux = Spec.from_file(VMLINUX_PATH)
-        return _vmlinux
-
-
-def module_spec(name: str) -> Spec:
-    """The split BTF of a loaded kernel module (from /sys/kernel/btf/NAME)."""
-    if "/" in name or name in ("", ".", "..", "vmlinux"):
-        raise BTFError(f"bad kernel module name {name!r}")
-    with _lock:
-        spec = _modules.get(name)
-    if spec is None:
-        base = vmlinux_spec()
-        spec = Spec.from_file(os.path.join(SYSFS_BTF, name), base)
-        with _lock:
-            _modules.setdefault(name, spec)
-    return spec
-
-
-def kernel_modules_with_btf() -> Iterator[str]:
-    """Names of loaded modules that have BTF."""
-    try:
-        names = sorted(os.listdir(SYSFS_BTF))
-    except OSError:
-        return
-    for n in names:
-        if n != "vmlinux":
-            yield n
-
 
 def iter_kernel_btf() -> Iterator[BtfHandle]:
     """A handle on every BTF object loaded in the kernel (the caller closes them)."""
-    from ..errors import SyscallError
-    from ..syscall import commands
+    from . import commands
 
     for btf_id in commands.iter_ids("btf"):
         try:
             yield BtfHandle.from_id(btf_id)
         except SyscallError:  # gone in the meantime
             continue
-
-
-__all__ = [
-    "BtfInfo",
-    "BtfHandle",
-    "vmlinux_spec",
-    "module_spec",
-    "kernel_modules_with_btf",
-    "iter_kernel_btf",
-    "VMLINUX_PATH",
-]

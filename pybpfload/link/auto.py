@@ -15,14 +15,14 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, List, Optional, Union
 
-from . import log
-from .errors import BPFError, NotSupportedError, StateError
+from .. import log
+from ..errors import BPFError, NotSupportedError, StateError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .elf.sections import SectionInfo
-    from .link.base import Link
-    from .object import Object
-    from .program import Program
+    from ..elf.sections import SectionInfo
+    from .base import Link
+    from ..object import Object
+    from ..kernel.program import Program
 
 __all__ = ["attach_program", "attach_all", "auto_attach_kind"]
 
@@ -40,7 +40,7 @@ _UNSUPPORTED: "frozenset[str]" = frozenset()  # struct_ops programs: skipped, th
 
 
 def _section(prog: "Program", section: Union["SectionInfo", str, None]) -> "SectionInfo":
-    from .elf.sections import SectionInfo, parse_section
+    from ..elf.sections import SectionInfo, parse_section
 
     if isinstance(section, SectionInfo):
         return section
@@ -49,7 +49,7 @@ def _section(prog: "Program", section: Union["SectionInfo", str, None]) -> "Sect
 
 def auto_attach_kind(section: Union["SectionInfo", str]) -> Optional[str]:
     """The attach function auto-attach would use for a section name, None when it skips it."""
-    from .elf.sections import SectionInfo, parse_section
+    from ..elf.sections import SectionInfo, parse_section
 
     info = section if isinstance(section, SectionInfo) else parse_section(section)
     if info.sec_def is None:
@@ -84,7 +84,7 @@ def attach_program(prog: "Program", section: Union["SectionInfo", str, None] = N
     ``section`` defaults to the program's own; ``opts`` go to the attach
     function (``cookie``, ``pid`` for uprobes, ``map`` for iterators...).
     """
-    from . import link as L
+    from .. import link as L
 
     if prog.fd < 0:
         raise StateError(f"cannot attach program {prog.name!r}: it is not loaded")
@@ -110,20 +110,20 @@ def attach_program(prog: "Program", section: Union["SectionInfo", str, None] = N
     if kind == "ksyscall":
         return L.attach_ksyscall(prog, target, retprobe=_KSYSCALL[base], **opts)
     if kind == "uprobe":
-        from .link.uprobe import parse_uprobe_target
+        from .uprobe import parse_uprobe_target
 
         binary, func, off = parse_uprobe_target(target)
         return L.attach_uprobe(prog, binary, func, off, retprobe=_UPROBE[base], **opts)
     if kind == "kprobe_multi":
-        from .link.multi import parse_kprobe_multi_section
+        from .multi import parse_kprobe_multi_section
 
         return L.attach_kprobe_multi(prog, **{**parse_kprobe_multi_section(base, target), **opts})
     if kind == "uprobe_multi":
-        from .link.multi import parse_uprobe_multi_section
+        from .multi import parse_uprobe_multi_section
 
         return L.attach_uprobe_multi(prog, **{**parse_uprobe_multi_section(base, target), **opts})
     if kind == "usdt":
-        from .link.usdt import parse_usdt_target
+        from .usdt import parse_usdt_target
 
         path, provider, name = parse_usdt_target(target)
         return L.attach_usdt(prog, path, provider, name, **opts)
@@ -163,8 +163,8 @@ def attach_all(obj: "Object", *, skip_unsupported: bool = False) -> List["Link"]
 
 def _attach_struct_ops_maps(obj: "Object") -> List["Link"]:
     """Register every created struct_ops map of ``obj``, after the programs (libbpf's skeleton attach)."""
-    from .link.struct_ops import attach_struct_ops
-    from .syscall._types import MapType
+    from .struct_ops import attach_struct_ops
+    from ..abi.uapi import MapType
 
     links: List["Link"] = []
     try:

@@ -11,7 +11,7 @@ libbpf 1.0 removed both in favour of ``bpf_program__insns`` /
 The modern equivalent here:
 
 * before load, a program's instructions are readable and replaceable
-  (:attr:`Program.insns <pybpfload.program.Program.insns>`, as
+  (:attr:`Program.insns <pybpfload.kernel.program.Program.insns>`, as
   ``bpf_program__insns`` / ``bpf_program__set_insns``);
 * after load, :func:`load_variants` (``obj.program_variants(...)``) calls
   ``prep(n, insns)`` for ``n`` in ``range(count)`` with the program's
@@ -32,10 +32,10 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Sequence
 
-from .errors import BPFError, NotSupportedError, StateError
+from ..errors import BPFError, NotSupportedError, StateError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .object import Object
+    from ..object import Object
     from .program import Insns, Program
 
 __all__ = ["ProgramVariants", "load_variants", "Prep"]
@@ -84,7 +84,7 @@ class ProgramVariants:
         The directory is created (on bpffs); skipped instances are not
         pinned.  A failure unpins what this call pinned.
         """
-        from . import pinning
+        from ..syscall import pinning
 
         pinning.check_pin_path(directory)  # its parent is on bpffs
         try:
@@ -134,7 +134,7 @@ def load_variants(obj: "Object", name: str, prep: Prep, count: int) -> ProgramVa
 
     ``prep(n, insns)`` gets the program's relocated instructions (bytes, 8
     per slot) and returns instance ``n``'s instructions (bytes or
-    :class:`~pybpfload.insn.Insn` objects), or None to skip instance ``n``.
+    :class:`~pybpfload.elf.insn.Insn` objects), or None to skip instance ``n``.
     A failure (prep raising, the verifier refusing) closes the instances
     already loaded and propagates.
     """

@@ -47,7 +47,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .errors import BPFOSError, ELFError, NotSupportedError, ParseError
+from ..errors import BPFOSError, ELFError, NotSupportedError, ParseError
 
 __all__ = [
     "ARG_CONST",
@@ -371,7 +371,7 @@ def read_elf(path: str) -> UsdtElf:
     """Read the program headers, ``.stapsdt.base`` and the notes of ``path`` (a 64-bit little-endian ELF file)."""
     from elftools.common.exceptions import ELFError as _PyELFError
 
-    from .link.elfsym import _open_elf
+    from .elfsym import _open_elf
 
     try:
         with open(path, "rb") as f:

@@ -1,0 +1,6 @@
+"""The kernel's BPF ABI as plain Python: enums (program, map, attach, link
+types, helper ids, commands) and the ctypes layouts of ``union bpf_attr`` and
+the info structs, generated from kernel BTF by ``tools/gen_syscall_types.py``
+into :mod:`.uapi`.  Definitions only: nothing here calls the kernel, so every
+stage (the pure ones included) may use them.
+"""
