@@ -15,6 +15,7 @@ import os
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ._strict import Strict
+from .syscall.features import running_kernel_version  # public here too
 from .errors import BPFOSError, ParseError, StateError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -28,44 +29,6 @@ __all__ = ["Object", "running_kernel_version", "parse_kconfig"]
 BPF_OBJ_NAME_LEN = 16
 PATH_MAX = 4096
 _LOG_LEVEL_BITS = 1 | 2 | 4  # BPF_LOG_LEVEL1 | BPF_LOG_LEVEL2 | BPF_LOG_STATS
-
-
-def running_kernel_version() -> int:
-    """KERNEL_VERSION(major, minor, patch) of the running kernel, as libbpf computes it.
-
-    Ubuntu's /proc/version_signature wins over uname's release; the patch
-    level saturates at 255.
-    """
-    try:
-        with open("/proc/version_signature") as f:
-            parts = f.read().split()
-        if len(parts) >= 3:
-            return _kv(parts[2])
-    except (OSError, ValueError):
-        pass
-    try:
-        return _kv(os.uname().release)
-    except ValueError:
-        return 0
-
-
-def _kv(text: str) -> int:
-    nums = []
-    for part in text.split(".")[:3]:
-        digits = ""
-        for ch in part:
-            if not ch.isdigit():
-                break
-            digits += ch
-        if not digits:
-            raise ValueError(text)
-        nums.append(int(digits))
-        if len(digits) != len(part):
-            break
-    if len(nums) != 3:
-        raise ValueError(text)
-    major, minor, patch = nums
-    return (major << 16) + (minor << 8) + min(patch, 255)
 
 
 def parse_kconfig(text: str) -> Dict[str, str]:
@@ -366,7 +329,14 @@ class Object(Strict):
         """
         from .reloc.loader import load_object
 
-        load_object(self)
+        if self._closed:
+            raise StateError(f"object {self.name!r} is closed")
+        if self._loaded:
+            raise StateError(f"object {self.name!r} is already loaded")
+        done = load_object(self)
+        self._btf_handle = done.btf_handle
+        self._linked = done.linked
+        self._loaded = True
         return self
 
     @property
@@ -531,9 +501,17 @@ class Object(Strict):
         :class:`~pybpfload.kernel.variants.ProgramVariants` owning their fds.  See
         :mod:`pybpfload.kernel.variants`.
         """
+        from .errors import BPFError
         from .kernel.variants import load_variants
 
-        return load_variants(self, name, prep, count)
+        if self._closed:
+            raise StateError(f"object {self.name!r} is closed")
+        if not self._loaded:
+            raise StateError(f"object {self.name!r}: load it before loading variants of {name!r}")
+        base = self._programs.get(name)
+        if base is None:
+            raise BPFError(f"object {self.name!r} has no program {name!r}")
+        return load_variants(base, prep, count)
 
 
 def _check_options(

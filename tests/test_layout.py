@@ -67,10 +67,11 @@ def _graph() -> Dict[str, Set[str]]:
 
 
 def _folder(mod: str) -> str:
-    """A module's folder: 'pybpfload' for the top level, 'pybpfload.btf' for btf/..."""
+    """A module's folder ('pybpfload.btf' for btf/...); a top-level module is a
+    room of its own (errors.py at the bottom of the house, object.py near the top)."""
     parts = mod.split(".")
     path = PKG.parent.joinpath(*parts)
-    if path.is_dir():  # a package's __init__ belongs to its own folder
+    if path.is_dir() or len(parts) == 2:  # a package's __init__ belongs to its own folder
         return mod
     return ".".join(parts[:-1])
 

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, List, Optional, Tuple
+from typing import List, Optional, Protocol, Tuple
 
 from ..errors import BTFError
 from . import types as T
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .spec import Spec
+
+
+class Spec(Protocol):
+    """What the queries read of a BTF (a :class:`~pybpfload.btf.spec.Spec` is one;
+    the queries do not import it, which lets Spec offer them as methods)."""
+
+    def type(self, tid: int) -> T.Type: ...
+
+    def resolve(self, tid: int) -> T.Type: ...
 
 MAX_DEPTH = 32  # libbpf's MAX_RESOLVE_DEPTH
 PTR_SIZE = 8

@@ -247,7 +247,7 @@ def btf_maps(
         d = _parse_def(btf, name, st, strict, False)
         pin_path = None
         if d.pinning == LIBBPF_PIN_BY_NAME:
-            from ..syscall.pinning import join_pin_path  # refuses names that would leave the pin root
+            from .pinpath import join_pin_path  # refuses names that would leave the pin root
 
             pin_path = join_pin_path(pin_root or DEFAULT_PIN_ROOT, name)
         out.append(

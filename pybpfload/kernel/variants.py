@@ -35,7 +35,6 @@ from typing import TYPE_CHECKING, Callable, Iterator, List, Optional, Sequence
 from ..errors import BPFError, NotSupportedError, StateError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..object import Object
     from .program import Insns, Program
 
 __all__ = ["ProgramVariants", "load_variants", "Prep"]
@@ -129,8 +128,9 @@ class ProgramVariants:
         return f"<ProgramVariants {self.name!r} fds={self.fds}>"
 
 
-def load_variants(obj: "Object", name: str, prep: Prep, count: int) -> ProgramVariants:
-    """Load ``count`` variants of program ``name`` of the loaded ``obj``.
+def load_variants(base: "Program", prep: Prep, count: int) -> ProgramVariants:
+    """Load ``count`` variants of the loaded program ``base`` (of a loaded object:
+    :meth:`pybpfload.Object.program_variants` checks the object and finds the program).
 
     ``prep(n, insns)`` gets the program's relocated instructions (bytes, 8
     per slot) and returns instance ``n``'s instructions (bytes or
@@ -142,13 +142,7 @@ def load_variants(obj: "Object", name: str, prep: Prep, count: int) -> ProgramVa
 
     if isinstance(count, bool) or not isinstance(count, int) or count <= 0:
         raise ValueError(f"count must be a positive int, got {count!r}")
-    if obj._closed:
-        raise StateError(f"object {obj.name!r} is closed")
-    if not obj.loaded:
-        raise StateError(f"object {obj.name!r}: load it before loading variants of {name!r}")
-    base = obj.find_program_by_name(name)
-    if base is None:
-        raise BPFError(f"object {obj.name!r} has no program {name!r}")
+    name = base.name
     if not base.loaded:
         raise StateError(f"program {name!r} was not loaded (autoload off?): it has no relocated instructions")
     if base.attach_btf_obj_fd:

@@ -13,16 +13,31 @@ attaches every loaded program of an object and returns the links.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, List, Optional, Union
+from typing import TYPE_CHECKING, Any, List, Mapping, Optional, Protocol, Union
 
 from .. import log
 from ..errors import BPFError, NotSupportedError, StateError
 
+from .base import MapLike, ProgramLike
+
 if TYPE_CHECKING:  # pragma: no cover
     from ..elf.sections import SectionInfo
     from .base import Link
-    from ..object import Object
-    from ..kernel.program import Program
+
+
+class ObjectLike(Protocol):
+    """What attaching every program needs of an object (a loaded :class:`pybpfload.Object` is one)."""
+
+    name: str
+
+    @property
+    def loaded(self) -> bool: ...
+
+    @property
+    def programs(self) -> Mapping[str, ProgramLike]: ...
+
+    @property
+    def maps(self) -> Mapping[str, MapLike]: ...
 
 __all__ = ["attach_program", "attach_all", "auto_attach_kind"]
 
@@ -39,7 +54,7 @@ _USDT = {"usdt", "usdt.s"}
 _UNSUPPORTED: "frozenset[str]" = frozenset()  # struct_ops programs: skipped, their maps are attached (libbpf)
 
 
-def _section(prog: "Program", section: Union["SectionInfo", str, None]) -> "SectionInfo":
+def _section(prog: "ProgramLike", section: Union["SectionInfo", str, None]) -> "SectionInfo":
     from ..elf.sections import SectionInfo, parse_section
 
     if isinstance(section, SectionInfo):
@@ -78,7 +93,7 @@ def _kprobe_target(target: str) -> tuple:
     return m.group(1), int(m.group(2), 0) if m.group(2) else 0
 
 
-def attach_program(prog: "Program", section: Union["SectionInfo", str, None] = None, **opts: Any) -> Optional["Link"]:
+def attach_program(prog: "ProgramLike", section: Union["SectionInfo", str, None] = None, **opts: Any) -> Optional["Link"]:
     """Attach ``prog`` as its section name says; None when the section carries no target.
 
     ``section`` defaults to the program's own; ``opts`` go to the attach
@@ -130,7 +145,7 @@ def attach_program(prog: "Program", section: Union["SectionInfo", str, None] = N
     raise NotSupportedError(f"auto-attach of SEC({info.name!r})", "pybpfload cannot attach this kind yet")
 
 
-def attach_all(obj: "Object", *, skip_unsupported: bool = False) -> List["Link"]:
+def attach_all(obj: ObjectLike, *, skip_unsupported: bool = False) -> List["Link"]:
     """Attach every loaded program of ``obj`` whose section names a target (libbpf's skeleton attach).
 
     All or nothing: when one attach fails the links made so far are closed
@@ -161,7 +176,7 @@ def attach_all(obj: "Object", *, skip_unsupported: bool = False) -> List["Link"]
     return links
 
 
-def _attach_struct_ops_maps(obj: "Object") -> List["Link"]:
+def _attach_struct_ops_maps(obj: ObjectLike) -> List["Link"]:
     """Register every created struct_ops map of ``obj``, after the programs (libbpf's skeleton attach)."""
     from .struct_ops import attach_struct_ops
     from ..abi.uapi import MapType

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import errno
 import functools
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, TypeVar, Union
+from typing import Any, Callable, Iterator, Optional, Protocol, TypeVar, Union
 
 from ..syscall import pinning
 from .._fdobject import FdObject
@@ -23,10 +23,46 @@ from ..syscall.fd import Fd
 from ._attach_cmd import BPF_F_REPLACE, ENOTSUPP
 from .info import LinkInfo, link_info
 
-if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel.program import Program
+__all__ = ["Link", "prog_fd_of", "hook", "ProgramLike", "MapLike"]
 
-__all__ = ["Link", "prog_fd_of", "hook"]
+
+class ProgramLike(Protocol):
+    """What attaching needs of a program (a loaded :class:`pybpfload.Program`
+    is one): attaching stays below the kernel objects and never imports them."""
+
+    name: str
+    type: int
+    expected_attach_type: int
+    attach_target: Optional[str]
+    attach_prog_fd: int
+    attach_btf_id: int
+    autoload: bool
+
+    @property
+    def fd(self) -> int: ...
+
+    @property
+    def section_name(self) -> str: ...
+
+    def fileno(self) -> int: ...
+
+    def info(self) -> Any: ...
+
+
+class MapLike(Protocol):
+    """What attaching needs of a map (a created :class:`pybpfload.Map` is one)."""
+
+    name: str
+    type: int
+    flags: int
+    struct_ops_value: Optional[bytes]
+
+    @property
+    def fd(self) -> int: ...
+
+    def fileno(self) -> int: ...
+
+    def info(self) -> Any: ...
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -68,7 +104,7 @@ def hook(name: str, *prog_types: int) -> Callable[[F], F]:
     return deco
 
 
-def prog_fd_of(prog: Union["Program", int], what: str = "attach") -> int:
+def prog_fd_of(prog: Union["ProgramLike", int], what: str = "attach") -> int:
     """The fd of a loaded Program (or an fd given as int); StateError when not loaded."""
     if isinstance(prog, int):
         return prog
@@ -90,7 +126,7 @@ class Link(Strict, FdObject):
     _NOT_READY = "not attached"
     _DONE = "attached"
 
-    def __init__(self, fd: Optional[Fd], program: Optional["Program"] = None, *, kind: str = "", target: str = "") -> None:
+    def __init__(self, fd: Optional[Fd], program: Optional["ProgramLike"] = None, *, kind: str = "", target: str = "") -> None:
         super().__init__(program.name if program is not None else kind or "link")
         self.program = program
         self.kind = kind
@@ -138,7 +174,7 @@ class Link(Strict, FdObject):
         self.close()
 
     # ------------------------------------------------------------ changes
-    def update_program(self, program: "Program", *, old: Optional["Program"] = None) -> None:
+    def update_program(self, program: "ProgramLike", *, old: Optional["ProgramLike"] = None) -> None:
         """Swap the program behind the link (BPF_LINK_UPDATE), atomically.
 
         With ``old`` the update happens only if ``old`` is still the
@@ -238,7 +274,7 @@ class DetachOnClose(Link):
     def unpin(self, path: Optional[str] = None) -> None:
         raise NotSupportedError(self._what_pin, f"a {self.kind} attachment is not a BPF link")
 
-    def update_program(self, program: "Program", *, old: Optional["Program"] = None) -> None:
+    def update_program(self, program: "ProgramLike", *, old: Optional["ProgramLike"] = None) -> None:
         raise NotSupportedError(f"updating the program of a {self.kind} attachment", "detach and attach again")
 
     def _check_open(self) -> None:

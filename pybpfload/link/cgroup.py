@@ -11,7 +11,7 @@ from ._attach_cmd import BPF_F_REPLACE, link_create, link_create_attr, prog_atta
 from .base import DetachOnClose, Link, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel.program import Program
+    from .base import ProgramLike
 
 __all__ = ["attach_cgroup", "ProgAttachLink", "open_cgroup"]
 
@@ -34,7 +34,7 @@ class ProgAttachLink(DetachOnClose):
     ``target`` keeps the fd of what it is attached to (a cgroup, a map).
     """
 
-    def __init__(self, program: "Program", target_fd: Fd, attach_type: int, *, kind: str, target: str, flags: int = 0) -> None:
+    def __init__(self, program: "ProgramLike", target_fd: Fd, attach_type: int, *, kind: str, target: str, flags: int = 0) -> None:
         super().__init__(None, program, kind=kind, target=target)
         self._target_fd = target_fd
         self.attach_type = attach_type
@@ -52,13 +52,13 @@ class ProgAttachLink(DetachOnClose):
 
 
 def attach_cgroup(
-    prog: "Program",
+    prog: "ProgramLike",
     cgroup: Union[str, int],
     attach_type: Optional[int] = None,
     *,
     flags: int = 0,
     legacy: bool = False,
-    replace: Optional["Program"] = None,
+    replace: Optional["ProgramLike"] = None,
 ) -> Link:
     """Attach a cgroup program (cgroup_skb, cgroup/sock, sockops, ...) to a cgroup v2 path or fd.
 

@@ -17,8 +17,8 @@ from ..abi import uapi as t
 from .base import Link, hook, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel.maps import Map
-    from ..kernel.program import Program
+    from .base import MapLike
+    from .base import ProgramLike
 
 __all__ = ["IterLink", "attach_iter", "iter_link_info", "IterLinkInfo"]
 
@@ -85,9 +85,9 @@ class IterLink(Link):
 
 @hook("iter", t.ProgType.BPF_PROG_TYPE_TRACING)
 def attach_iter(
-    prog: "Program",
+    prog: "ProgramLike",
     *,
-    map: Optional[Union["Map", int]] = None,
+    map: Optional[Union["MapLike", int]] = None,
     pid: int = 0,
     tid: int = 0,
     pid_fd: int = 0,

@@ -24,7 +24,7 @@ from .tracepoint import tracepoint_perf_attr
 from .uprobe import pmu_config_bit, pmu_type, probe_perf_attr
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel.program import Program
+    from .base import ProgramLike
 
 __all__ = ["attach_kprobe", "attach_ksyscall", "has_syscall_wrapper", "kprobe_support", "syscall_function_name"]
 
@@ -109,7 +109,7 @@ def has_syscall_wrapper() -> bool:
 
 @hook("kprobe", t.ProgType.BPF_PROG_TYPE_KPROBE)
 def attach_kprobe(
-    prog: "Program", func: str, offset: int = 0, *, retprobe: bool = False, cookie: int = 0, legacy: bool = False
+    prog: "ProgramLike", func: str, offset: int = 0, *, retprobe: bool = False, cookie: int = 0, legacy: bool = False
 ) -> PerfEventLink:
     """Attach a kprobe (or kretprobe) program to kernel function ``func`` (+ ``offset``)."""
     prog_fd_of(prog)
@@ -138,6 +138,6 @@ def attach_kprobe(
 
 
 @hook("ksyscall", t.ProgType.BPF_PROG_TYPE_KPROBE)
-def attach_ksyscall(prog: "Program", syscall: str, *, retprobe: bool = False, cookie: int = 0) -> PerfEventLink:
+def attach_ksyscall(prog: "ProgramLike", syscall: str, *, retprobe: bool = False, cookie: int = 0) -> PerfEventLink:
     """Attach a kprobe program to the entry (or return) of system call ``syscall`` (libbpf's attach_ksyscall)."""
     return attach_kprobe(prog, syscall_function_name(syscall), retprobe=retprobe, cookie=cookie)

@@ -36,7 +36,7 @@ from .elfsym import _MAX_SYMBOLS, _open_elf, find_binary, symbol_offset
 from .tracefs import tracefs_root
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel.program import Program
+    from .base import ProgramLike
 
 __all__ = [
     "MultiProbeLink",
@@ -280,7 +280,7 @@ class MultiProbeLink(Link):
     ``cookies`` are what was passed to the kernel, in that order.
     """
 
-    def __init__(self, fd: Any, program: Optional["Program"], *, kind: str, target: str, **resolved: Any) -> None:
+    def __init__(self, fd: Any, program: Optional["ProgramLike"], *, kind: str, target: str, **resolved: Any) -> None:
         super().__init__(fd, program, kind=kind, target=target)
         self.path: Optional[str] = resolved.get("path")
         self.offsets: Tuple[int, ...] = tuple(resolved.get("offsets") or ())
@@ -325,7 +325,7 @@ def _check_count(what: str, n: int, given: Optional[Sequence[Any]], name: str) -
 
 @hook("uprobe_multi", t.ProgType.BPF_PROG_TYPE_KPROBE)
 def attach_uprobe_multi(
-    prog: "Program",
+    prog: "ProgramLike",
     binary: str,
     pattern: Optional[str] = None,
     *,
@@ -378,7 +378,7 @@ def attach_uprobe_multi(
 
 @hook("kprobe_multi", t.ProgType.BPF_PROG_TYPE_KPROBE)
 def attach_kprobe_multi(
-    prog: "Program",
+    prog: "ProgramLike",
     pattern: Optional[str] = None,
     *,
     syms: Optional[Sequence[str]] = None,

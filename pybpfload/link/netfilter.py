@@ -11,7 +11,7 @@ from ..abi import uapi as t
 from .base import Link, hook, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel.program import Program
+    from .base import ProgramLike
 
 __all__ = ["attach_netfilter", "netfilter_link_attr", "NFPROTO", "NF_INET_HOOKS", "BPF_F_NETFILTER_IP_DEFRAG"]
 
@@ -29,7 +29,7 @@ def netfilter_link_attr(prog_fd: int, pf: int, hooknum: int, priority: int, flag
 
 @hook("netfilter", t.ProgType.BPF_PROG_TYPE_NETFILTER)
 def attach_netfilter(
-    prog: "Program", pf: Union[int, str], hook: Union[int, str], priority: int, *, flags: int = 0
+    prog: "ProgramLike", pf: Union[int, str], hook: Union[int, str], priority: int, *, flags: int = 0
 ) -> Link:
     """Attach a netfilter program to ``hook`` ("local_out"...) of family ``pf`` ("ipv4" / "ipv6").
 

@@ -23,7 +23,7 @@ from .base import Link, hook, prog_fd_of
 from .info import PERF_EVENT_TYPES, LinkInfo
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel.program import Program
+    from .base import ProgramLike
 
 __all__ = ["PerfEventLink", "attach_perf_fd", "attach_perf_event", "perf_link_attr", "PERF_EVENT_IOC_SET_BPF"]
 
@@ -50,7 +50,7 @@ class PerfEventLink(Link):
         self,
         link_fd: Optional[Fd],
         perf_fd: Fd,
-        program: Optional["Program"],
+        program: Optional["ProgramLike"],
         *,
         kind: str,
         target: str,
@@ -114,7 +114,7 @@ class PerfEventLink(Link):
 
 
 def attach_perf_fd(
-    prog: "Program",
+    prog: "ProgramLike",
     perf_fd: Fd,
     *,
     cookie: int = 0,
@@ -154,7 +154,7 @@ def attach_perf_fd(
 
 
 @hook("perf_event", t.ProgType.BPF_PROG_TYPE_PERF_EVENT, t.ProgType.BPF_PROG_TYPE_KPROBE, t.ProgType.BPF_PROG_TYPE_TRACEPOINT)
-def attach_perf_event(prog: "Program", perf_fd: Union[int, Fd], *, cookie: int = 0, force_ioctl: bool = False) -> PerfEventLink:
+def attach_perf_event(prog: "ProgramLike", perf_fd: Union[int, Fd], *, cookie: int = 0, force_ioctl: bool = False) -> PerfEventLink:
     """Attach a perf_event program to a perf event you opened (libbpf's bpf_program__attach_perf_event).
 
     The link works on a duplicate of ``perf_fd``: the caller keeps (and

@@ -11,13 +11,13 @@ from ..abi import uapi as t
 from .base import Link, hook, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel.program import Program
+    from .base import ProgramLike
 
 __all__ = ["attach_raw_tracepoint"]
 
 
 @hook("raw_tracepoint", t.ProgType.BPF_PROG_TYPE_RAW_TRACEPOINT, t.ProgType.BPF_PROG_TYPE_RAW_TRACEPOINT_WRITABLE, t.ProgType.BPF_PROG_TYPE_TRACING)
-def attach_raw_tracepoint(prog: "Program", name: Optional[str] = None, *, cookie: int = 0) -> Link:
+def attach_raw_tracepoint(prog: "ProgramLike", name: Optional[str] = None, *, cookie: int = 0) -> Link:
     """Attach a raw_tp program to tracepoint ``name`` (``"sys_enter"``), with BPF_RAW_TRACEPOINT_OPEN.
 
     A tp_btf program gets its tracepoint from its attach BTF id: leave

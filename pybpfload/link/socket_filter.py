@@ -9,7 +9,7 @@ from ..errors import SyscallError
 from .base import DetachOnClose, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel.program import Program
+    from .base import ProgramLike
 
 __all__ = ["SocketFilterLink", "attach_socket", "SO_ATTACH_BPF", "SO_DETACH_BPF"]
 
@@ -20,7 +20,7 @@ SO_DETACH_BPF = 27  # = SO_DETACH_FILTER
 class SocketFilterLink(DetachOnClose):
     """A socket filter; closing detaches it (if the socket is still open)."""
 
-    def __init__(self, program: "Program", sock: socket.socket) -> None:
+    def __init__(self, program: "ProgramLike", sock: socket.socket) -> None:
         super().__init__(None, program, kind="socket", target=f"socket fd {sock.fileno()}")
         self.socket = sock
 
@@ -37,7 +37,7 @@ class SocketFilterLink(DetachOnClose):
         return {"socket_fd": self.socket.fileno()}
 
 
-def attach_socket(prog: "Program", sock: Union[socket.socket, int]) -> SocketFilterLink:
+def attach_socket(prog: "ProgramLike", sock: Union[socket.socket, int]) -> SocketFilterLink:
     """Attach a socket filter program to ``sock`` (a socket object or fd) with SO_ATTACH_BPF.
 
     Given an fd, the link works on its own duplicate of it.

@@ -12,13 +12,13 @@ from .base import Link, prog_fd_of
 from .cgroup import ProgAttachLink
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel.maps import Map
-    from ..kernel.program import Program
+    from .base import MapLike
+    from .base import ProgramLike
 
 __all__ = ["attach_sockmap"]
 
 
-def attach_sockmap(prog: "Program", sock_map: Union["Map", int], attach_type: Optional[int] = None, *, legacy: bool = False) -> Link:
+def attach_sockmap(prog: "ProgramLike", sock_map: Union["MapLike", int], attach_type: Optional[int] = None, *, legacy: bool = False) -> Link:
     """Attach an sk_msg / sk_skb program to a sockmap or sockhash.
 
     ``attach_type`` defaults to the program's (BPF_SK_MSG_VERDICT,

@@ -27,14 +27,14 @@ from ..syscall.fd import Fd
 from .base import DetachOnClose, Link
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel.maps import Map
+    from .base import MapLike
 
 __all__ = ["attach_struct_ops", "StructOpsLink", "StructOpsAttachment", "BPF_F_LINK"]
 
 BPF_F_LINK = 1 << 13
 
 
-def _check(map: "Map", what: str) -> bytes:
+def _check(map: "MapLike", what: str) -> bytes:
     if map.type != MapType.BPF_MAP_TYPE_STRUCT_OPS:
         raise StateError(f"map {map.name!r}: can't {what} non-struct_ops map")
     if map.fd < 0:
@@ -45,7 +45,7 @@ def _check(map: "Map", what: str) -> bytes:
     return value
 
 
-def _write_value(map: "Map", value: bytes, *, busy_ok: bool) -> None:
+def _write_value(map: "MapLike", value: bytes, *, busy_ok: bool) -> None:
     """BPF_MAP_UPDATE_ELEM(key 0); EBUSY is fine for a BPF_F_LINK map already used by a link (libbpf)."""
     key = (0).to_bytes(4, "little")
     kaddr, kkeep = commands.addr(key)
@@ -63,7 +63,7 @@ class StructOpsAttachment(DetachOnClose):
 
     _what_pin = "pinning a struct_ops registration without BPF_F_LINK"
 
-    def __init__(self, fd: Fd, map: "Map") -> None:
+    def __init__(self, fd: Fd, map: "MapLike") -> None:
         super().__init__(fd, None, kind="struct_ops", target=map.name)
         self.map = map
         self.name = map.name
@@ -80,19 +80,19 @@ class StructOpsAttachment(DetachOnClose):
     def _info_target(self) -> Any:
         return {"map_id": self.map.info().id if self.map.fd >= 0 else 0}
 
-    def update_map(self, map: "Map") -> None:
+    def update_map(self, map: "MapLike") -> None:
         raise StateError(f"struct_ops map {self.map.name!r} is not registered through a link (it has no BPF_F_LINK)")
 
 
 class StructOpsLink(Link):
     """A bpf_link of a ``.struct_ops.link`` map: closing its last fd (unpinned) unregisters it."""
 
-    def __init__(self, fd: Fd, map: "Map") -> None:
+    def __init__(self, fd: Fd, map: "MapLike") -> None:
         super().__init__(fd, None, kind="struct_ops", target=map.name)
         self.map = map
         self.name = map.name
 
-    def update_map(self, map: "Map") -> None:
+    def update_map(self, map: "MapLike") -> None:
         """Replace the registered struct_ops with ``map``'s, atomically (bpf_link__update_map)."""
         value = _check(map, "use")
         if not map.flags & BPF_F_LINK:
@@ -114,7 +114,7 @@ class StructOpsLink(Link):
         raise NotSupportedError("updating the program of a struct_ops link", "use update_map()")
 
 
-def attach_struct_ops(map: "Map") -> Link:
+def attach_struct_ops(map: "MapLike") -> Link:
     """Register a loaded struct_ops map (bpf_map__attach_struct_ops).
 
     A ``.struct_ops`` map is registered by writing its value; a

@@ -19,7 +19,7 @@ from .netlink import NLM_F_CREATE, NLM_F_EXCL, RtNetlink, attr, nested, parse_at
 from .xdp import ifindex_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel.program import Program
+    from .base import ProgramLike
 
 __all__ = ["TcLink", "attach_tc", "ensure_clsact", "remove_clsact", "list_tc_filters", "tc_parent"]
 
@@ -70,7 +70,7 @@ def remove_clsact(dev: Union[int, str]) -> None:
 class TcLink(DetachOnClose):
     """A cls_bpf filter; closing (or detaching) deletes it."""
 
-    def __init__(self, program: "Program", ifindex: int, direction: str, handle: int, priority: int, dev: str, nl: RtNetlink) -> None:
+    def __init__(self, program: "ProgramLike", ifindex: int, direction: str, handle: int, priority: int, dev: str, nl: RtNetlink) -> None:
         super().__init__(None, program, kind="tc", target=f"{dev}:{direction}")
         self._nl = nl  # bound to the device's network namespace: the filter is deleted there
         self.ifindex = ifindex
@@ -94,7 +94,7 @@ class TcLink(DetachOnClose):
 
 @hook("tc", t.ProgType.BPF_PROG_TYPE_SCHED_CLS, t.ProgType.BPF_PROG_TYPE_SCHED_ACT)
 def attach_tc(
-    prog: "Program",
+    prog: "ProgramLike",
     dev: Union[int, str],
     direction: str = "ingress",
     *,

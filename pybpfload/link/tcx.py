@@ -12,7 +12,7 @@ from .base import Link, hook, prog_fd_of
 from .xdp import ifindex_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel.program import Program
+    from .base import ProgramLike
 
 __all__ = ["attach_tcx", "tcx_link_attr", "tcx_attach_type"]
 
@@ -43,7 +43,7 @@ def _relative(anchor: Any) -> tuple:
 
 @hook("tcx", t.ProgType.BPF_PROG_TYPE_SCHED_CLS, t.ProgType.BPF_PROG_TYPE_SCHED_ACT)
 def attach_tcx(
-    prog: "Program",
+    prog: "ProgramLike",
     dev: Union[int, str],
     direction: Union[str, int] = "ingress",
     *,

@@ -11,7 +11,7 @@ from .perf_event import PerfEventLink, attach_perf_fd
 from .tracefs import split_tracepoint, tracepoint_id
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel.program import Program
+    from .base import ProgramLike
 
 __all__ = ["attach_tracepoint", "tracepoint_perf_attr", "PERF_TYPE_TRACEPOINT"]
 
@@ -25,7 +25,7 @@ def tracepoint_perf_attr(tp_id: int) -> perf.PerfEventAttr:
 
 @hook("tracepoint", t.ProgType.BPF_PROG_TYPE_TRACEPOINT)
 def attach_tracepoint(
-    prog: "Program", category: str, name: Optional[str] = None, *, cookie: int = 0, force_ioctl: bool = False
+    prog: "ProgramLike", category: str, name: Optional[str] = None, *, cookie: int = 0, force_ioctl: bool = False
 ) -> PerfEventLink:
     """Attach a tracepoint program to ``category/name`` (e.g. ``"syscalls/sys_enter_getpid"``).
 

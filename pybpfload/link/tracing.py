@@ -19,7 +19,7 @@ from ..abi import uapi as t
 from .base import Link, hook, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel.program import Program
+    from .base import ProgramLike
 
 __all__ = ["attach_trace", "attach_lsm", "attach_freplace", "tracing_link_attr", "set_freplace_target", "prog_btf_func_id"]
 
@@ -39,14 +39,14 @@ def tracing_link_attr(prog_fd: int, attach_type: int, *, target_fd: int = 0, tar
     return link_create_attr(prog_fd, target_fd, attach_type, tracing={"target_btf_id": target_btf_id, "cookie": cookie})
 
 
-def _kind(prog: "Program") -> str:
+def _kind(prog: "ProgramLike") -> str:
     if prog.type == ProgType.BPF_PROG_TYPE_EXT:
         return "freplace"
     return _TRAMPOLINE_TYPES.get(prog.expected_attach_type, "tracing")  # type: ignore[call-overload]
 
 
 @hook("fentry/fexit/fmod_ret/tp_btf", t.ProgType.BPF_PROG_TYPE_TRACING)
-def attach_trace(prog: "Program", *, cookie: int = 0) -> Link:
+def attach_trace(prog: "ProgramLike", *, cookie: int = 0) -> Link:
     """Attach a tp_btf, fentry, fexit, fmod_ret, lsm or freplace program to its load-time target.
 
     Kernels too old for tracing links (before 5.10) get RAW_TRACEPOINT_OPEN
@@ -69,13 +69,13 @@ def attach_trace(prog: "Program", *, cookie: int = 0) -> Link:
 
 
 @hook("lsm", t.ProgType.BPF_PROG_TYPE_LSM)
-def attach_lsm(prog: "Program") -> Link:
+def attach_lsm(prog: "ProgramLike") -> Link:
     """Attach an lsm program (libbpf's bpf_program__attach_lsm)."""
     return attach_trace(prog)
 
 
 @hook("freplace", t.ProgType.BPF_PROG_TYPE_EXT)
-def attach_freplace(prog: "Program", target: Optional["Program"] = None, func_name: Optional[str] = None) -> Link:
+def attach_freplace(prog: "ProgramLike", target: Optional["ProgramLike"] = None, func_name: Optional[str] = None) -> Link:
     """Attach an freplace (BPF_PROG_TYPE_EXT) program.
 
     Without ``target`` it replaces the function it was loaded against
@@ -96,7 +96,7 @@ def attach_freplace(prog: "Program", target: Optional["Program"] = None, func_na
     return Link(fd, prog, kind="freplace", target=where)
 
 
-def prog_btf_func_id(prog: "Program", func_name: str) -> int:
+def prog_btf_func_id(prog: "ProgramLike", func_name: str) -> int:
     """The BTF id of FUNC ``func_name`` in a loaded program's BTF (libbpf_find_prog_btf_id)."""
     from ..syscall.btf_handle import BtfHandle
     from ..btf.types import Kind
@@ -112,7 +112,7 @@ def prog_btf_func_id(prog: "Program", func_name: str) -> int:
     raise BPFError(f"program {prog.name!r} has no function {func_name!r} in its BTF")
 
 
-def set_freplace_target(prog: "Program", target: "Program", func_name: str) -> None:
+def set_freplace_target(prog: "ProgramLike", target: "ProgramLike", func_name: str) -> None:
     """Before load: make an freplace program replace ``func_name`` of loaded ``target``
     (libbpf's bpf_program__set_attach_target with a target fd)."""
     prog.attach_prog_fd = prog_fd_of(target, "replace a function of")

@@ -17,7 +17,7 @@ from .tracefs import add_probe_event, remove_probe_event
 from .tracepoint import tracepoint_perf_attr
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel.program import Program
+    from .base import ProgramLike
 
 __all__ = ["attach_uprobe", "pmu_type", "pmu_config_bit", "probe_perf_attr", "parse_uprobe_target"]
 
@@ -66,7 +66,7 @@ def _cpu_pid(pid: int) -> Tuple[int, int]:
 
 @hook("uprobe", t.ProgType.BPF_PROG_TYPE_KPROBE)
 def attach_uprobe(
-    prog: "Program",
+    prog: "ProgramLike",
     binary: str,
     func: Optional[str] = None,
     offset: int = 0,

@@ -30,22 +30,24 @@ from __future__ import annotations
 import errno
 import os
 import platform
+import sys
 import threading
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple
 
 from ..syscall import features
 from .. import log
 from ..errors import BPFError, BPFOSError, NotSupportedError, SyscallError
-from ..kernel.maps import Map
 from ..abi.uapi import MapType
 from ..abi import uapi as t
+from ..syscall import commands
+from ..syscall.fd import Fd
 from .base import DetachOnClose, hook, prog_fd_of
 from .elfsym import find_binary
 from .perf_event import PerfEventLink
 from .uprobe import attach_uprobe
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel.program import Program
+    from .base import ProgramLike
     from .usdt_spec import UsdtTarget
 
 __all__ = ["UsdtLink", "attach_usdt", "parse_usdt_target", "SPECS_MAP", "IP_MAP"]
@@ -65,6 +67,46 @@ def parse_usdt_target(target: str) -> Tuple[str, str, str]:
     return parts[0], parts[1], parts[2]
 
 
+class _SupportMap:
+    """One of usdt.bpf.h's maps, opened by id: its fd, info and the element writes
+    an attachment makes (a Map would do, but attaching stays below the kernel
+    objects: :mod:`pybpfload.link` imports nothing of :mod:`pybpfload.kernel`)."""
+
+    def __init__(self, map_id: int) -> None:
+        self.fd: Fd = commands.get_fd_by_id("map", map_id)
+        try:
+            info = commands.obj_get_info_by_fd(self.fd.fileno(), t.MapInfo())
+        except BaseException:
+            self.fd.close()
+            raise
+        self.id = int(info.id)
+        self.name = bytes(info.name).split(b"\0", 1)[0].decode("utf-8", "replace")
+        self.type = int(info.type)
+        self.key_size = int(info.key_size)
+        self.value_size = int(info.value_size)
+        self.max_entries = int(info.max_entries)
+
+    def _elem(self, cmd: int, key: int, value: Any = None, flags: int = 0) -> None:
+        import ctypes
+
+        kbuf = ctypes.create_string_buffer(key.to_bytes(self.key_size, sys.byteorder), self.key_size)
+        if value is None:
+            commands.map_elem(cmd, self.fd.fileno(), ctypes.addressof(kbuf), 0, flags, name=self.name)
+            return
+        raw = value if isinstance(value, bytes) else int(value).to_bytes(self.value_size, sys.byteorder)
+        vbuf = ctypes.create_string_buffer(raw, self.value_size)
+        commands.map_elem(cmd, self.fd.fileno(), ctypes.addressof(kbuf), ctypes.addressof(vbuf), flags, name=self.name)
+
+    def update(self, key: int, value: Any, flags: int = 0) -> None:
+        self._elem(t.Cmd.BPF_MAP_UPDATE_ELEM, key, value, flags)
+
+    def delete(self, key: int) -> None:
+        self._elem(t.Cmd.BPF_MAP_DELETE_ELEM, key)
+
+    def close(self) -> None:
+        self.fd.close()
+
+
 class _Manager:
     """Spec id state of one object (keyed by its spec map's kernel id)."""
 
@@ -81,21 +123,20 @@ _managers: Dict[int, _Manager] = {}
 _lock = threading.Lock()
 
 
-def _find_maps(prog: "Program") -> Tuple[Map, Map]:
+def _find_maps(prog: "ProgramLike") -> Tuple[_SupportMap, _SupportMap]:
     """The program's usdt.bpf.h maps, each on a new fd (the caller closes them)."""
-    found: Dict[str, Map] = {}
+    found: Dict[str, _SupportMap] = {}
     want = {SPECS_MAP[:_KNAME_LEN]: (SPECS_MAP, MapType.BPF_MAP_TYPE_ARRAY), IP_MAP[:_KNAME_LEN]: (IP_MAP, MapType.BPF_MAP_TYPE_HASH)}
     try:
         for map_id in prog.info().map_ids:
             try:
-                m = Map.from_id(map_id)
+                m = _SupportMap(map_id)
             except SyscallError as e:
                 if e.errno == errno.ENOENT:
                     continue
                 raise
-            info = m.info()
-            hit = want.get(info.name)
-            if hit is None or hit[0] in found or info.type != hit[1]:
+            hit = want.get(m.name)
+            if hit is None or hit[0] in found or m.type != hit[1]:
                 m.close()
                 continue
             found[hit[0]] = m
@@ -111,22 +152,19 @@ def _find_maps(prog: "Program") -> Tuple[Map, Map]:
         raise
 
 
-def _manager(specs: Map) -> _Manager:
+def _manager(specs: _SupportMap) -> _Manager:
     from .usdt_spec import spec_layout
 
-    info = specs.info()
     with _lock:
-        man = _managers.get(info.id)
+        man = _managers.get(specs.id)
         if man is None:
             _prune()
-            man = _managers[info.id] = _Manager(info.id, info.max_entries, spec_layout(info.value_size))
+            man = _managers[specs.id] = _Manager(specs.id, specs.max_entries, spec_layout(specs.value_size))
         return man
 
 
 def _prune() -> None:
     """Forget managers of spec maps that no longer exist (their objects are gone); called with _lock held."""
-    from ..syscall import commands
-
     for map_id, man in list(_managers.items()):
         if man.links:
             continue
@@ -166,12 +204,12 @@ class UsdtLink(DetachOnClose):
 
     def __init__(
         self,
-        program: "Program",
+        program: "ProgramLike",
         *,
         target: str,
         manager: _Manager,
-        specs: Map,
-        ip_map: Map,
+        specs: _SupportMap,
+        ip_map: _SupportMap,
         use_cookie: bool,
     ) -> None:
         super().__init__(None, program, kind="usdt", target=target)
@@ -228,7 +266,7 @@ class UsdtLink(DetachOnClose):
 
 @hook("usdt", t.ProgType.BPF_PROG_TYPE_KPROBE)
 def attach_usdt(
-    prog: "Program",
+    prog: "ProgramLike",
     binary: str,
     provider: str,
     name: str,

@@ -12,7 +12,7 @@ from ..abi import uapi as t
 from .base import Link, hook, prog_fd_of
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..kernel.program import Program
+    from .base import ProgramLike
 
 __all__ = ["attach_xdp", "xdp_link_attr", "ifindex_of", "XDP_FLAGS"]
 
@@ -43,7 +43,7 @@ def xdp_link_attr(prog_fd: int, ifindex: int, flags: int = 0) -> Any:
 
 
 @hook("xdp", t.ProgType.BPF_PROG_TYPE_XDP)
-def attach_xdp(prog: "Program", dev: Union[int, str], *, mode: Optional[str] = None, flags: int = 0) -> Link:
+def attach_xdp(prog: "ProgramLike", dev: Union[int, str], *, mode: Optional[str] = None, flags: int = 0) -> Link:
     """Attach an XDP program to device ``dev`` (ifindex or name).
 
     ``mode`` is ``"skb"`` (generic), ``"drv"`` (native) or ``"hw"``; by

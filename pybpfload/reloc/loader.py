@@ -19,9 +19,10 @@ programs, the verifier log.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Protocol, Tuple
 
 from ..syscall import features
 from .. import log
@@ -49,11 +50,43 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..elf.model import ElfModel, ExternSpec, ProgramSpec
     from .extern_values import KsymValue
     from ..kernel.maps import Map
-    from ..object import Object
     from ..kernel.program import Program
     from .struct_ops_plan import Plan as StructOpsPlan
 
-__all__ = ["load_object", "opened_btf"]
+__all__ = ["load_object", "LoadTarget", "LoadResult", "opened_btf"]
+
+
+class LoadTarget(Protocol):
+    """What the load needs of an opened object (:class:`pybpfload.Object` is one):
+    its ELF model and options, and the maps and programs it will create."""
+
+    name: str
+    model: "ElfModel"
+    kconfig: Optional[str]
+    kconfig_values: Dict[str, str]
+    kernel_log_level: int
+    btf_custom_path: Optional[str]
+
+    @property
+    def btf(self) -> Optional["Spec"]: ...
+
+    @property
+    def programs(self) -> Mapping[str, "Program"]: ...
+
+    @property
+    def maps(self) -> Mapping[str, "Map"]: ...
+
+    def program_spec(self, name: str) -> Optional["ProgramSpec"]: ...
+
+    def map_spec(self, name: str) -> Any: ...
+
+
+@dataclasses.dataclass
+class LoadResult:
+    """What a load leaves its object: the BTF fd in the kernel and each program's linked form."""
+
+    btf_handle: Optional["BtfHandle"]
+    linked: Dict[str, "LinkedProgram"]
 
 # Current libbpf poisons calls of unresolved weak kfuncs with this base + extern
 # index: a helper call the verifier reports as "invalid func unknown#2002000000+N"
@@ -102,7 +135,7 @@ _ATTACH_BTF_NAMES = {
 class _Load:
     """The state of one load, so that a failure can undo it."""
 
-    def __init__(self, obj: "Object") -> None:
+    def __init__(self, obj: LoadTarget) -> None:
         self.obj = obj
         self.model = obj.model
         self.btf_handle: Optional["BtfHandle"] = None
@@ -196,7 +229,7 @@ class _Load:
     # ------------------------------------------------------------ 1. externs
     def _resolve_externs(self) -> None:
         from .extern_values import kconfig_values, read_system_kconfig, resolve_ksyms
-        from ..object import running_kernel_version
+        from ..syscall.features import running_kernel_version
 
         externs = self.model.externs
         if not externs:
@@ -756,13 +789,8 @@ def _has_syscall_wrapper() -> bool:
     return has_syscall_wrapper()
 
 
-def load_object(obj: "Object") -> None:
-    if obj._closed:
-        raise StateError(f"object {obj.name!r} is closed")
-    if obj._loaded:
-        raise StateError(f"object {obj.name!r} is already loaded")
+def load_object(obj: LoadTarget) -> LoadResult:
+    """Load ``obj`` (BTF, maps, programs, in libbpf's order); on failure nothing stays behind."""
     load = _Load(obj)
     load.run()
-    obj._btf_handle = load.btf_handle
-    obj._linked = load.linked
-    obj._loaded = True
+    return LoadResult(load.btf_handle, load.linked)

@@ -11,6 +11,7 @@ Public, as libbpf's: :func:`prog_type_supported`, :func:`map_type_supported`,
 from __future__ import annotations
 
 import errno
+import os
 import struct
 import threading
 from typing import Any, Callable, Dict, TypeVar
@@ -33,6 +34,7 @@ __all__ = [
     "has_uprobe_syscall",
     "reset_cache",
     "refusal",
+    "running_kernel_version",
 ]
 
 F = TypeVar("F", bound=Callable[..., bool])
@@ -317,3 +319,42 @@ def has_uprobe_syscall() -> bool:
     if nr is None:
         return False
     return syscall(nr) < 0 and get_errno() == errno.ENXIO
+
+
+# ---------------------------------------------------------------- the kernel release
+def running_kernel_version() -> int:
+    """KERNEL_VERSION(major, minor, patch) of the running kernel, as libbpf computes it.
+
+    Ubuntu's /proc/version_signature wins over uname's release; the patch
+    level saturates at 255.
+    """
+    try:
+        with open("/proc/version_signature") as f:
+            parts = f.read().split()
+        if len(parts) >= 3:
+            return _kv(parts[2])
+    except (OSError, ValueError):
+        pass
+    try:
+        return _kv(os.uname().release)
+    except ValueError:
+        return 0
+
+
+def _kv(text: str) -> int:
+    nums = []
+    for part in text.split(".")[:3]:
+        digits = ""
+        for ch in part:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            raise ValueError(text)
+        nums.append(int(digits))
+        if len(digits) != len(part):
+            break
+    if len(nums) != 3:
+        raise ValueError(text)
+    major, minor, patch = nums
+    return (major << 16) + (minor << 8) + min(patch, 255)

@@ -8,13 +8,13 @@ import os
 
 from typing import TYPE_CHECKING
 
+from ..elf.pinpath import PATH_MAX, join_pin_path, pin_name  # noqa: F401  (pure, re-exported)
 from ..errors import PinError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .fd import Fd
 
 BPF_FS_MAGIC = 0xCAFE4A11
-PATH_MAX = 4096
 
 
 class _Statfs(ctypes.Structure):
@@ -74,28 +74,6 @@ def make_parent_dir(path: str) -> None:
         pass
     except OSError as e:
         raise PinError(e.errno or errno.EIO, "cannot create pin directory", parent) from None
-
-
-def pin_name(name: str) -> str:
-    """The file name an object called ``name`` is pinned under.
-
-    As libbpf, periods become underscores (``.rodata`` pins as ``_rodata``).
-    Names come from object files, which may be hostile: a name that could
-    leave the pin directory (a ``/``, NUL, or nothing left) is refused.
-    """
-    if not name or "/" in name or "\0" in name:
-        raise PinError(errno.EINVAL, f"object name {name!r} cannot be a pin name", name)
-    return name.replace(".", "_")
-
-
-def join_pin_path(directory: str, name: str) -> str:
-    """``directory/pin_name(name)``, checked to stay inside ``directory``."""
-    path = os.path.join(directory, pin_name(name))
-    if len(path.encode()) >= PATH_MAX:
-        raise PinError(errno.ENAMETOOLONG, "pin path too long", path)
-    if os.path.dirname(os.path.normpath(path)) != os.path.normpath(directory):
-        raise PinError(errno.EINVAL, "pin path escapes its directory", path)
-    return path
 
 
 def pin_fd(fd: int, path: str) -> None:
