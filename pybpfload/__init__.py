@@ -71,6 +71,12 @@ _EXPORTS = {
     "AttachType": "syscall",
     "LinkType": "syscall",
     "Fd": "syscall",
+    "print_log2_hist": "toolkit.hist",
+    "print_linear_hist": "toolkit.hist",
+    "sym": "toolkit.symbols",
+    "ksym": "toolkit.symbols",
+    "syscall_name": "toolkit.syscalls",
+    "syscall_number": "toolkit.syscalls",
 }
 
 __all__ = ["__version__", "LIBBPF_API_VERSION", "major_version", "minor_version", "version_string", *_EXPORTS]
@@ -115,3 +121,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .program import Program, ProgramInfo, TestRun  # noqa: F401
     from .ringbuf import RecordBatch, RingBuffer, UserRingBuffer  # noqa: F401
     from .syscall import AttachType, Fd, LinkType, MapType, ProgType  # noqa: F401
+    from .toolkit.hist import print_linear_hist, print_log2_hist  # noqa: F401
+    from .toolkit.symbols import ksym, sym  # noqa: F401
+    from .toolkit.syscalls import syscall_name, syscall_number  # noqa: F401
