@@ -1,5 +1,5 @@
 """(work in progress)"""
-from typing import Any
+
 
 
 def sym(addr: int, pid: int, show_module: bool = False, show_offset: bool = False) -> str:
