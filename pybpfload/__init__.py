@@ -22,6 +22,7 @@ def major_version() -> int:
 
 
 def minor_version() -> int:
+    """pybpfload's minor version (as libbpf_minor_version for libbpf)."""
     return int(__version__.split(".")[1])
 
 
