@@ -15,7 +15,9 @@ is created, and reads back that element's live contents from then on.
 Threads: a Map may be used from several threads at once.  Each thread gets
 its own key / value buffers and prebuilt bpf(2) attributes (made on its first
 call), so the element operations, iteration and batch operations of one
-thread never see another's data, and bpf(2) runs without the GIL.
+thread never see another's data, and bpf(2) runs without the GIL.  Closing a
+map that other threads are still using is a race, as with any fd: their next
+call raises StateError, a call already under way may fail with EBADF.
 """
 
 from __future__ import annotations
