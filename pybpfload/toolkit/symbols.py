@@ -264,6 +264,8 @@ class ElfSymbols:
             self.etype: int = elf.etype
             self.build_id: Optional[str] = elf.build_id()
             self.loads: List[Tuple[int, int, int, int]] = [(p[1], p[2], p[3], p[5]) for p in elf.phdrs if p[0] == PT_LOAD]
+            if any(fsz == 0 and flags & 1 for _o, _v, fsz, flags in self.loads):  # a debug file: code is NOBITS
+                self.loads = _guess_debug_loads(elf)
             self.text: Optional[Tuple[int, int]] = None
             for sh in elf.shdrs:
                 if sh[1] == 1 and elf.section_name(sh) == ".text":
@@ -408,6 +410,14 @@ class ElfSymbols:
             mangled = [n for n in self.names() if n.startswith("_Z") or n.startswith("___Z")]
             self._demangled = _cxxfilt(mangled)
         return self._demangled.get(name, name)
+
+
+def _guess_debug_loads(elf: _Elf) -> List[Tuple[int, int, int, int]]:
+    """A debug file's PT_LOADs have no file size (its sections are NOBITS): where the original's were, as linkers
+    lay them out (file offset = virtual address less the first segment's page-aligned base)."""
+    loads = [(p[1], p[2], p[3], p[4], p[5]) for p in elf.phdrs if p[0] == PT_LOAD]
+    base = min(v for _o, v, _fsz, _msz, _f in loads) & ~0xFFF
+    return [(v - base, v, msz, f) for _o, v, _fsz, msz, f in loads]
 
 
 def _plainness(strtabs: List[bytes], ref: Tuple[int, int]) -> Tuple[int, int, int]:
