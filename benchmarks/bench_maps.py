@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Map operation speed: the public API next to the pure-Python floor, in one run.
 
-    sudo python3 benchmarks/bench_maps.py [--entries 100000] [--trial 20000] [--rounds 15] [--threads 2]
+    sudo python3 benchmarks/bench_maps.py [--entries 100000] [--trial 5000] [--rounds 40] [--threads 2]
 
 - floor: a bare ctypes loop calling syscall(__NR_bpf) with prebuilt attr
   buffers (the key packed into a preallocated buffer, the value read back as
@@ -12,11 +12,12 @@
 - dump: the whole map into a dict with Map.dump() (batch lookup), next to
   the raw batch syscalls alone.
 
-Every method runs in short trials of --trial operations, and the trials are
-interleaved round-robin (floor, api..., floor, api..., ...), so each method
-sees the same machine state (CPU frequency, caches, other load) as the floor
-it is compared with.  Figures are ops/s of each method's best trial; ratios
-are what to compare.
+Every method runs in short trials of --trial operations (~10 ms), and the
+trials are interleaved round-robin (floor, api..., floor, api..., ...), so
+each method sees the same machine state (CPU frequency, caches, other load) as
+the floor it is compared with, and the best of many short trials is one that
+nothing else interrupted.  Figures are ops/s of each method's best trial;
+ratios are what to compare.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ def interleaved(methods: Dict[str, Callable[[], None]], rounds: int) -> Dict[str
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--entries", type=int, default=100_000)
-    ap.add_argument("--trial", type=int, default=20_000, help="operations per timed trial")
-    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--trial", type=int, default=5_000, help="operations per timed trial")
+    ap.add_argument("--rounds", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     n = args.entries

@@ -150,7 +150,10 @@ def replay(paths: Sequence[Path], timeout: float, mem_mb: int) -> List[Dict[str,
     out = []
     for p in paths:
         t = _target_of(p)
-        o = harness.run_one(target(t), p.read_bytes(), timeout)
+        if t not in TARGETS:
+            o = harness.Outcome("crash", "UnknownTarget", f"{p}: not under a directory named after a target ({', '.join(TARGETS)})")
+        else:
+            o = harness.run_one(target(t), p.read_bytes(), timeout)
         out.append(
             {
                 "path": str(p),

@@ -22,6 +22,7 @@ def major_version() -> int:
 
 
 def minor_version() -> int:
+    """pybpfload's minor version (as libbpf_minor_version for libbpf)."""
     return int(__version__.split(".")[1])
 
 
@@ -71,6 +72,12 @@ _EXPORTS = {
     "AttachType": "syscall",
     "LinkType": "syscall",
     "Fd": "syscall",
+    "print_log2_hist": "toolkit.hist",
+    "print_linear_hist": "toolkit.hist",
+    "sym": "toolkit.symbols",
+    "ksym": "toolkit.symbols",
+    "syscall_name": "toolkit.syscalls",
+    "syscall_number": "toolkit.syscalls",
 }
 
 __all__ = ["__version__", "LIBBPF_API_VERSION", "major_version", "minor_version", "version_string", *_EXPORTS]
@@ -172,3 +179,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .kernel.program import Program, ProgramInfo, TestRun  # noqa: F401
     from .events.ringbuf import RecordBatch, RingBuffer, UserRingBuffer  # noqa: F401
     from .syscall import AttachType, Fd, LinkType, MapType, ProgType  # noqa: F401
+    from .toolkit.hist import print_linear_hist, print_log2_hist  # noqa: F401
+    from .toolkit.symbols import ksym, sym  # noqa: F401
+    from .toolkit.syscalls import syscall_name, syscall_number  # noqa: F401

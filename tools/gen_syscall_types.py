@@ -227,6 +227,8 @@ def main(argv: List[str]) -> int:
     for ename, cls in ENUMS.items():
         e = spec.find(ename, T.Enum)
         enum_src.append(f"class {cls}(enum.IntEnum):")
+        enum_src.append(f'    """enum {ename} of the kernel\'s UAPI (linux/bpf.h), values from kernel BTF."""')
+        enum_src.append("")
         for v in e.values:
             if v.name.startswith("__") or v.name.startswith("MAX_"):
                 continue

@@ -10,6 +10,8 @@ import enum
 
 
 class Cmd(enum.IntEnum):
+    """enum bpf_cmd of the kernel's UAPI (linux/bpf.h), values from kernel BTF."""
+
     BPF_MAP_CREATE = 0
     BPF_MAP_LOOKUP_ELEM = 1
     BPF_MAP_UPDATE_ELEM = 2
@@ -52,6 +54,8 @@ class Cmd(enum.IntEnum):
 
 
 class MapType(enum.IntEnum):
+    """enum bpf_map_type of the kernel's UAPI (linux/bpf.h), values from kernel BTF."""
+
     BPF_MAP_TYPE_UNSPEC = 0
     BPF_MAP_TYPE_HASH = 1
     BPF_MAP_TYPE_ARRAY = 2
@@ -91,6 +95,8 @@ class MapType(enum.IntEnum):
 
 
 class ProgType(enum.IntEnum):
+    """enum bpf_prog_type of the kernel's UAPI (linux/bpf.h), values from kernel BTF."""
+
     BPF_PROG_TYPE_UNSPEC = 0
     BPF_PROG_TYPE_SOCKET_FILTER = 1
     BPF_PROG_TYPE_KPROBE = 2
@@ -127,6 +133,8 @@ class ProgType(enum.IntEnum):
 
 
 class AttachType(enum.IntEnum):
+    """enum bpf_attach_type of the kernel's UAPI (linux/bpf.h), values from kernel BTF."""
+
     BPF_CGROUP_INET_INGRESS = 0
     BPF_CGROUP_INET_EGRESS = 1
     BPF_CGROUP_INET_SOCK_CREATE = 2
@@ -188,6 +196,8 @@ class AttachType(enum.IntEnum):
 
 
 class LinkType(enum.IntEnum):
+    """enum bpf_link_type of the kernel's UAPI (linux/bpf.h), values from kernel BTF."""
+
     BPF_LINK_TYPE_UNSPEC = 0
     BPF_LINK_TYPE_RAW_TRACEPOINT = 1
     BPF_LINK_TYPE_TRACING = 2
@@ -206,6 +216,8 @@ class LinkType(enum.IntEnum):
 
 
 class FuncId(enum.IntEnum):
+    """enum bpf_func_id of the kernel's UAPI (linux/bpf.h), values from kernel BTF."""
+
     BPF_FUNC_unspec = 0
     BPF_FUNC_map_lookup_elem = 1
     BPF_FUNC_map_update_elem = 2
@@ -421,6 +433,8 @@ class FuncId(enum.IntEnum):
 
 
 class StatsType(enum.IntEnum):
+    """enum bpf_stats_type of the kernel's UAPI (linux/bpf.h), values from kernel BTF."""
+
     BPF_STATS_RUN_TIME = 0
 
 

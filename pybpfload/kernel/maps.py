@@ -15,7 +15,9 @@ is created, and reads back that element's live contents from then on.
 Threads: a Map may be used from several threads at once.  Each thread gets
 its own key / value buffers and prebuilt bpf(2) attributes (made on its first
 call), so the element operations, iteration and batch operations of one
-thread never see another's data, and bpf(2) runs without the GIL.
+thread never see another's data, and bpf(2) runs without the GIL.  Closing a
+map that other threads are still using is a race, as with any fd: their next
+call raises StateError, a call already under way may fail with EBADF.
 """
 
 from __future__ import annotations
@@ -147,9 +149,16 @@ class _Bufs:
     bpf(2) attributes pointing at them (prebuilt: the hot paths only fill the
     buffers and make the syscall)."""
 
-    __slots__ = ("kbuf", "kmv", "nbuf", "vbuf", "vmv", "lookup_ref", "flag_attr", "flag_ref", "del_ref", "next_ref", "next_first_ref", "_attrs")
+    __slots__ = (
+        "ksize", "vsize", "vlen", "kbuf", "kmv", "nbuf", "vbuf", "vmv",
+        "lookup_ref", "flag_attr", "flag_ref", "del_ref", "next_ref", "next_first_ref", "_attrs",
+    )  # fmt: skip
 
-    def __init__(self, fd: int, key_size: int, vsize: int) -> None:
+    def __init__(self, fd: int, key_size: int, value_size: int, vsize: int) -> None:
+        # the sizes, fixed once the map is created, at hand for the hot paths
+        self.ksize = key_size
+        self.vsize = value_size
+        self.vlen = vsize  # the value buffer: value_size, or the stride times the CPUs for per-CPU maps
         self.kbuf = ctypes.create_string_buffer(max(key_size, 1))
         self.kmv = memoryview(self.kbuf).cast("B")[:key_size]
         self.nbuf = ctypes.create_string_buffer(max(key_size, 1))  # next key
@@ -169,12 +178,6 @@ class _Bufs:
         self.del_ref = ctypes.byref(delete)
         self.next_ref = ctypes.byref(nxt)
         self.next_first_ref = ctypes.byref(first)
-
-
-class _PerThread(threading.local):
-    """The calling thread's :class:`_Bufs` for a map (absent until its first call)."""
-
-    b: _Bufs
 
 
 _M = TypeVar("_M")
@@ -222,6 +225,7 @@ class Map(FdObject, metaclass=_MapMeta):
         autocreate: bool = True,
     ) -> None:
         super().__init__(name)
+        self.__dict__["_kmv"] = None
         self.type = type
         self.key_size = key_size
         self.value_size = value_size
@@ -307,10 +311,13 @@ class Map(FdObject, metaclass=_MapMeta):
     def value_format(self, fmt: Optional[str]) -> None:
         self._set_format("value", fmt)
 
-    _key_format: Optional[str] = None
-    _value_format: Optional[str] = None
-    _kstruct: Optional[struct.Struct] = None
-    _vstruct: Optional[struct.Struct] = None
+    # Set by __init__, never class attributes: a class attribute of the same name would make
+    # every self._kstruct / self._vstruct read in the hot paths take CPython's slow path.
+    _key_format: Optional[str]
+    _value_format: Optional[str]
+    _kstruct: Optional[struct.Struct]
+    _vstruct: Optional[struct.Struct]
+    _plain: bool  # no value_format and not per-CPU: a value is its bytes
 
     def _set_format(self, which: str, fmt: Optional[str]) -> None:
         """Check ``fmt`` and install its codec; on a created map its size must fit, before creation only its syntax."""
@@ -325,6 +332,7 @@ class Map(FdObject, metaclass=_MapMeta):
         d = self.__dict__
         d["_" + which + "_format"] = fmt
         d["_kstruct" if which == "key" else "_vstruct"] = st
+        d["_plain"] = d.get("_vstruct") is None and not d.get("_percpu", False)
 
     def _check_format_size(self, which: str, fmt: Optional[str], st: struct.Struct) -> None:
         if which == "key":
@@ -357,7 +365,7 @@ class Map(FdObject, metaclass=_MapMeta):
                 raise BPFError(f"map {self.name!r}: initial_value must be bytes-like or None, not {type(value).__name__}") from None
         self.__dict__["_initial_value"] = value
 
-    _initial_value: Optional[bytes] = None
+    _initial_value: Optional[bytes]
 
     @classmethod
     def create(
@@ -480,12 +488,13 @@ class Map(FdObject, metaclass=_MapMeta):
         self._check_formats()
         t = self.type
         self._percpu = t in _PERCPU
+        self._plain = self._vstruct is None and not self._percpu  # values are returned as the raw bytes
         self._ncpu = possible_cpus() if self._percpu else 1
         self._stride = (self.value_size + 7) & ~7 if self._percpu else self.value_size
         self._vbuf_size = self._stride * self._ncpu
         # Each thread's buffers (_Bufs) hang off this, made on the thread's first call.  The
         # name is historical: None (until created, after close) sends the fast paths to _bufs().
-        self.__dict__["_kmv"] = _PerThread()
+        self.__dict__["_kmv"] = threading.local()  # .b: the thread's _Bufs (a plain local: the fastest to read)
 
     def _check_formats(self) -> None:
         """The formats' sizes against the map's (they may have changed since the formats were set)."""
@@ -497,13 +506,13 @@ class Map(FdObject, metaclass=_MapMeta):
     def _bufs(self) -> _Bufs:
         """The calling thread's buffers, made on its first call (StateError when not created or closed)."""
         fd = self._live()
-        tls = self._kmv
+        tls = self.__dict__.get("_kmv")
         if tls is None:  # created, but not through _adopt()
-            tls = self.__dict__["_kmv"] = _PerThread()
+            tls = self.__dict__["_kmv"] = threading.local()
         try:
             return tls.b
         except AttributeError:
-            b = tls.b = _Bufs(fd.fileno(), self.key_size, self._vbuf_size)
+            b = tls.b = _Bufs(fd.fileno(), self.key_size, self.value_size, self._vbuf_size)
             return b
 
     # ------------------------------------------------------------ fd ownership
@@ -513,7 +522,7 @@ class Map(FdObject, metaclass=_MapMeta):
     def created(self) -> bool:
         return self._fd is not None and not self._fd.closed
 
-    _kmv: Optional[_PerThread] = None  # None until created and after close: fast paths then fail over to _bufs()
+    _kmv: Optional[threading.local]  # None until created and after close: fast paths then fail over to _bufs()
 
     def close(self) -> None:
         self.__dict__["_kmv"] = None
@@ -688,12 +697,12 @@ class Map(FdObject, metaclass=_MapMeta):
     def lookup(self, key: Key, flags: int = 0) -> Any:
         """The value for ``key``; raises MapKeyError (a KeyError) when absent."""
         try:
-            b = self._kmv.b  # type: ignore[union-attr]
+            b: _Bufs = self._kmv.b  # type: ignore[union-attr]
         except AttributeError:
             b = self._bufs()
         try:
             if key.__class__ is int and self._kstruct is None:
-                b.kmv[:] = key.to_bytes(self.key_size, _BO)  # type: ignore[union-attr]
+                b.kmv[:] = key.to_bytes(b.ksize, _BO)  # type: ignore[union-attr]
             else:
                 b.kmv[:] = key  # type: ignore[assignment]
         except (TypeError, ValueError, OverflowError):
@@ -706,8 +715,8 @@ class Map(FdObject, metaclass=_MapMeta):
         if ret < 0:
             self._live()
             raise self._fail("BPF_MAP_LOOKUP_ELEM")
-        if self._vstruct is None and not self._percpu:
-            return b.vbuf.raw[: self.value_size]
+        if self._plain:
+            return b.vbuf.raw[: b.vsize]
         return self._get_value(b.vbuf)
 
     __getitem__ = lookup
@@ -722,22 +731,22 @@ class Map(FdObject, metaclass=_MapMeta):
         """Insert or replace (BPF_ANY), insert only (BPF_NOEXIST), replace only (BPF_EXIST), + BPF_F_LOCK."""
         # the fast paths are repeated from lookup() on purpose: a helper call costs ~5% of a lookup
         try:
-            b = self._kmv.b  # type: ignore[union-attr]
+            b: _Bufs = self._kmv.b  # type: ignore[union-attr]
         except AttributeError:
             b = self._bufs()
         try:
             if key.__class__ is int and self._kstruct is None:
-                b.kmv[:] = key.to_bytes(self.key_size, _BO)  # type: ignore[union-attr]
+                b.kmv[:] = key.to_bytes(b.ksize, _BO)  # type: ignore[union-attr]
             else:
                 b.kmv[:] = key  # type: ignore[assignment]
         except (TypeError, ValueError, OverflowError):
             self._set_key(key, b.kmv)
         vc = value.__class__
-        if vc is bytes and len(value) == self._vbuf_size:
+        if vc is bytes and len(value) == b.vlen:
             b.vmv[:] = value
-        elif vc is int and self._vstruct is None and not self._percpu:
+        elif vc is int and self._plain:
             try:
-                b.vmv[:] = value.to_bytes(self.value_size, _BO)
+                b.vmv[:] = value.to_bytes(b.vsize, _BO)
             except OverflowError:
                 self._set_value(value, b.vmv)
         else:
@@ -776,7 +785,7 @@ class Map(FdObject, metaclass=_MapMeta):
     def _bufs_key(self, key: Key) -> _Bufs:
         """The calling thread's buffers, with ``key`` in the key buffer."""
         try:
-            b = self._kmv.b  # type: ignore[union-attr]
+            b: _Bufs = self._kmv.b  # type: ignore[union-attr]
         except AttributeError:
             b = self._bufs()
         self._set_key(key, b.kmv)
@@ -842,7 +851,7 @@ class Map(FdObject, metaclass=_MapMeta):
     def next_key(self, key: Optional[Key] = None) -> Optional[bytes]:
         """The key after ``key`` (the first key when None); None at the end."""
         try:
-            b = self._kmv.b  # type: ignore[union-attr]
+            b: _Bufs = self._kmv.b  # type: ignore[union-attr]
         except AttributeError:
             b = self._bufs()
         if key is None:

@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Generate pybpfload/toolkit/data/syscall_table.py: system call names of x86-64 and arm64.
+
+Development-time only; the output is committed and nothing runs this at run time.
+
+The numbers come from the kernel's UAPI headers, read through the C
+preprocessor (``cpp -dM``) so that arm64's ``asm-generic/unistd.h`` is
+evaluated with the ``__ARCH_WANT_*`` switches arm64 sets:
+
+* x86-64: ``/usr/include/x86_64-linux-gnu/asm/unistd_64.h`` (Debian's linux-libc-dev)
+* arm64: ``/usr/aarch64-linux-gnu/include/asm/unistd.h`` (linux-libc-dev-arm64-cross);
+  without it, ``/usr/include/asm-generic/unistd.h`` with arm64's switches
+  (``__ARCH_WANT_RENAMEAT`` ...) given on the command line.
+
+Headers older than the kernel lack the newest calls.  Since Linux 5.1 every
+architecture numbers new system calls alike (424 and up), so the calls added
+after the headers' release are appended from NEWER below (checked against the
+kernel's scripts/syscall.tbl and a 6.18 kernel's tracefs ``syscalls`` events),
+for the numbers the headers do not already have (x86-64's own newer calls
+from X86_64_NEWER).
+
+usage: python tools/gen_syscall_table.py [--check] [-o OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from typing import Dict, List, Optional, Tuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "pybpfload", "toolkit", "data", "syscall_table.py")
+
+X86_64_HEADER = "/usr/include/x86_64-linux-gnu/asm/unistd_64.h"
+ARM64_HEADER = "/usr/aarch64-linux-gnu/include/asm/unistd.h"
+GENERIC_HEADER = "/usr/include/asm-generic/unistd.h"
+# arch/arm64/include/uapi/asm/unistd.h (6.1)
+ARM64_WANTS = [
+    "__ARCH_WANT_RENAMEAT",
+    "__ARCH_WANT_NEW_STAT",
+    "__ARCH_WANT_SET_GET_RLIMIT",
+    "__ARCH_WANT_TIME32_SYSCALLS",
+    "__ARCH_WANT_SYS_CLONE3",
+    "__ARCH_WANT_MEMFD_SECRET",
+]
+
+# Common system calls newer than Debian 12's 6.1 headers (number, name, Linux version).
+NEWER: List[Tuple[int, str, str]] = [
+    (451, "cachestat", "6.5"),
+    (452, "fchmodat2", "6.6"),
+    (453, "map_shadow_stack", "6.6"),
+    (454, "futex_wake", "6.7"),
+    (455, "futex_wait", "6.7"),
+    (456, "futex_requeue", "6.7"),
+    (457, "statmount", "6.8"),
+    (458, "listmount", "6.8"),
+    (459, "lsm_get_self_attr", "6.8"),
+    (460, "lsm_set_self_attr", "6.8"),
+    (461, "lsm_list_modules", "6.8"),
+    (462, "mseal", "6.10"),
+    (463, "setxattrat", "6.13"),
+    (464, "getxattrat", "6.13"),
+    (465, "listxattrat", "6.13"),
+    (466, "removexattrat", "6.13"),
+    (467, "open_tree_attr", "6.15"),
+    (468, "file_getattr", "6.17"),
+    (469, "file_setattr", "6.17"),
+]
+
+# x86-64 only system calls newer than the headers (number, name, Linux version).
+X86_64_NEWER: List[Tuple[int, str, str]] = [
+    (335, "uretprobe", "6.11"),
+    (336, "uprobe", "6.16"),
+]
+
+# Macros named __NR_* that are not system calls.
+NOT_CALLS = {"syscalls", "arch_specific_syscall"}
+
+
+def _cpp(args: List[str], source: str) -> str:
+    with tempfile.NamedTemporaryFile("w", suffix=".h", delete=False) as f:
+        f.write(source)
+        path = f.name
+    try:
+        return subprocess.run(["cpp", "-P", *args, path], check=True, capture_output=True, text=True).stdout
+    finally:
+        os.unlink(path)
+
+
+def _eval(expr: str) -> Optional[int]:
+    expr = expr.strip()
+    if not re.fullmatch(r"[0-9xXa-fA-F+\-() ]+", expr):
+        return None
+    return int(eval(expr, {"__builtins__": {}}))  # noqa: S307 - digits, + - and parentheses only
+
+
+def read_header(header: str, defines: List[str]) -> Dict[int, str]:
+    """nr -> name for every __NR_name the header defines as a number, once expanded."""
+    args = [f"-D{d}" for d in defines]
+    inc = f"#include \"{header}\"\n"
+    macros = _cpp(["-dM", *args], inc)
+    names = sorted({m for m in re.findall(r"^#define __NR_(\w+)", macros, re.M) if m not in NOT_CALLS})
+    probe = inc + "".join(f"@@{n}@@ __NR_{n}\n" for n in names)
+    table: Dict[int, str] = {}
+    for line in _cpp(args, probe).splitlines():
+        m = re.match(r"@@(\w+)@@ (.*)", line)
+        if not m:
+            continue
+        nr = _eval(m.group(2))
+        if nr is None:
+            continue
+        if nr in table and table[nr] != m.group(1):
+            raise SystemExit(f"{header}: {nr} is both {table[nr]} and {m.group(1)}")
+        table[nr] = m.group(1)
+    if len(table) < 250:
+        raise SystemExit(f"{header}: only {len(table)} system calls found")
+    return table
+
+
+def add_newer(table: Dict[int, str], newer: List[Tuple[int, str, str]]) -> List[str]:
+    added = []
+    have = set(table.values())
+    for nr, name, _version in sorted(newer):
+        if nr not in table and name not in have:
+            table[nr] = name
+            added.append(name)
+    return added
+
+
+def render(tables: Dict[str, Dict[int, str]], sources: Dict[str, str]) -> str:
+    out = [
+        '"""System call numbers -> names (generated by tools/gen_syscall_table.py; do not edit)."""',
+        "",
+        "from typing import Dict",
+        "",
+    ]
+    for arch, table in tables.items():
+        out.append(f"# {arch}: {sources[arch]}")
+        out.append(f"{arch.upper()}: Dict[int, str] = {{")
+        for nr in sorted(table):
+            out.append(f"    {nr}: {table[nr]!r},")
+        out.append("}")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("-o", "--output", default=OUT)
+    ap.add_argument("--check", action="store_true", help="fail when the committed table differs from a fresh one")
+    ap.add_argument("--no-newer", action="store_true", help="only what the headers define")
+    a = ap.parse_args(argv)
+
+    tables: Dict[str, Dict[int, str]] = {}
+    sources: Dict[str, str] = {}
+    tables["x86_64"] = read_header(X86_64_HEADER, [])
+    sources["x86_64"] = X86_64_HEADER
+    if os.path.exists(ARM64_HEADER):
+        tables["arm64"] = read_header(ARM64_HEADER, [])
+        sources["arm64"] = ARM64_HEADER
+    else:
+        tables["arm64"] = read_header(GENERIC_HEADER, ARM64_WANTS)
+        sources["arm64"] = f"{GENERIC_HEADER} with {' '.join(ARM64_WANTS)}"
+    if not a.no_newer:
+        for arch in tables:
+            added = add_newer(tables[arch], NEWER + (X86_64_NEWER if arch == "x86_64" else []))
+            if added:
+                sources[arch] += f"; {len(added)} calls newer than the headers ({', '.join(added)}) from the generator's NEWER lists"
+    text = render(tables, sources)
+    if a.check:
+        with open(a.output) as f:
+            if f.read() != text:
+                print(f"{a.output} is out of date: run tools/gen_syscall_table.py", file=sys.stderr)
+                return 1
+        return 0
+    with open(a.output, "w") as f:
+        f.write(text)
+    for arch, table in tables.items():
+        print(f"{arch}: {len(table)} system calls, highest {max(table)} ({table[max(table)]})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
