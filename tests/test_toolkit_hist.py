@@ -22,7 +22,7 @@ import pytest
 
 import pybpfload
 from pybpfload import BPFError, Map, MapType
-from pybpfload.maps import possible_cpus
+from pybpfload.kernel.maps import possible_cpus
 from pybpfload.toolkit.hist import Histogram, format_linear_hist, format_log2_hist, linear_hist, log2_hist
 
 SYS_PY = "/usr/bin/python3"

@@ -13,7 +13,7 @@ import struct
 import pytest
 
 from pybpfload import BPFError, Map, MapKeyError, MapType
-from pybpfload.maps import possible_cpus
+from pybpfload.kernel.maps import possible_cpus
 from pybpfload.toolkit import percpu
 
 pytestmark = pytest.mark.kernel

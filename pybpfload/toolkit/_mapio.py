@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Tuple
 from ..errors import BPFError, SyscallError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..maps import Map
+    from ..kernel.maps import Map
 
 __all__ = ["RawMap", "map_name"]
 
@@ -36,8 +36,8 @@ class RawMap:
     """
 
     def __init__(self, m: "Map") -> None:
-        from ..maps import Map, possible_cpus
-        from ..syscall import _types as t
+        from ..kernel.maps import Map, possible_cpus
+        from ..abi import uapi as t
 
         if not isinstance(m, Map):
             raise BPFError(f"expected a pybpfload.Map, not {type(m).__name__}")
@@ -77,7 +77,7 @@ class RawMap:
 
     def lookup(self, key: Any) -> memoryview:
         """The raw value of ``key``; MapKeyError (a KeyError) when absent."""
-        from ..maps import MapKeyError
+        from ..kernel.maps import MapKeyError
         from ..syscall import Cmd, bpf
 
         self.kbuf.raw = self.encode_key(key) if key.__class__ is not bytes or len(key) != self.key_size else key

@@ -266,7 +266,7 @@ def _collect(
     bucket_sort_fn: Optional[Callable[[List[Any]], Iterable[Any]]],
 ) -> Tuple[bool, List[Histogram]]:
     """(whether ``vals`` is keyed by section, its histograms in print order)."""
-    from ..maps import Map
+    from ..kernel.maps import Map
 
     limit = LOG2_INDEX_MAX if kind == "log2" else LINEAR_INDEX_MAX
     what = "map"

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 from ..errors import BPFError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..maps import Map
+    from ..kernel.maps import Map
     from ._mapio import RawMap
 
 __all__ = [

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, List, NamedTuple, Opt
 from ..errors import BPFError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..maps import Map
+    from ..kernel.maps import Map
     from .symbols import Symbol
 
 __all__ = [
