@@ -439,3 +439,36 @@ def test_reuse_fd() -> None:
         with m:
             assert (m.type, m.key_size, m.value_size, m.max_entries) == (MT.BPF_MAP_TYPE_HASH, 4, 8, 7)
             assert m[1] == orig[1]
+
+
+def test_map_in_map_with_a_value_format_takes_maps() -> None:
+    """An outer map with value_format still takes a Map (an fd in, an id out); a value
+    that does not fit the format is a BPFError naming the map, not struct.error."""
+    with Map.create(MT.BPF_MAP_TYPE_ARRAY, 4, 4, 1, name="inner") as inner, Map.create(
+        MT.BPF_MAP_TYPE_ARRAY_OF_MAPS, 4, 4, 2, name="outer", inner_map=inner, value_format="I"
+    ) as outer:
+        outer[0] = inner
+        assert outer[0] == inner.info().id
+        with pytest.raises(BPFError, match="'outer'.*value_format"):
+            outer[1] = "not a number"
+    with Map.create(MT.BPF_MAP_TYPE_HASH, 4, 4, 2, name="kf", key_format="I") as m:
+        with pytest.raises(BPFError, match="'kf'.*key_format"):
+            m[-1] = 0
+
+
+def test_from_pin_knows_its_pin(bpffs: Path) -> None:
+    with Map.create(MT.BPF_MAP_TYPE_ARRAY, 4, 4, 1, name="pinned") as m:
+        m.pin(str(bpffs / "m"))
+    with Map.from_pin(str(bpffs / "m")) as again:
+        assert again.pinned and again.pinned_at == str(bpffs / "m") and again.name == "pinned"
+        again.unpin()
+    assert not (bpffs / "m").exists()
+
+
+def test_initial_value_of_a_frozen_map_says_so() -> None:
+    with Map.create(MT.BPF_MAP_TYPE_ARRAY, 4, 4, 1, BPF_F_RDONLY_PROG, name="ro") as m:
+        with pytest.raises(StateError, match="frozen at load"):
+            m.initial_value = b"\1\0\0\0"
+    with Map.create(MT.BPF_MAP_TYPE_ARRAY, 4, 4, 1, name="rw") as m:
+        with pytest.raises(StateError, match="write element 0"):
+            m.initial_value = b"\1\0\0\0"

@@ -476,6 +476,32 @@ def test_records_iterator_releases_lazily(ring: Map) -> None:
 
 
 @kernel
+def test_leaving_the_loop_consumes_the_record_it_had(ring: Map) -> None:
+    """break out of records() / stream(): that record is consumed once the
+    iterator is closed, never handed out again."""
+    prod = Producer(ring, 16)
+    got: List[bytes] = []
+    with RingBuffer(ring, lambda v: got.append(bytes(v))) as rb:
+        prod.run(3)
+        for rec in rb.ring(0).records(copy=True):
+            assert rec == prod.expected(1, 1)[0]
+            break
+        assert rb.consume() == 2 and got == prod.expected(2, 3)
+
+        async def main() -> bytes:
+            prod.run(3)
+            stream = rb.stream(copy=True)
+            async for _, rec in stream:
+                break
+            await stream.aclose()
+            return rec
+
+        assert asyncio.run(main()) == prod.expected(4, 4)[0]
+        assert rb.consume() == 2 and got[2:] == prod.expected(5, 6)
+    prod.close()
+
+
+@kernel
 def test_close_and_state(ring: Map) -> None:
     prod = Producer(ring, 16)
     kept: List[memoryview] = []

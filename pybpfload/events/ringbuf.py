@@ -397,7 +397,11 @@ class Ring:
     # ------------------------------------------------------------ iteration
     def records(self, copy: bool = False) -> Iterator[Any]:
         """Yield available records one at a time, releasing each one when the
-        next is asked for (a record is consumed once the loop body has run)."""
+        next is asked for (a record is consumed once the loop body has run).
+
+        Leaving the loop early (``break``) consumes the record the body had when
+        the generator is closed: at once for a plain ``for`` loop in CPython, or
+        call ``close()`` on the generator."""
         cq, pq, u32, mask = self._cons, self._prod, self._u32, self._mask
         src = self._raw if copy else self._data
         cons = cq[0]
@@ -408,7 +412,12 @@ class Ring:
                 return
             nxt = cons + (((ln & _LEN_MASK) + 15) & ~7)
             if not ln & DISCARD_BIT:
-                yield src[off + 8 : off + 8 + ln]
+                try:
+                    yield src[off + 8 : off + 8 + ln]
+                except GeneratorExit:  # the loop that got it left: it is consumed
+                    if self._cons is not None:  # unless the ring was closed meanwhile
+                        cq[0] = nxt
+                    raise
             cons = nxt
             cq[0] = cons
 
@@ -630,6 +639,10 @@ class RingBuffer(AsyncConsumer):
         ``index`` is the ring's index; ``record`` a memoryview valid until the
         next iteration (bytes with ``copy=True``).  A record is consumed once
         the loop body that got it has finished; callbacks are not called.
+        After a ``break``, the record the body had is consumed when the stream
+        is closed (``await stream.aclose()``, or ``contextlib.aclosing``);
+        Python closes an abandoned async generator only later, from the event
+        loop, so close it before consuming the ring another way.
         """
         while True:
             got = False

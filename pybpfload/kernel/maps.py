@@ -275,7 +275,14 @@ class Map(FdObject, metaclass=_MapMeta):
         d = self.__dict__
         if key in Map._SPEC_FIELDS:
             if d.get("_fd") is not None:
-                hint = " (write element 0 of the map instead; libbpf: -EBUSY)" if key == "initial_value" else ""
+                hint = ""
+                if key == "initial_value":
+                    frozen = self.__dict__.get("flags", 0) & BPF_F_RDONLY_PROG
+                    hint = (
+                        " (a read-only map, frozen at load: its value cannot change; libbpf: -EBUSY)"
+                        if frozen
+                        else " (write element 0 of the map instead; libbpf: -EBUSY)"
+                    )
                 raise StateError(f"map {d.get('name')!r}: cannot change {key} after the map was created{hint}")
         elif key[:1] != "_" and key not in d and "_sealed" in d and not hasattr(type(self), key):
             raise self._unknown_attribute(key)
@@ -557,7 +564,11 @@ class Map(FdObject, metaclass=_MapMeta):
 
     @classmethod
     def from_pin(cls, path: str, **kwargs: Any) -> "Map":
-        return cls._from_owned_fd(pinning.open_pinned(path), **kwargs)
+        """Open the map pinned at ``path``; it knows that pin (``pinned``, ``pinned_at``,
+        ``unpin()`` without a path removes it).  Closing it leaves the pin alone."""
+        m = cls._from_owned_fd(pinning.open_pinned(path), **kwargs)
+        m._pinned_at = path
+        return m
 
     @staticmethod
     def ids() -> Iterator[int]:
@@ -615,10 +626,13 @@ class Map(FdObject, metaclass=_MapMeta):
             ) from None
         ks = self._kstruct
         if ks is not None:
-            if isinstance(key, tuple):
-                ks.pack_into(buf, 0, *key)
-            else:
-                ks.pack_into(buf, 0, key)
+            try:
+                if isinstance(key, tuple):
+                    ks.pack_into(buf, 0, *key)
+                else:
+                    ks.pack_into(buf, 0, key)
+            except struct.error as e:
+                raise BPFError(f"map {self.name!r}: key {key!r} does not fit key_format {self.key_format!r}: {e}") from None
         elif isinstance(key, int):
             try:
                 buf[:] = key.to_bytes(self.key_size, _BO, signed=key < 0)
@@ -630,15 +644,18 @@ class Map(FdObject, metaclass=_MapMeta):
     def _value_bytes(self, value: Any) -> bytes:
         """One value (not per-CPU) as bytes of value_size."""
         vs = self._vstruct
-        if vs is not None and not isinstance(value, (bytes, bytearray, memoryview)):
-            b = vs.pack(*value) if isinstance(value, tuple) else vs.pack(value)
+        if isinstance(value, Map) or (hasattr(value, "fileno") and not isinstance(value, (bytes, bytearray, memoryview, int))):
+            b = value.fileno().to_bytes(4, _BO)  # map-in-map / prog array: an fd in, whatever the format
+        elif vs is not None and not isinstance(value, (bytes, bytearray, memoryview)):
+            try:
+                b = vs.pack(*value) if isinstance(value, tuple) else vs.pack(value)
+            except struct.error as e:
+                raise BPFError(f"map {self.name!r}: value {value!r} does not fit value_format {self.value_format!r}: {e}") from None
         elif isinstance(value, int):
             try:
                 b = value.to_bytes(self.value_size, _BO, signed=value < 0)
             except OverflowError:
                 raise BPFError(f"map {self.name!r}: value {value} does not fit in {self.value_size} bytes") from None
-        elif isinstance(value, Map) or hasattr(value, "fileno"):
-            b = value.fileno().to_bytes(4, _BO)
         else:
             b = bytes(value)
         if len(b) != self.value_size and not (self._percpu and len(b) == self._stride):

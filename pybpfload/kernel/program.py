@@ -227,7 +227,11 @@ class Program(Strict, FdObject):
 
     @classmethod
     def from_pin(cls, path: str) -> "Program":
-        return cls._from_owned_fd(pinning.open_pinned(path))
+        """Open the program pinned at ``path``; it knows that pin (``unpin()`` without a
+        path removes it).  Closing it leaves the pin alone."""
+        p = cls._from_owned_fd(pinning.open_pinned(path))
+        p._pinned_at = path
+        return p
 
     @staticmethod
     def ids() -> Iterator[int]:
