@@ -13,9 +13,11 @@ from typing import Any, List
 
 
 class _SealAfterInit(type):
+    """Seals an object once constructed (every ``__init__``, a subclass's too, has run)."""
+
     def __call__(cls, *args: Any, **kwargs: Any) -> Any:
         obj = super().__call__(*args, **kwargs)
-        object.__setattr__(obj, "_sealed", True)
+        obj.__dict__["_sealed"] = True
         return obj
 
 
@@ -26,21 +28,28 @@ class Strict(metaclass=_SealAfterInit):
 
     def _check_attr(self, key: str) -> None:
         d = self.__dict__
-        if key[:1] == "_" or key in d or not d.get("_sealed") or hasattr(type(self), key):
+        if key[:1] == "_" or key in d or "_sealed" not in d or hasattr(type(self), key):
             return
+        raise self._unknown_attribute(key)
+
+    def _unknown_attribute(self, key: str) -> Exception:
+        """The error for ``key``: the closest names, or every settable one."""
+        import difflib
+
         from .errors import UnknownAttributeError
 
         names = self._public_names()
-        import difflib
-
-        close = difflib.get_close_matches(key, names, n=1)
-        hint = f"did you mean {close[0]!r}?" if close else f"its attributes: {', '.join(names)}"
-        raise UnknownAttributeError(f"{self._KIND} {d.get('name')!r} has no attribute {key!r} ({hint})")
+        close = difflib.get_close_matches(key, names, n=3)
+        if close:
+            hint = "did you mean " + " or ".join(repr(c) for c in close) + "?"
+        else:
+            hint = "its settable attributes are " + ", ".join(names)
+        return UnknownAttributeError(f"{self._KIND} {self.__dict__.get('name')!r} has no attribute {key!r}; {hint}")
 
     def _public_names(self) -> List[str]:
         names = {k for k in self.__dict__ if not k.startswith("_")}
-        for klass in type(self).__mro__:
-            names.update(k for k, v in vars(klass).items() if not k.startswith("_") and isinstance(v, property) and v.fset is not None)
+        cls = type(self)
+        names.update(n for n in dir(cls) if not n.startswith("_") and isinstance(getattr(cls, n, None), property) and getattr(cls, n).fset)
         return sorted(names)
 
     def __setattr__(self, key: str, value: Any) -> None:

@@ -20,7 +20,7 @@ def obj() -> Object:
 
 def test_program_rejects_misspelt_attribute(obj: Object) -> None:
     prog = obj.programs["use_globals"]
-    with pytest.raises(UnknownAttributeError, match=r"program 'use_globals' has no attribute 'auto_load' \(did you mean 'autoload'\?\)"):
+    with pytest.raises(UnknownAttributeError, match=r"program 'use_globals' has no attribute 'auto_load'; did you mean 'autoload'\?"):
         prog.auto_load = False
     assert isinstance(UnknownAttributeError("x"), AttributeError) and isinstance(UnknownAttributeError("x"), BPFError)
     assert not hasattr(prog, "auto_load") and prog.autoload

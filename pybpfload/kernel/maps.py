@@ -27,16 +27,16 @@ import dataclasses
 import errno
 import itertools
 import mmap as _mmap
-import difflib
 import struct
 import sys
 import threading
 from functools import lru_cache
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Type, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..syscall import pinning
 from .._fdobject import FdObject
-from ..errors import BPFError, PinError, StateError, SyscallError, UnknownAttributeError
+from .._strict import Strict
+from ..errors import BPFError, PinError, StateError, SyscallError
 from ..syscall import commands
 from ..syscall._raw import NR_BPF, get_errno, syscall
 from ..abi.uapi import Cmd, MapElemAttr, MapInfo as _MapInfo, MapType
@@ -180,20 +180,7 @@ class _Bufs:
         self.next_first_ref = ctypes.byref(first)
 
 
-_M = TypeVar("_M")
-
-
-class _MapMeta(type):
-    """Seals a Map once constructed (every ``__init__``, a subclass's too, has
-    run): from then on a new public attribute is refused (see Map.__setattr__)."""
-
-    def __call__(cls: Type[_M], *args: Any, **kwargs: Any) -> _M:
-        obj = type.__call__(cls, *args, **kwargs)
-        obj.__dict__["_sealed"] = True
-        return obj  # type: ignore[no-any-return]
-
-
-class Map(FdObject, metaclass=_MapMeta):
+class Map(Strict, FdObject):
     """One BPF map: a definition until created, then the owner of its fd.
 
     Attributes are checked: a name the map does not have (``m.value_fromat =
@@ -285,19 +272,8 @@ class Map(FdObject, metaclass=_MapMeta):
                     )
                 raise StateError(f"map {d.get('name')!r}: cannot change {key} after the map was created{hint}")
         elif key[:1] != "_" and key not in d and "_sealed" in d and not hasattr(type(self), key):
-            raise self._unknown_attribute(key)
+            raise self._unknown_attribute(key)  # Strict's check, inline: this is on hot paths
         object.__setattr__(self, key, value)
-
-    def _unknown_attribute(self, key: str) -> UnknownAttributeError:
-        cls = type(self)
-        names = {n for n in self.__dict__ if n[:1] != "_"}
-        names |= {n for n in dir(cls) if n[:1] != "_" and isinstance(getattr(cls, n, None), property) and getattr(cls, n).fset}
-        close = difflib.get_close_matches(key, sorted(names), n=3)
-        if close:
-            hint = "did you mean " + " or ".join(repr(c) for c in close) + "?"
-        else:
-            hint = "its settable attributes are " + ", ".join(sorted(names))
-        return UnknownAttributeError(f"map {self.__dict__.get('name')!r} has no attribute {key!r}; {hint}")
 
     # ------------------------------------------------------------ formats and initial value
     @property
