@@ -675,12 +675,7 @@ class ProcessSymbols:
             start, end, foff = int(lo, 16), int(hi, 16), int(parts[2], 16)
             m = modules.get(name)
             if m is None:
-                open_path = name
-                if name.endswith(" (deleted)") or not os.path.exists(f"/proc/{pid}/root{name}"):
-                    open_path = f"/proc/{pid}/map_files/{parts[0]}"
-                else:
-                    open_path = f"/proc/{pid}/root{name}"
-                m = modules[name] = _Module(name, open_path)
+                m = modules[name] = _Module(name, _open_path(pid, name, parts[0], parts[4]))
             ranges.append((start, end, foff, m))
         ranges.sort(key=lambda r: r[0])
         self._starts = [r[0] for r in ranges]
@@ -738,6 +733,21 @@ class ProcessSymbols:
 
     def sym(self, addr: int, show_module: bool = False, show_offset: bool = False, demangle: bool = True) -> str:
         return self.resolve(addr, demangle).format(show_module, show_offset)
+
+
+def _open_path(pid: int, name: str, span: str, inode: str) -> str:
+    """Where to read a mapped file: its own path when that is the mapped file (it outlives the process),
+    else through the process's root (a container's files), else /proc/PID/map_files (deleted files)."""
+    if not name.endswith(" (deleted)"):
+        try:
+            if os.stat(name).st_ino == int(inode):
+                return name
+        except (OSError, ValueError):
+            pass
+        rooted = f"/proc/{pid}/root{name}"
+        if os.path.exists(rooted):
+            return rooted
+    return f"/proc/{pid}/map_files/{span}"
 
 
 def _nspid(pid: int) -> int:
