@@ -124,7 +124,7 @@ class Histogram:
     def rows(self, strip_leading_zero: Optional[bool] = None) -> List[Tuple[int, int, Any]]:
         """(low, high, count) of the rows the text has (log2 from slot 1, linear from slot 0, to the last non-zero slot)."""
         first = 1 if self.kind == "log2" else 0
-        out = []
+        out: List[Tuple[int, int, Any]] = []
         for i in range(first, self.last_slot + 1):
             v = self.counts[i]
             if strip_leading_zero and not out and not v:
@@ -200,14 +200,12 @@ def _from_map(
         def one(b: Any) -> Any:
             return dec(b[: raw.value_size])
 
-    if raw.percpu:
-        stride, ncpu = raw.stride, raw.ncpu
+    stride, ncpu = raw.stride, raw.ncpu
 
-        def count(v: memoryview) -> Any:
-            return sum(one(v[c * stride : c * stride + stride]) for c in range(ncpu))
-
-    else:
-        count = one
+    def count(v: Any) -> Any:
+        if ncpu == 1 and not raw.percpu:
+            return one(v)
+        return sum(one(v[c * stride : c * stride + stride]) for c in range(ncpu))
 
     # keys
     kfmt = key_format
@@ -303,10 +301,10 @@ def _collect(
     for section, slot, c in triples:
         if bucket_fn is not None:
             section = bucket_fn(section)
-        counts = by_section.get(section)
-        if counts is None:
-            counts = by_section[section] = [0] * (limit if what.startswith("map ") else 0)
-        _put(counts, slot, c, limit, kind, what)
+        sc = by_section.get(section)
+        if sc is None:
+            sc = by_section[section] = [0] * (limit if what.startswith("map ") else 0)
+        _put(sc, slot, c, limit, kind, what)
     order: Iterable[Any] = list(by_section)
     if bucket_sort_fn is not None:
         order = bucket_sort_fn(list(order))

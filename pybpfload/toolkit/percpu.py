@@ -82,7 +82,7 @@ class _Layout:
         for off, code, size, castable in self.fields:
             if castable and off % size == 0 and stride % size == 0:
                 # the field of every CPU as one strided view: reduced in C, no list
-                col = buf[off : off + stride * (n - 1) + size].cast(code)[:: stride // size]
+                col = buf[off : off + stride * (n - 1) + size].cast(code)[:: stride // size]  # type: ignore[call-overload]
                 out.append(fn(col))
             else:  # unaligned, or not in native order / size: unpacked CPU by CPU
                 st = struct.Struct(code)

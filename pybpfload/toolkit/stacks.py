@@ -143,15 +143,15 @@ def walk(m: "Map", stack_id: int, resolve: Optional[Callable[[Any], Any]] = None
 
     On a build-id map bcc stops at the first frame that is not VALID; so does this.
     """
-    frames: Sequence[Any]
+    frames: List[Any]
     if _is_build_id_map(m):
         frames = []
-        for f in stack_build_ids(m, stack_id):
-            if f.status != BPF_STACK_BUILD_ID_VALID:
+        for b in stack_build_ids(m, stack_id):
+            if b.status != BPF_STACK_BUILD_ID_VALID:
                 break
-            frames.append(f)
+            frames.append(b)
     else:
-        frames = stack_ips(m, stack_id)
+        frames = list(stack_ips(m, stack_id))
     for f in frames[:MAX_DEPTH]:
         yield resolve(f) if resolve is not None else f
 

@@ -344,15 +344,20 @@ class ElfSymbols:
         return None
 
     def _str(self, ref: Tuple[int, int]) -> str:
+        """A symbol's name, without the @VERSION / @@VERSION a .symtab may give versioned symbols."""
         t = self._strtabs[ref[0]]
         end = t.find(b"\0", ref[1])
-        return t[ref[1] : end if end >= 0 else len(t)].decode("utf-8", "replace")
+        name = t[ref[1] : end if end >= 0 else len(t)]
+        at = name.find(b"@")
+        if at > 0:
+            name = name[:at]
+        return name.decode("utf-8", "replace")
 
     def name(self, i: int) -> str:
         n = self._names[i]
         if n is None:
             g = self._groups.get(i)
-            if g is not None:  # aliases: the plainest name (no @VERSION, fewest leading '_', shortest), then by binding
+            if g is not None:  # aliases: the plainest name (fewest leading '_', no @VERSION, shortest), then by binding
                 self._refs[i] = min(g, key=lambda ref: _plainness(self._strtabs, ref))
             n = self._names[i] = self._str(self._refs[i])
         return n
@@ -421,10 +426,12 @@ def _guess_debug_loads(elf: _Elf) -> List[Tuple[int, int, int, int]]:
 
 
 def _plainness(strtabs: List[bytes], ref: Tuple[int, int]) -> Tuple[int, int, int]:
+    """How plain an alias is, smaller first: fewest leading '_', no @VERSION, shortest."""
     t = strtabs[ref[0]]
     end = t.find(b"\0", ref[1])
     name = t[ref[1] : end if end >= 0 else len(t)]
-    return (b"@" in name, len(name) - len(name.lstrip(b"_")), len(name))
+    base = name.split(b"@", 1)[0]
+    return (len(base) - len(base.lstrip(b"_")), len(name) - len(base), len(base))
 
 
 def _crc32(path: str) -> int:
@@ -557,6 +564,7 @@ class KernelSymbols:
         self._names = [names[i] for i in order]
         self._fmt = b"%%0%dx" % width
         self._by_name: Optional[Dict[str, int]] = None
+        self._decoded: Dict[int, Tuple[str, str, int]] = {}
 
     def __len__(self) -> int:
         return len(self._hex)
@@ -569,10 +577,18 @@ class KernelSymbols:
             i -= 1
         return i
 
+    def _entry(self, i: int) -> Tuple[str, str, int]:
+        """(name, module, address) of entry i, decoded once."""
+        e = self._decoded.get(i)
+        if e is None:
+            name, _, mod = self._names[i].partition(b"\0")
+            module = mod[1:-1].decode("utf-8", "replace") if mod[:1] == b"[" else "kernel"
+            e = self._decoded[i] = (name.decode("utf-8", "replace"), module, int(self._hex[i], 16))
+        return e
+
     def _symbol(self, i: int, addr: int) -> Symbol:
-        name, _, mod = self._names[i].partition(b"\0")
-        module = mod[1:-1].decode("utf-8", "replace") if mod[:1] == b"[" else "kernel"
-        return Symbol(name.decode("utf-8", "replace"), addr - int(self._hex[i], 16), module)
+        name, module, start = self._entry(i)
+        return Symbol(name, addr - start, module)
 
     def resolve(self, addr: int) -> Symbol:
         """The closest text symbol at or below ``addr`` (bcc's rule); ``Symbol(None, addr, None)`` below the first."""
@@ -580,6 +596,19 @@ class KernelSymbols:
         if i < 0:
             return Symbol(None, addr, None)
         return self._symbol(i, addr)
+
+    def sym(self, addr: int, show_module: bool = False, show_offset: bool = False) -> str:
+        """bcc's ``BPF.ksym`` text for ``addr``."""
+        i = bisect_right(self._hex, self._fmt % addr) - 1
+        if i >= 0 and self._types[i] in self._DATA:
+            i = self._index(addr)
+        if i < 0:
+            return "[unknown]"
+        e = self._decoded.get(i)
+        if e is None:
+            e = self._entry(i)
+        text = "%s+0x%x" % (e[0], addr - e[2]) if show_offset else e[0]
+        return "%s [%s]" % (text, e[1]) if show_module else text
 
     def address_of(self, name: str) -> Optional[int]:
         """The address of kernel symbol ``name`` (bcc's ksymname), or None."""
@@ -615,10 +644,11 @@ _NOT_FILE_BACKED = ("//anon", "/dev/zero", "/anon_hugepage", "[stack", "/SYSV", 
 
 
 class _Module:
-    __slots__ = ("path", "open_path", "elf", "loaded", "error", "etype")
+    __slots__ = ("path", "base", "open_path", "elf", "loaded", "error", "etype")
 
     def __init__(self, path: str, open_path: str) -> None:
         self.path = path
+        self.base = os.path.basename(path)
         self.open_path = open_path
         self.elf: Optional[ElfSymbols] = None
         self.loaded = False
@@ -649,7 +679,7 @@ class ProcessSymbols:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self._cache: Dict[int, Symbol] = {}
+        self._cache: Dict[int, Tuple[Optional[str], int, Optional[str], str]] = {}
         self._perf_map: Optional[Tuple[List[int], List[int], List[str], str]] = None
         self._load_maps()
 
@@ -675,16 +705,14 @@ class ProcessSymbols:
             start, end, foff = int(lo, 16), int(hi, 16), int(parts[2], 16)
             m = modules.get(name)
             if m is None:
-                open_path = name
-                if name.endswith(" (deleted)") or not os.path.exists(f"/proc/{pid}/root{name}"):
-                    open_path = f"/proc/{pid}/map_files/{parts[0]}"
-                else:
-                    open_path = f"/proc/{pid}/root{name}"
-                m = modules[name] = _Module(name, open_path)
+                m = modules[name] = _Module(name, _open_path(pid, name, parts[0], parts[4]))
             ranges.append((start, end, foff, m))
         ranges.sort(key=lambda r: r[0])
         self._starts = [r[0] for r in ranges]
+        self._ends = [r[1] for r in ranges]
         self._ranges = ranges
+        # per range: ELF address = runtime address - delta (None: not worked out yet; False: no table)
+        self._deltas: List[Union[None, bool, int]] = [None] * len(ranges)
         self.modules = list(modules)
         self._cache.clear()
         for p in (f"/proc/{pid}/root/tmp/perf-{_nspid(pid)}.map", f"/tmp/perf-{pid}.map"):
@@ -698,46 +726,105 @@ class ProcessSymbols:
 
     def resolve(self, addr: int, demangle: bool = True) -> Symbol:
         """The symbol containing ``addr``; a Symbol with name None (and the module, when inside one) otherwise."""
-        key = addr if demangle else ~addr
-        s = self._cache.get(key)
-        if s is None:
-            s = self._resolve(addr, demangle)
-            if len(self._cache) > 1 << 20:
-                self._cache.clear()
-            self._cache[key] = s
-        return s
+        r = self._cache.get(addr if demangle else ~addr)
+        if r is None:
+            r = self._lookup(addr, demangle)
+        return Symbol(r[0], r[1], r[2])
 
-    def _resolve(self, addr: int, demangle: bool) -> Symbol:
+    def _lookup(self, addr: int, demangle: bool) -> Tuple[Optional[str], int, Optional[str], str]:
+        """(name, offset, module path, module's base name) of ``addr``, cached by address."""
+        r = self._resolve(addr, demangle)
+        cache = self._cache
+        if len(cache) > 1 << 20:
+            cache.clear()
+        cache[addr if demangle else ~addr] = r
+        return r
+
+    def _delta(self, i: int) -> Union[bool, int]:
+        """How range i turns runtime addresses into its ELF's: ET_EXEC as they are, ET_DYN through the
+        PT_LOAD segment holding the mapping's file offset (bcc's .text formula when none does)."""
+        start, end, foff, m = self._ranges[i]
+        es = m.load()
+        d: Union[bool, int] = False
+        if es is not None:
+            if m.etype == ET_EXEC:
+                d = 0
+            else:
+                for p_offset, p_vaddr, p_filesz, _flags in es.loads:
+                    if p_offset <= foff < p_offset + max(p_filesz, 1):
+                        d = start - foff + p_offset - p_vaddr
+                        break
+                else:
+                    v = es.vaddr_of_file_offset(foff)
+                    d = False if v is None else start - v
+        self._deltas[i] = d
+        return d
+
+    def _resolve(self, addr: int, demangle: bool) -> Tuple[Optional[str], int, Optional[str], str]:
         i = bisect_right(self._starts, addr) - 1
-        module: Optional[str] = None
+        m: Optional[_Module] = None
         offset = addr
-        if i >= 0:
-            start, end, foff, m = self._ranges[i]
-            if addr < end:
-                module = m.path
-                es = m.load()
-                if es is not None:
-                    if m.etype == ET_EXEC:
-                        vaddr: Optional[int] = addr
-                    else:
-                        vaddr = es.vaddr_of_file_offset(addr - start + foff)
-                    if vaddr is not None:
-                        offset = vaddr
-                        hit = es.find(vaddr)
-                        if hit is not None:
-                            name = es.demangle(hit[0]) if demangle else hit[0]
-                            return Symbol(name, hit[1], m.path)
+        if i >= 0 and addr < self._ends[i]:
+            m = self._ranges[i][3]
+            d = self._deltas[i]
+            if d is None:
+                d = self._delta(i)
+            if d is not False:
+                es = m.elf
+                assert es is not None
+                offset = addr - d
+                # ElfSymbols.find, its common case inline: the closest start below contains the address
+                starts = es.starts
+                j = bisect_right(starts, offset) - 1
+                hit: Optional[Tuple[str, int]] = None
+                if j >= 0 and offset < starts[j] + es.sizes[j]:
+                    name = es._names[j]
+                    hit = (name if name is not None else es.name(j), offset - starts[j])
+                elif j >= 0:
+                    hit = es.find(offset)
+                if hit is not None:
+                    name = hit[0]
+                    if demangle and name[:1] == "_":
+                        name = es.demangle(name)
+                    return name, hit[1], m.path, m.base
         pm = self._perf_map
         if pm is not None:
             j = bisect_right(pm[0], addr) - 1
             if j >= 0 and addr < pm[0][j] + pm[1][j]:
-                return Symbol(pm[2][j], addr - pm[0][j], pm[3])
-        if module is not None and offset:
-            return Symbol(None, offset, module)
-        return Symbol(None, addr, None)
+                return pm[2][j], addr - pm[0][j], pm[3], os.path.basename(pm[3])
+        if m is not None and offset:
+            return None, offset, m.path, m.base
+        return None, addr, None, ""
 
     def sym(self, addr: int, show_module: bool = False, show_offset: bool = False, demangle: bool = True) -> str:
-        return self.resolve(addr, demangle).format(show_module, show_offset)
+        """bcc's ``BPF.sym`` text for ``addr`` in this process."""
+        r = self._cache.get(addr if demangle else ~addr)
+        if r is None:
+            r = self._lookup(addr, demangle)
+        name = r[0]
+        if name is None:
+            text = "[unknown]"
+        elif show_offset:
+            text = "%s+0x%x" % (name, r[1])
+        else:
+            text = name
+        if show_module and r[2] is not None:
+            return "%s [%s]" % (text, r[3])
+        return text
+
+def _open_path(pid: int, name: str, span: str, inode: str) -> str:
+    """Where to read a mapped file: its own path when that is the mapped file (it outlives the process),
+    else through the process's root (a container's files), else /proc/PID/map_files (deleted files)."""
+    if not name.endswith(" (deleted)"):
+        try:
+            if os.stat(name).st_ino == int(inode):
+                return name
+        except (OSError, ValueError):
+            pass
+        rooted = f"/proc/{pid}/root{name}"
+        if os.path.exists(rooted):
+            return rooted
+    return f"/proc/{pid}/map_files/{span}"
 
 
 def _nspid(pid: int) -> int:
@@ -824,16 +911,19 @@ def sym(addr: int, pid: int, show_module: bool = False, show_offset: bool = Fals
     """
     if pid < 0:
         return ksym(addr, show_module, show_offset)
-    try:
-        ps = process_symbols(pid)
-    except BPFError:
-        return "[unknown]"
-    return ps.resolve(addr, demangle).format(show_module, show_offset)
+    ps = _PROCS.get(pid)
+    if ps is None:
+        try:
+            ps = process_symbols(pid)
+        except BPFError:
+            return "[unknown]"
+    return ps.sym(addr, show_module, show_offset, demangle)
 
 
 def ksym(addr: int, show_module: bool = False, show_offset: bool = False) -> str:
     """bcc's ``BPF.ksym``: ``"default_idle+0x0 [kernel]"`` with show_module and show_offset."""
-    return kernel_symbols().resolve(addr).format(show_module, show_offset)
+    k = _KSYMS[0] if _KSYMS else kernel_symbols()
+    return k.sym(addr, show_module, show_offset)
 
 
 def ksymname(name: str) -> int:
