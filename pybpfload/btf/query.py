@@ -66,7 +66,7 @@ def sizeof(spec: "Spec", tid: int) -> int:
             nelems *= t.nelems
             tid = t.type
             continue
-        raise BTFError(f"BTF type {start} ({describe(spec, start)}) has no size")
+        raise BTFError(f"BTF type {start} ({_describe(spec, start, with_size=False)}) has no size")
     else:
         raise _loop(start)
     if nelems and size > 0xFFFFFFFF // nelems:
@@ -95,7 +95,7 @@ def alignof(spec: "Spec", tid: int, _depth: int = 0) -> int:
             if m.bitfield_size == 0 and m.bit_offset % (8 * a):
                 return 1
         return 1 if t.size % best else best
-    raise BTFError(f"BTF type {tid} ({describe(spec, tid)}) has no alignment")
+    raise BTFError(f"BTF type {tid} ({_describe(spec, tid, with_size=False)}) has no alignment")
 
 
 def is_packed(spec: "Spec", tid: int) -> bool:
@@ -252,7 +252,18 @@ def type_name(spec: "Spec", tid: int, inner: str = "", _depth: int = 0) -> str:
 
 
 def describe(spec: "Spec", tid: int) -> str:
-    """One line for error messages: C spelling, kind, id and size when it has one."""
+    """One line for error messages: C spelling, kind, id and size when it has one.
+
+    Never raises: a type that cannot be spelled or sized (a loop in
+    malformed BTF, ``const void``, a typedef of a function prototype) is
+    described without that part.
+    """
+    return _describe(spec, tid, with_size=True)
+
+
+def _describe(spec: "Spec", tid: int, with_size: bool) -> str:
+    # sizeof's and alignof's own errors use with_size=False: describing a
+    # type must never ask for its size again (the two would recurse forever).
     try:
         t = spec.type(tid)
     except BTFError:
@@ -262,7 +273,7 @@ def describe(spec: "Spec", tid: int) -> str:
     except BTFError:
         spelled = t.name or "(anon)"
     extra = [f"{t.kind.name.lower()} id {tid}"]
-    if not isinstance(t, (T.Void, T.Func, T.FuncProto, T.Fwd, T.DeclTag)):
+    if with_size and not isinstance(t, (T.Void, T.Func, T.FuncProto, T.Fwd, T.DeclTag)):
         try:
             extra.append(f"size {sizeof(spec, tid)}")
         except BTFError:
