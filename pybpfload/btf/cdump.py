@@ -59,6 +59,10 @@ _MISSING_BASE_TYPES = {
 _K = T.Kind
 _TERMINALS = (T.Int, T.Enum, T.Enum64, T.Fwd, T.Struct, T.Union, T.Typedef, T.Float)
 _MODS = (T.Volatile, T.Const, T.Restrict, T.TypeTag)
+# Kinds that ordering passes straight through to the type they refer to (arrays with through_ptr reset).
+_ORDER_CHAIN = (T.Array,) + _MODS
+# Kinds that emission passes straight through to the type they refer to.
+_EMIT_CHAIN = (T.Pointer, T.Array) + _MODS
 
 
 def _pfx(lvl: int) -> str:
@@ -88,6 +92,9 @@ class CDumper:
         self._queue: List[int] = []
         self._out: List[str] = []
         self._types: List[Optional[T.Type]] = [None] * n
+        # end of each modifier/array (/pointer) chain, path-compressed: a chain is walked once, not once per id on it
+        self._order_chain: Dict[int, Tuple[int, bool]] = {}
+        self._emit_chain: Dict[int, Tuple[int, bool]] = {}
         self._order[0] = _ORDERED  # void needs no definition
         self._emit[0] = _EMITTED
         self._mark_referenced()
@@ -167,6 +174,36 @@ class CDumper:
     def _blacklisted(self, tid: int) -> bool:
         return self._t(tid).name == "__builtin_va_list"
 
+    def _skip_chain(self, tid: int, cache: Dict[int, Tuple[int, bool]], kinds: Tuple[type, ...]) -> Tuple[int, bool]:
+        """(the first id from ``tid`` on that is not one of ``kinds``, whether an array was crossed).
+
+        Every id walked is remembered with its chain's end, so that each
+        link of a chain is followed once over the whole dump.
+        """
+        path: List[int] = []
+        seen = set()
+        cur, end, arrays = tid, tid, False
+        while True:
+            hit = cache.get(cur)
+            if hit is not None:
+                end, arrays = hit
+                break
+            if not 0 <= cur < self._n:
+                raise BTFError(f"BTF type id {cur} out of range (have {self._n})")
+            t = self._t(cur)
+            if not isinstance(t, kinds):
+                end = cur
+                break
+            if cur in seen:
+                raise BTFError(f"BTF type [{tid}]: reference loop through [{cur}]")
+            seen.add(cur)
+            path.append(cur)
+            cur = t.type  # type: ignore[attr-defined]
+        for link in reversed(path):
+            arrays = arrays or isinstance(self._t(link), T.Array)
+            cache[link] = (end, arrays)
+        return cache[tid] if path else (end, arrays)
+
     # -- ordering ---------------------------------------------------------------------------------
     def _order_type(self, tid: int, through_ptr: bool) -> int:
         """1 when ``tid`` is a strong dependency, 0 when weak; fills the emit queue."""
@@ -187,8 +224,15 @@ class CDumper:
             r = self._order_type(t.type, True)
             self._order[tid] = _ORDERED
             return r
-        if isinstance(t, T.Array):
-            return self._order_type(t.type, False)
+        if isinstance(t, _ORDER_CHAIN):
+            # const/volatile/restrict/type tags pass through_ptr on, arrays reset it: order the chain's end.
+            # Once ordered not through a pointer, every type the chain reaches is ordered: mark it done.
+            end, arrays = self._skip_chain(tid, self._order_chain, _ORDER_CHAIN)
+            tp = through_ptr and not arrays
+            r = self._order_type(end, tp)
+            if not tp:
+                self._order[tid] = _ORDERED
+            return r
         if isinstance(t, T.COMPOSITES):
             if through_ptr and t.name:
                 return 0
@@ -211,13 +255,13 @@ class CDumper:
             self._queue.append(tid)
             self._order[tid] = _ORDERED
             return 1
-        if isinstance(t, _MODS):
-            return self._order_type(t.type, through_ptr)
         if isinstance(t, T.FuncProto):
             strong = self._order_type(t.return_type, through_ptr) > 0
             for p in t.params:
                 if self._order_type(p.type, through_ptr) > 0:
                     strong = True
+            if not through_ptr:
+                self._order[tid] = _ORDERED  # as for chains: everything it reaches is ordered now
             return int(strong)
         if isinstance(t, (T.Func, T.Var, T.Datasec, T.DeclTag)):
             self._order[tid] = _ORDERED
@@ -258,10 +302,8 @@ class CDumper:
                 self._emit_enum_def(tid, t, 0)
                 self._p(";\n\n")
             self._emit[tid] = _EMITTED
-        elif isinstance(t, (T.Pointer, T.Volatile, T.Const, T.Restrict, T.TypeTag)):
-            self._emit_type(t.type, cont_id)
-        elif isinstance(t, T.Array):
-            self._emit_type(t.type, cont_id)
+        elif isinstance(t, _EMIT_CHAIN):
+            self._emit_type(self._skip_chain(tid, self._emit_chain, _EMIT_CHAIN)[0], cont_id)
         elif isinstance(t, T.Fwd):
             self._emit_fwd_def(tid, t)
             self._p(";\n\n")
