@@ -399,72 +399,113 @@ def _enums_match(lt: T.Type, tt: T.Type) -> bool:
 
 
 def types_match(lbtf: Spec, lid: int, tbtf: Spec, tid: int, behind_ptr: bool = False, level: int = MAX_DEPTH) -> bool:
-    """libbpf's bpf_core_types_match (TYPE_MATCHES): the stricter, layout-level relation."""
-    if level <= 0:
-        raise _Fail("types nested too deep")
-    for _ in range(MAX_DEPTH):
-        lid, lt = _skip(lbtf, lid)
-        tid, tt = _skip(tbtf, tid)
-        if not _core_names_match(lt.name, tt.name):
-            return False
-        if isinstance(lt, T.Void):
-            return isinstance(tt, T.Void)
-        if isinstance(lt, T.Fwd):
-            if behind_ptr:
-                if isinstance(tt, T.Fwd):
-                    return lt.is_union == tt.is_union
-                return (isinstance(tt, T.Struct) and not lt.is_union) or (isinstance(tt, T.Union) and lt.is_union)
-            return isinstance(tt, T.Fwd) and lt.is_union == tt.is_union
-        if isinstance(lt, T.ENUMS):
-            return isinstance(tt, T.ENUMS) and _enums_match(lt, tt)
-        if isinstance(lt, T.COMPOSITES):
-            if behind_ptr:
-                if lt.kind == tt.kind:
-                    return True
-                if not isinstance(tt, T.Fwd):
-                    return False
-                return isinstance(lt, T.Union) == tt.is_union
-            if lt.kind != tt.kind:
-                return False
-            assert isinstance(tt, T.COMPOSITES)
-            if len(lt.members) > len(tt.members):
-                return False
-            for lm in lt.members:
-                found = False
-                for tm in tt.members:
-                    if not _core_names_match(lm.name, tm.name):
-                        continue
-                    if types_match(lbtf, lm.type, tbtf, tm.type, behind_ptr, level - 1):
-                        found = True
-                        break
-                if not found:
-                    return False
-            return True
-        if isinstance(lt, T.Int):
-            if not isinstance(tt, T.Int):
-                return False
-            return lt.size == tt.size and (lt.encoding & T.INT_SIGNED) == (tt.encoding & T.INT_SIGNED)
-        if isinstance(lt, T.Pointer):
-            if not isinstance(tt, T.Pointer):
-                return False
-            behind_ptr = True
-            lid, tid = lt.type, tt.type
-            continue
-        if isinstance(lt, T.Array):
-            if not isinstance(tt, T.Array) or lt.nelems != tt.nelems:
-                return False
-            lid, tid = lt.type, tt.type
-            continue
-        if isinstance(lt, T.FuncProto):
-            if not isinstance(tt, T.FuncProto) or len(lt.params) != len(tt.params):
-                return False
-            for lp, tp in zip(lt.params, tt.params):
-                if not types_match(lbtf, lp.type, tbtf, tp.type, behind_ptr, level - 1):
-                    return False
-            lid, tid = lt.return_type, tt.return_type
-            continue
-        return False
-    raise _Fail("type chain too deep")
+    """libbpf's bpf_core_types_match (TYPE_MATCHES): the stricter, layout-level relation.
+
+    As in libbpf, recursion into members and parameters is bounded by
+    ``level`` (32) and fails beyond it.  Unlike libbpf, the result for each
+    (local type, target type, behind a pointer) is remembered for the
+    duration of the call: every local anonymous member is tried against
+    every target anonymous member, which is exponential in the nesting
+    depth without it.  Each result is kept with the recursion depth it
+    needed, so a remembered result is used only where libbpf would have had
+    the depth to compute it (and the bound fails where libbpf's would).
+    """
+    return _TypesMatch(lbtf, tbtf).run(lid, tid, behind_ptr, level)
+
+
+class _TypesMatch:
+    """One bpf_core_types_match computation, memoised."""
+
+    def __init__(self, lbtf: Spec, tbtf: Spec) -> None:
+        self.lbtf, self.tbtf = lbtf, tbtf
+        # (local id, target id, behind_ptr) -> (result, the smallest level that computes it)
+        self.memo: Dict[Tuple[int, int, bool], Tuple[bool, int]] = {}
+
+    def run(self, lid: int, tid: int, behind_ptr: bool, level: int) -> bool:
+        if level <= 0:
+            raise _Fail("types nested too deep")
+        key = (lid, tid, behind_ptr)
+        hit = self.memo.get(key)
+        if hit is not None:
+            if hit[1] > level:
+                raise _Fail("types nested too deep")
+            return hit[0]
+        ok, needed = self._match(lid, tid, behind_ptr, level)
+        self.memo[key] = (ok, needed)
+        return ok
+
+    def _sub(self, lid: int, tid: int, behind_ptr: bool, level: int, needed: List[int]) -> bool:
+        ok = self.run(lid, tid, behind_ptr, level - 1)
+        needed[0] = max(needed[0], self.memo[(lid, tid, behind_ptr)][1] + 1)
+        return ok
+
+    def _match(self, lid: int, tid: int, behind_ptr: bool, level: int) -> Tuple[bool, int]:
+        lbtf, tbtf = self.lbtf, self.tbtf
+        needed = [1]  # this call itself needs level >= 1
+        for _ in range(MAX_DEPTH):
+            lid, lt = _skip(lbtf, lid)
+            tid, tt = _skip(tbtf, tid)
+            if not _core_names_match(lt.name, tt.name):
+                return False, needed[0]
+            if isinstance(lt, T.Void):
+                return isinstance(tt, T.Void), needed[0]
+            if isinstance(lt, T.Fwd):
+                if behind_ptr:
+                    if isinstance(tt, T.Fwd):
+                        return lt.is_union == tt.is_union, needed[0]
+                    ok = (isinstance(tt, T.Struct) and not lt.is_union) or (isinstance(tt, T.Union) and lt.is_union)
+                    return ok, needed[0]
+                return isinstance(tt, T.Fwd) and lt.is_union == tt.is_union, needed[0]
+            if isinstance(lt, T.ENUMS):
+                return isinstance(tt, T.ENUMS) and _enums_match(lt, tt), needed[0]
+            if isinstance(lt, T.COMPOSITES):
+                if behind_ptr:
+                    if lt.kind == tt.kind:
+                        return True, needed[0]
+                    if not isinstance(tt, T.Fwd):
+                        return False, needed[0]
+                    return isinstance(lt, T.Union) == tt.is_union, needed[0]
+                if lt.kind != tt.kind:
+                    return False, needed[0]
+                assert isinstance(tt, T.COMPOSITES)
+                if len(lt.members) > len(tt.members):
+                    return False, needed[0]
+                for lm in lt.members:
+                    found = False
+                    for tm in tt.members:
+                        if not _core_names_match(lm.name, tm.name):
+                            continue
+                        if self._sub(lm.type, tm.type, behind_ptr, level, needed):
+                            found = True
+                            break
+                    if not found:
+                        return False, needed[0]
+                return True, needed[0]
+            if isinstance(lt, T.Int):
+                if not isinstance(tt, T.Int):
+                    return False, needed[0]
+                return lt.size == tt.size and (lt.encoding & T.INT_SIGNED) == (tt.encoding & T.INT_SIGNED), needed[0]
+            if isinstance(lt, T.Pointer):
+                if not isinstance(tt, T.Pointer):
+                    return False, needed[0]
+                behind_ptr = True
+                lid, tid = lt.type, tt.type
+                continue
+            if isinstance(lt, T.Array):
+                if not isinstance(tt, T.Array) or lt.nelems != tt.nelems:
+                    return False, needed[0]
+                lid, tid = lt.type, tt.type
+                continue
+            if isinstance(lt, T.FuncProto):
+                if not isinstance(tt, T.FuncProto) or len(lt.params) != len(tt.params):
+                    return False, needed[0]
+                for lp, tp in zip(lt.params, tt.params):
+                    if not self._sub(lp.type, tp.type, behind_ptr, level, needed):
+                        return False, needed[0]
+                lid, tid = lt.return_type, tt.return_type
+                continue
+            return False, needed[0]
+        raise _Fail("type chain too deep")
 
 
 # ---------------------------------------------------------------- matching
