@@ -25,7 +25,7 @@ from pybpfload.btf import types as T
 from pybpfload.btf.cdump import CDumper, dump_c
 from pybpfload.btf.encode import Builder
 from pybpfload.btf.ext import CoreRelo, CoreReloKind
-from pybpfload.btf.query import alignof, describe, sizeof
+from pybpfload.btf.query import alignof, describe, sizeof, type_name
 from pybpfload.elf.model import MapKind
 from pybpfload.errors import BPFError, BTFError, RelocationError
 from pybpfload.object import Object
@@ -186,6 +186,36 @@ def test_c_dump_of_a_modifier_loop_is_an_error() -> None:
     b.replace(c, T.Const(0, "", v))
     with pytest.raises(BTFError, match="loop"):
         dump_c(b.spec())
+
+
+def _prototype_dag(depth: int, through_pointers: bool) -> Tuple[Builder, int]:
+    """Prototypes whose return and parameters are the previous prototype (or a pointer to it): 3**depth paths."""
+    b = Builder()
+    cur = _int(b)
+    for _ in range(depth):
+        ref = b.add(T.Pointer(0, "", cur)) if through_pointers else cur
+        cur = b.add(T.FuncProto(0, "", ref, (T.Param("a", ref), T.Param("b", ref))))
+    return b, cur
+
+
+@pytest.mark.parametrize("through_pointers", [False, True])
+def test_prototypes_of_prototypes_are_refused_not_spelled_out(through_pointers: bool) -> None:
+    """The spelling of such a type is exponential in its depth: describe and the C dump give up early."""
+    b, proto = _prototype_dag(15 if through_pointers else 30, through_pointers)  # within the 32-level bound
+    b.add(T.Typedef(0, "td", proto))
+    ptr = b.add(T.Pointer(0, "", proto))
+    b.add(T.Struct(0, "holder", 8, (T.Member("f", ptr, 0, 0),)))  # ordered through a pointer
+    spec = b.spec()
+    t0 = time.monotonic()
+    assert describe(spec, proto).endswith(f"(func_proto id {proto})")
+    with pytest.raises(BTFError, match="too complex to spell"):
+        type_name(spec, proto)
+    with pytest.raises(BTFError, match=r"too large to write out|types to walk"):
+        dump_c(spec)
+    assert time.monotonic() - t0 < 10
+    small, sproto = _prototype_dag(3, through_pointers)
+    small.add(T.Typedef(0, "td", sproto))
+    assert "typedef" in dump_c(small.spec())
 
 
 # ---------------------------------------------------------------- 3. TYPE_MATCHES on nested anonymous members

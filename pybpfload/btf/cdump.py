@@ -45,6 +45,12 @@ FOOTER = """#ifndef BPF_NO_PRESERVE_ACCESS_INDEX
 _NOT_ORDERED, _ORDERING, _ORDERED = 0, 1, 2
 _NOT_EMITTED, _EMITTING, _EMITTED = 0, 1, 2
 _MAX_TABS = 13
+# Refuse to write out one declaration of more parts than this (member and parameter declarations,
+# nested): prototypes whose parameters are prototypes grow exponentially; vmlinux's largest has ~140.
+_MAX_DECL_PARTS = 100_000
+# Refuse to walk more types than this for one dump_type() (ordering and emission together):
+# prototypes whose parameters are prototypes are walked exponentially; vmlinux's most is ~3,000.
+_MAX_WALK_STEPS = 1_000_000
 # Refuse to write out holes above 1 MiB (131072 "long: 64;" lines): only malformed BTF has them.
 _MAX_PADDING_BITS = 8 << 20
 
@@ -95,6 +101,9 @@ class CDumper:
         # end of each modifier/array (/pointer) chain, path-compressed: a chain is walked once, not once per id on it
         self._order_chain: Dict[int, Tuple[int, bool]] = {}
         self._emit_chain: Dict[int, Tuple[int, bool]] = {}
+        self._decl_nesting = 0
+        self._steps_left = _MAX_WALK_STEPS
+        self._decl_parts_left = 0
         self._order[0] = _ORDERED  # void needs no definition
         self._emit[0] = _EMITTED
         self._mark_referenced()
@@ -205,10 +214,16 @@ class CDumper:
         return cache[tid] if path else (end, arrays)
 
     # -- ordering ---------------------------------------------------------------------------------
+    def _step(self, tid: int) -> None:
+        self._steps_left -= 1
+        if self._steps_left < 0:
+            raise BTFError(f"BTF type [{tid}]: more than {_MAX_WALK_STEPS} types to walk (prototypes nested in prototypes?)")
+
     def _order_type(self, tid: int, through_ptr: bool) -> int:
         """1 when ``tid`` is a strong dependency, 0 when weak; fills the emit queue."""
         if not 0 <= tid < self._n:
             raise BTFError(f"BTF type id {tid} out of range (have {self._n})")
+        self._step(tid)
         state = self._order[tid]
         if state == _ORDERED:
             return 1
@@ -272,6 +287,7 @@ class CDumper:
     def _emit_type(self, tid: int, cont_id: int) -> None:
         if not 0 <= tid < self._n:
             raise BTFError(f"BTF type id {tid} out of range (have {self._n})")
+        self._step(tid)
         state = self._emit[tid]
         if state == _EMITTED:
             return
@@ -453,6 +469,18 @@ class CDumper:
 
     # -- declarations -----------------------------------------------------------------------------
     def _emit_type_decl(self, tid: int, fname: str, lvl: int) -> None:
+        if self._decl_nesting == 0:
+            self._decl_parts_left = _MAX_DECL_PARTS
+        self._decl_parts_left -= 1
+        if self._decl_parts_left < 0:
+            raise BTFError(f"BTF type [{tid}]: declaration too large to write out (prototypes nested in prototypes?)")
+        self._decl_nesting += 1
+        try:
+            self._emit_type_decl_parts(tid, fname, lvl)
+        finally:
+            self._decl_nesting -= 1
+
+    def _emit_type_decl_parts(self, tid: int, fname: str, lvl: int) -> None:
         stack: List[int] = []
         for _ in range(query.MAX_DEPTH * 8):
             stack.append(tid)
@@ -586,6 +614,7 @@ class CDumper:
             raise BTFError(f"BTF type id {tid} out of range (have {self._n})")
         start = len(self._out)
         self._queue = []
+        self._steps_left = _MAX_WALK_STEPS
         old = sys.getrecursionlimit()
         sys.setrecursionlimit(max(old, 20000))
         try:

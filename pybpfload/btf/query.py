@@ -201,10 +201,26 @@ def members(spec: "Spec", tid: int) -> List[Tuple[str, Field]]:
 _KEYWORD = {T.Kind.STRUCT: "struct", T.Kind.UNION: "union", T.Kind.ENUM: "enum", T.Kind.ENUM64: "enum"}
 
 
+# Types spelled for one type_name() at most: prototypes whose parameters are prototypes
+# (malformed BTF) would otherwise spell out exponentially.
+MAX_SPELLED = 4096
+
+
 def type_name(spec: "Spec", tid: int, inner: str = "", _depth: int = 0) -> str:
-    """A C spelling of a type, e.g. ``const char *`` or ``int (*)(void *, long)``."""
+    """A C spelling of a type, e.g. ``const char *`` or ``int (*)(void *, long)``.
+
+    BTFError for reference loops and for types too complex to spell (over
+    :data:`MAX_SPELLED` types in the spelling).
+    """
+    return _spell(spec, tid, inner, _depth, [MAX_SPELLED])
+
+
+def _spell(spec: "Spec", tid: int, inner: str, _depth: int, budget: List[int]) -> str:
     if _depth > MAX_DEPTH:
         raise _loop(tid)
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise BTFError(f"BTF type {tid}: too complex to spell (over {MAX_SPELLED} types)")
     t = spec.type(tid)
     d = _depth + 1
 
@@ -224,26 +240,27 @@ def type_name(spec: "Spec", tid: int, inner: str = "", _depth: int = 0) -> str:
         star = "*" + inner
         if isinstance(target, (T.Array, T.FuncProto)):
             star = f"({star})"
-        return type_name(spec, t.type, star, d)
+        return _spell(spec, t.type, star, d, budget)
     if isinstance(t, (T.Const, T.Volatile, T.Restrict)):
         q = {T.Const: "const", T.Volatile: "volatile", T.Restrict: "restrict"}[type(t)]
         target = spec.type(t.type)
         if isinstance(target, T.Pointer):
-            return type_name(spec, t.type, f"{q} {inner}".rstrip(), d)
-        return f"{q} " + type_name(spec, t.type, inner, d)
+            return _spell(spec, t.type, f"{q} {inner}".rstrip(), d, budget)
+        return f"{q} " + _spell(spec, t.type, inner, d, budget)
     if isinstance(t, T.TypeTag):
-        return type_name(spec, t.type, inner, d)
+        return _spell(spec, t.type, inner, d, budget)
     if isinstance(t, T.Array):
-        return type_name(spec, t.type, f"{inner}[{t.nelems}]", d)
+        return _spell(spec, t.type, f"{inner}[{t.nelems}]", d, budget)
     if isinstance(t, T.FuncProto):
         params = ", ".join(
-            "..." if (p.type == 0 and i == len(t.params) - 1) else type_name(spec, p.type, "", d) for i, p in enumerate(t.params)
+            "..." if (p.type == 0 and i == len(t.params) - 1) else _spell(spec, p.type, "", d, budget)
+            for i, p in enumerate(t.params)
         )
-        return type_name(spec, t.return_type, f"{inner}({params or 'void'})", d)
+        return _spell(spec, t.return_type, f"{inner}({params or 'void'})", d, budget)
     if isinstance(t, T.Func):
-        return type_name(spec, t.type, t.name, d)
+        return _spell(spec, t.type, t.name, d, budget)
     if isinstance(t, T.Var):
-        return type_name(spec, t.type, t.name, d)
+        return _spell(spec, t.type, t.name, d, budget)
     if isinstance(t, T.Datasec):
         return f"SEC(\"{t.name}\")"
     if isinstance(t, T.DeclTag):
