@@ -279,6 +279,25 @@ def test_types_match_remembered_results_respect_the_depth_left() -> None:
     assert C.types_match(spec, cur, spec, cur) is True  # 31 levels fit
 
 
+@pytest.mark.parametrize("leaf", ["other", "wanted"])
+def test_field_relocation_through_shared_anonymous_members_is_not_exponential(leaf: str) -> None:
+    """Searching a member through anonymous members reached by many paths (2**26 here) walks each once."""
+    lb = Builder()
+    li = _int(lb)
+    lroot = lb.add(T.Struct(0, "root", 4, (T.Member("wanted", li, 0, 0),)))
+    local = lb.spec()
+    target, troot = _nested_anon(26, 2, leaf)
+    relo = CoreRelo(0, lroot, 0, K.FIELD_BYTE_OFFSET, "0:0")
+    t0 = time.monotonic()
+    res = C.calc_relo_insn(relo, local, [C.Candidate(target, troot, "target")], "prog")
+    assert time.monotonic() - t0 < 5
+    if leaf == "other":
+        assert res.target is None and res.poison
+    else:
+        assert res.target is not None and not res.poison and res.new_val == 0
+        assert list(res.target.raw) == [0] * 28  # root, 26 anonymous levels, the member
+
+
 # ---------------------------------------------------------------- 4. a huge .bss
 def _big_bytes(objs: Any, limit: int = 64 << 20) -> List[str]:
     """Paths of bytes-like values over ``limit`` bytes reachable through dataclass/list/tuple/dict fields."""

@@ -31,7 +31,7 @@ import struct
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, MutableSequence, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, MutableSequence, Optional, Sequence, Set, Tuple, Union
 
 from ..errors import BTFError, RelocationError
 from . import types as T
@@ -517,16 +517,76 @@ class _Builder:
         self.raw: List[int] = []
         self.acc: List[Accessor] = []
         self.bit = 0
+        self.anon: Dict[str, _AnonReach] = {}  # member name -> what searching anonymous members can reach
 
     def freeze(self) -> CoreSpec:
         return CoreSpec(self.btf, self.root, self.kind, tuple(self.raw), tuple(self.acc), self.bit)
+
+
+_UNBOUNDED = 1 << 30
+
+
+class _AnonReach:
+    """What the search for member ``name`` through the anonymous members of a target type can meet.
+
+    For a type: whether a member called ``name`` is reachable through
+    anonymous members, how many levels of calls the search makes below it
+    and how deep the deepest struct/union with members lies.  A subtree
+    without the name can then be skipped when the search would find nothing
+    there and hit neither depth bound: the same outcome, without walking it
+    (anonymous members shared by several parents are otherwise searched
+    once per path, exponentially).
+    """
+
+    def __init__(self, tbtf: Spec, name: str) -> None:
+        self.tbtf, self.name = tbtf, name
+        self.memo: Dict[int, Tuple[bool, int, int]] = {}
+        self.active: Set[int] = set()
+
+    def info(self, tid: int, level: int = 0) -> Tuple[bool, int, int]:
+        hit = self.memo.get(tid)
+        if hit is not None:
+            return hit
+        unknown = (True, _UNBOUNDED, _UNBOUNDED)  # never skipped: the search itself decides
+        if tid in self.active or level > SPEC_MAX_LEN + MAX_DEPTH:
+            return unknown  # a loop, or beyond where the search fails anyway
+        try:
+            _, t = _skip(self.tbtf, tid)
+        except (_Fail, BTFError):
+            return unknown
+        if not isinstance(t, T.COMPOSITES):
+            res = (False, 0, -1)
+        else:
+            self.active.add(tid)
+            try:
+                has, calls, deepest = False, 0, (0 if t.members else -1)
+                for m in t.members:
+                    if m.name:
+                        has = has or m.name == self.name
+                        continue
+                    h, c, d = self.info(m.type, level + 1)
+                    has = has or h
+                    calls = max(calls, c + 1)
+                    if d >= 0:
+                        deepest = max(deepest, d + 1)
+            finally:
+                self.active.discard(tid)
+            res = (has, calls, deepest)
+        self.memo[tid] = res
+        return res
+
+    def skippable(self, tid: int, depth: int, raw_len: int) -> bool:
+        """Searching ``tid`` at this depth with this raw spec length would find nothing and fail nowhere."""
+        has, calls, deepest = self.info(tid)
+        return not has and depth + calls <= MAX_DEPTH and raw_len + deepest < SPEC_MAX_LEN
 
 
 def _match_member(lbtf: Spec, lacc: Accessor, tbtf: Spec, tid: int, b: _Builder, depth: int = 0) -> Optional[int]:
     """Find the local named member in target type ``tid`` (anonymous members searched).
 
     Returns the target member's type id, or None when there is no compatible
-    member of that name.
+    member of that name.  As in libbpf, a member of that name that is not
+    compatible ends the search in its struct (its raw spec entry stays).
     """
     if depth > MAX_DEPTH:
         raise _Fail("anonymous members nested too deep")
@@ -536,15 +596,19 @@ def _match_member(lbtf: Spec, lacc: Accessor, tbtf: Spec, tid: int, b: _Builder,
     lt = lbtf.type(lacc.type_id)
     assert isinstance(lt, T.COMPOSITES)
     lm = lt.members[lacc.idx]
+    reach = b.anon.get(lm.name)
+    if reach is None:
+        reach = b.anon[lm.name] = _AnonReach(tbtf, lm.name)
     for i, m in enumerate(tt.members):
         if len(b.raw) == SPEC_MAX_LEN:
             raise _Fail("struct/union/array nesting too deep")
         b.bit += m.bit_offset
         b.raw.append(i)
         if not m.name:
-            found = _match_member(lbtf, lacc, tbtf, m.type, b, depth + 1)
-            if found is not None:
-                return found
+            if not reach.skippable(m.type, depth + 1, len(b.raw)):
+                found = _match_member(lbtf, lacc, tbtf, m.type, b, depth + 1)
+                if found is not None:
+                    return found
         elif m.name == lm.name:
             if fields_are_compat(lbtf, lm.type, tbtf, m.type):
                 b.acc.append(Accessor(tid, i, m.name))
