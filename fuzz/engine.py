@@ -194,19 +194,43 @@ def _mutate_ext(data: bytes, rng: random.Random, mut: Callable[[bytes, int], byt
     return (bytes(head) + b"".join(parts))[:max_size]
 
 
+def _mutate_elf(data: bytes, rng: random.Random, mut: Callable[[bytes, int], bytes], max_size: int) -> Optional[bytes]:
+    """Mutate the contents of one section of an ELF object in place (same size: every header stays valid)."""
+    if len(data) < 64 or data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
+        return None
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum = struct.unpack_from("<HH", data, 0x3A)
+    if shentsize != 64 or not 0 < shnum < 4096 or shoff + shnum * 64 > len(data):
+        return None
+    spans = []
+    for i in range(1, shnum):
+        sh_type, = struct.unpack_from("<I", data, shoff + i * 64 + 4)
+        off, size = struct.unpack_from("<QQ", data, shoff + i * 64 + 0x18)
+        if sh_type != 8 and 0 < size and off + size <= len(data):  # not NOBITS
+            spans.append((off, size))
+    if not spans:
+        return None
+    off, size = rng.choice(spans)
+    part = mut(data[off : off + size], size)[:size].ljust(size, b"\0")
+    return data[:off] + part + data[off + size :]
+
+
 def structured_mutator(target: str, mutate_bytes: Callable[[bytes, int], bytes]) -> Optional[Callable[[bytes, int, int], bytes]]:
     """A libFuzzer custom mutator for the targets whose input has a header worth keeping consistent.
 
     Half the time (and whenever the input does not parse as one) it is
     libFuzzer's own byte-level mutation; otherwise one section is mutated
-    and the header rewritten to match, so the mutation reaches the type,
-    string or record decoders instead of the header checks.
+    and the header rewritten to match (BTF, .BTF.ext), or one ELF section's
+    contents are mutated in place, so the mutation reaches the type, string,
+    record, instruction and relocation decoders instead of the header checks.
     """
     prefix = 1 if target in ("core", "btf_ext") else 0
     if target in ("btf", "core"):
         structured = _mutate_btf
     elif target == "btf_ext":
         structured = _mutate_ext
+    elif target in ("elf", "prepare"):
+        structured = _mutate_elf
     else:
         return None
 

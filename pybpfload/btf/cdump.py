@@ -45,6 +45,12 @@ FOOTER = """#ifndef BPF_NO_PRESERVE_ACCESS_INDEX
 _NOT_ORDERED, _ORDERING, _ORDERED = 0, 1, 2
 _NOT_EMITTED, _EMITTING, _EMITTED = 0, 1, 2
 _MAX_TABS = 13
+# Refuse to write out one declaration of more parts than this (member and parameter declarations,
+# nested): prototypes whose parameters are prototypes grow exponentially; vmlinux's largest has ~140.
+_MAX_DECL_PARTS = 100_000
+# Refuse to walk more types than this for one dump_type() (ordering and emission together):
+# prototypes whose parameters are prototypes are walked exponentially; vmlinux's most is ~3,000.
+_MAX_WALK_STEPS = 1_000_000
 # Refuse to write out holes above 1 MiB (131072 "long: 64;" lines): only malformed BTF has them.
 _MAX_PADDING_BITS = 8 << 20
 
@@ -59,6 +65,10 @@ _MISSING_BASE_TYPES = {
 _K = T.Kind
 _TERMINALS = (T.Int, T.Enum, T.Enum64, T.Fwd, T.Struct, T.Union, T.Typedef, T.Float)
 _MODS = (T.Volatile, T.Const, T.Restrict, T.TypeTag)
+# Kinds that ordering passes straight through to the type they refer to (arrays with through_ptr reset).
+_ORDER_CHAIN = (T.Array,) + _MODS
+# Kinds that emission passes straight through to the type they refer to.
+_EMIT_CHAIN = (T.Pointer, T.Array) + _MODS
 
 
 def _pfx(lvl: int) -> str:
@@ -88,6 +98,12 @@ class CDumper:
         self._queue: List[int] = []
         self._out: List[str] = []
         self._types: List[Optional[T.Type]] = [None] * n
+        # end of each modifier/array (/pointer) chain, path-compressed: a chain is walked once, not once per id on it
+        self._order_chain: Dict[int, Tuple[int, bool]] = {}
+        self._emit_chain: Dict[int, Tuple[int, bool]] = {}
+        self._decl_nesting = 0
+        self._steps_left = _MAX_WALK_STEPS
+        self._decl_parts_left = 0
         self._order[0] = _ORDERED  # void needs no definition
         self._emit[0] = _EMITTED
         self._mark_referenced()
@@ -167,11 +183,47 @@ class CDumper:
     def _blacklisted(self, tid: int) -> bool:
         return self._t(tid).name == "__builtin_va_list"
 
+    def _skip_chain(self, tid: int, cache: Dict[int, Tuple[int, bool]], kinds: Tuple[type, ...]) -> Tuple[int, bool]:
+        """(the first id from ``tid`` on that is not one of ``kinds``, whether an array was crossed).
+
+        Every id walked is remembered with its chain's end, so that each
+        link of a chain is followed once over the whole dump.
+        """
+        path: List[int] = []
+        seen = set()
+        cur, end, arrays = tid, tid, False
+        while True:
+            hit = cache.get(cur)
+            if hit is not None:
+                end, arrays = hit
+                break
+            if not 0 <= cur < self._n:
+                raise BTFError(f"BTF type id {cur} out of range (have {self._n})")
+            t = self._t(cur)
+            if not isinstance(t, kinds):
+                end = cur
+                break
+            if cur in seen:
+                raise BTFError(f"BTF type [{tid}]: reference loop through [{cur}]")
+            seen.add(cur)
+            path.append(cur)
+            cur = t.type  # type: ignore[attr-defined]
+        for link in reversed(path):
+            arrays = arrays or isinstance(self._t(link), T.Array)
+            cache[link] = (end, arrays)
+        return cache[tid] if path else (end, arrays)
+
     # -- ordering ---------------------------------------------------------------------------------
+    def _step(self, tid: int) -> None:
+        self._steps_left -= 1
+        if self._steps_left < 0:
+            raise BTFError(f"BTF type [{tid}]: more than {_MAX_WALK_STEPS} types to walk (prototypes nested in prototypes?)")
+
     def _order_type(self, tid: int, through_ptr: bool) -> int:
         """1 when ``tid`` is a strong dependency, 0 when weak; fills the emit queue."""
         if not 0 <= tid < self._n:
             raise BTFError(f"BTF type id {tid} out of range (have {self._n})")
+        self._step(tid)
         state = self._order[tid]
         if state == _ORDERED:
             return 1
@@ -187,8 +239,15 @@ class CDumper:
             r = self._order_type(t.type, True)
             self._order[tid] = _ORDERED
             return r
-        if isinstance(t, T.Array):
-            return self._order_type(t.type, False)
+        if isinstance(t, _ORDER_CHAIN):
+            # const/volatile/restrict/type tags pass through_ptr on, arrays reset it: order the chain's end.
+            # Once ordered not through a pointer, every type the chain reaches is ordered: mark it done.
+            end, arrays = self._skip_chain(tid, self._order_chain, _ORDER_CHAIN)
+            tp = through_ptr and not arrays
+            r = self._order_type(end, tp)
+            if not tp:
+                self._order[tid] = _ORDERED
+            return r
         if isinstance(t, T.COMPOSITES):
             if through_ptr and t.name:
                 return 0
@@ -211,13 +270,13 @@ class CDumper:
             self._queue.append(tid)
             self._order[tid] = _ORDERED
             return 1
-        if isinstance(t, _MODS):
-            return self._order_type(t.type, through_ptr)
         if isinstance(t, T.FuncProto):
             strong = self._order_type(t.return_type, through_ptr) > 0
             for p in t.params:
                 if self._order_type(p.type, through_ptr) > 0:
                     strong = True
+            if not through_ptr:
+                self._order[tid] = _ORDERED  # as for chains: everything it reaches is ordered now
             return int(strong)
         if isinstance(t, (T.Func, T.Var, T.Datasec, T.DeclTag)):
             self._order[tid] = _ORDERED
@@ -228,6 +287,7 @@ class CDumper:
     def _emit_type(self, tid: int, cont_id: int) -> None:
         if not 0 <= tid < self._n:
             raise BTFError(f"BTF type id {tid} out of range (have {self._n})")
+        self._step(tid)
         state = self._emit[tid]
         if state == _EMITTED:
             return
@@ -258,10 +318,8 @@ class CDumper:
                 self._emit_enum_def(tid, t, 0)
                 self._p(";\n\n")
             self._emit[tid] = _EMITTED
-        elif isinstance(t, (T.Pointer, T.Volatile, T.Const, T.Restrict, T.TypeTag)):
-            self._emit_type(t.type, cont_id)
-        elif isinstance(t, T.Array):
-            self._emit_type(t.type, cont_id)
+        elif isinstance(t, _EMIT_CHAIN):
+            self._emit_type(self._skip_chain(tid, self._emit_chain, _EMIT_CHAIN)[0], cont_id)
         elif isinstance(t, T.Fwd):
             self._emit_fwd_def(tid, t)
             self._p(";\n\n")
@@ -411,6 +469,18 @@ class CDumper:
 
     # -- declarations -----------------------------------------------------------------------------
     def _emit_type_decl(self, tid: int, fname: str, lvl: int) -> None:
+        if self._decl_nesting == 0:
+            self._decl_parts_left = _MAX_DECL_PARTS
+        self._decl_parts_left -= 1
+        if self._decl_parts_left < 0:
+            raise BTFError(f"BTF type [{tid}]: declaration too large to write out (prototypes nested in prototypes?)")
+        self._decl_nesting += 1
+        try:
+            self._emit_type_decl_parts(tid, fname, lvl)
+        finally:
+            self._decl_nesting -= 1
+
+    def _emit_type_decl_parts(self, tid: int, fname: str, lvl: int) -> None:
         stack: List[int] = []
         for _ in range(query.MAX_DEPTH * 8):
             stack.append(tid)
@@ -544,6 +614,7 @@ class CDumper:
             raise BTFError(f"BTF type id {tid} out of range (have {self._n})")
         start = len(self._out)
         self._queue = []
+        self._steps_left = _MAX_WALK_STEPS
         old = sys.getrecursionlimit()
         sys.setrecursionlimit(max(old, 20000))
         try:

@@ -73,7 +73,7 @@ def sizeof(spec: "Spec", tid: int) -> int:
             nelems *= t.nelems
             tid = t.type
             continue
-        raise BTFError(f"BTF type {start} ({describe(spec, start)}) has no size")
+        raise BTFError(f"BTF type {start} ({_describe(spec, start, with_size=False)}) has no size")
     else:
         raise _loop(start)
     if nelems and size > 0xFFFFFFFF // nelems:
@@ -102,7 +102,7 @@ def alignof(spec: "Spec", tid: int, _depth: int = 0) -> int:
             if m.bitfield_size == 0 and m.bit_offset % (8 * a):
                 return 1
         return 1 if t.size % best else best
-    raise BTFError(f"BTF type {tid} ({describe(spec, tid)}) has no alignment")
+    raise BTFError(f"BTF type {tid} ({_describe(spec, tid, with_size=False)}) has no alignment")
 
 
 def is_packed(spec: "Spec", tid: int) -> bool:
@@ -208,10 +208,26 @@ def members(spec: "Spec", tid: int) -> List[Tuple[str, Field]]:
 _KEYWORD = {T.Kind.STRUCT: "struct", T.Kind.UNION: "union", T.Kind.ENUM: "enum", T.Kind.ENUM64: "enum"}
 
 
+# Types spelled for one type_name() at most: prototypes whose parameters are prototypes
+# (malformed BTF) would otherwise spell out exponentially.
+MAX_SPELLED = 4096
+
+
 def type_name(spec: "Spec", tid: int, inner: str = "", _depth: int = 0) -> str:
-    """A C spelling of a type, e.g. ``const char *`` or ``int (*)(void *, long)``."""
+    """A C spelling of a type, e.g. ``const char *`` or ``int (*)(void *, long)``.
+
+    BTFError for reference loops and for types too complex to spell (over
+    :data:`MAX_SPELLED` types in the spelling).
+    """
+    return _spell(spec, tid, inner, _depth, [MAX_SPELLED])
+
+
+def _spell(spec: "Spec", tid: int, inner: str, _depth: int, budget: List[int]) -> str:
     if _depth > MAX_DEPTH:
         raise _loop(tid)
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise BTFError(f"BTF type {tid}: too complex to spell (over {MAX_SPELLED} types)")
     t = spec.type(tid)
     d = _depth + 1
 
@@ -231,26 +247,27 @@ def type_name(spec: "Spec", tid: int, inner: str = "", _depth: int = 0) -> str:
         star = "*" + inner
         if isinstance(target, (T.Array, T.FuncProto)):
             star = f"({star})"
-        return type_name(spec, t.type, star, d)
+        return _spell(spec, t.type, star, d, budget)
     if isinstance(t, (T.Const, T.Volatile, T.Restrict)):
         q = {T.Const: "const", T.Volatile: "volatile", T.Restrict: "restrict"}[type(t)]
         target = spec.type(t.type)
         if isinstance(target, T.Pointer):
-            return type_name(spec, t.type, f"{q} {inner}".rstrip(), d)
-        return f"{q} " + type_name(spec, t.type, inner, d)
+            return _spell(spec, t.type, f"{q} {inner}".rstrip(), d, budget)
+        return f"{q} " + _spell(spec, t.type, inner, d, budget)
     if isinstance(t, T.TypeTag):
-        return type_name(spec, t.type, inner, d)
+        return _spell(spec, t.type, inner, d, budget)
     if isinstance(t, T.Array):
-        return type_name(spec, t.type, f"{inner}[{t.nelems}]", d)
+        return _spell(spec, t.type, f"{inner}[{t.nelems}]", d, budget)
     if isinstance(t, T.FuncProto):
         params = ", ".join(
-            "..." if (p.type == 0 and i == len(t.params) - 1) else type_name(spec, p.type, "", d) for i, p in enumerate(t.params)
+            "..." if (p.type == 0 and i == len(t.params) - 1) else _spell(spec, p.type, "", d, budget)
+            for i, p in enumerate(t.params)
         )
-        return type_name(spec, t.return_type, f"{inner}({params or 'void'})", d)
+        return _spell(spec, t.return_type, f"{inner}({params or 'void'})", d, budget)
     if isinstance(t, T.Func):
-        return type_name(spec, t.type, t.name, d)
+        return _spell(spec, t.type, t.name, d, budget)
     if isinstance(t, T.Var):
-        return type_name(spec, t.type, t.name, d)
+        return _spell(spec, t.type, t.name, d, budget)
     if isinstance(t, T.Datasec):
         return f"SEC(\"{t.name}\")"
     if isinstance(t, T.DeclTag):
@@ -259,7 +276,18 @@ def type_name(spec: "Spec", tid: int, inner: str = "", _depth: int = 0) -> str:
 
 
 def describe(spec: "Spec", tid: int) -> str:
-    """One line for error messages: C spelling, kind, id and size when it has one."""
+    """One line for error messages: C spelling, kind, id and size when it has one.
+
+    Never raises: a type that cannot be spelled or sized (a loop in
+    malformed BTF, ``const void``, a typedef of a function prototype) is
+    described without that part.
+    """
+    return _describe(spec, tid, with_size=True)
+
+
+def _describe(spec: "Spec", tid: int, with_size: bool) -> str:
+    # sizeof's and alignof's own errors use with_size=False: describing a
+    # type must never ask for its size again (the two would recurse forever).
     try:
         t = spec.type(tid)
     except BTFError:
@@ -269,7 +297,7 @@ def describe(spec: "Spec", tid: int) -> str:
     except BTFError:
         spelled = t.name or "(anon)"
     extra = [f"{t.kind.name.lower()} id {tid}"]
-    if not isinstance(t, (T.Void, T.Func, T.FuncProto, T.Fwd, T.DeclTag)):
+    if with_size and not isinstance(t, (T.Void, T.Func, T.FuncProto, T.Fwd, T.DeclTag)):
         try:
             extra.append(f"size {sizeof(spec, tid)}")
         except BTFError:

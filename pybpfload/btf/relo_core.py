@@ -31,7 +31,7 @@ import struct
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, MutableSequence, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterable, List, MutableSequence, Optional, Sequence, Set, Tuple, Union
 
 from ..errors import BTFError, RelocationError
 from . import types as T
@@ -399,72 +399,113 @@ def _enums_match(lt: T.Type, tt: T.Type) -> bool:
 
 
 def types_match(lbtf: Spec, lid: int, tbtf: Spec, tid: int, behind_ptr: bool = False, level: int = MAX_DEPTH) -> bool:
-    """libbpf's bpf_core_types_match (TYPE_MATCHES): the stricter, layout-level relation."""
-    if level <= 0:
-        raise _Fail("types nested too deep")
-    for _ in range(MAX_DEPTH):
-        lid, lt = _skip(lbtf, lid)
-        tid, tt = _skip(tbtf, tid)
-        if not _core_names_match(lt.name, tt.name):
-            return False
-        if isinstance(lt, T.Void):
-            return isinstance(tt, T.Void)
-        if isinstance(lt, T.Fwd):
-            if behind_ptr:
-                if isinstance(tt, T.Fwd):
-                    return lt.is_union == tt.is_union
-                return (isinstance(tt, T.Struct) and not lt.is_union) or (isinstance(tt, T.Union) and lt.is_union)
-            return isinstance(tt, T.Fwd) and lt.is_union == tt.is_union
-        if isinstance(lt, T.ENUMS):
-            return isinstance(tt, T.ENUMS) and _enums_match(lt, tt)
-        if isinstance(lt, T.COMPOSITES):
-            if behind_ptr:
-                if lt.kind == tt.kind:
-                    return True
-                if not isinstance(tt, T.Fwd):
-                    return False
-                return isinstance(lt, T.Union) == tt.is_union
-            if lt.kind != tt.kind:
-                return False
-            assert isinstance(tt, T.COMPOSITES)
-            if len(lt.members) > len(tt.members):
-                return False
-            for lm in lt.members:
-                found = False
-                for tm in tt.members:
-                    if not _core_names_match(lm.name, tm.name):
-                        continue
-                    if types_match(lbtf, lm.type, tbtf, tm.type, behind_ptr, level - 1):
-                        found = True
-                        break
-                if not found:
-                    return False
-            return True
-        if isinstance(lt, T.Int):
-            if not isinstance(tt, T.Int):
-                return False
-            return lt.size == tt.size and (lt.encoding & T.INT_SIGNED) == (tt.encoding & T.INT_SIGNED)
-        if isinstance(lt, T.Pointer):
-            if not isinstance(tt, T.Pointer):
-                return False
-            behind_ptr = True
-            lid, tid = lt.type, tt.type
-            continue
-        if isinstance(lt, T.Array):
-            if not isinstance(tt, T.Array) or lt.nelems != tt.nelems:
-                return False
-            lid, tid = lt.type, tt.type
-            continue
-        if isinstance(lt, T.FuncProto):
-            if not isinstance(tt, T.FuncProto) or len(lt.params) != len(tt.params):
-                return False
-            for lp, tp in zip(lt.params, tt.params):
-                if not types_match(lbtf, lp.type, tbtf, tp.type, behind_ptr, level - 1):
-                    return False
-            lid, tid = lt.return_type, tt.return_type
-            continue
-        return False
-    raise _Fail("type chain too deep")
+    """libbpf's bpf_core_types_match (TYPE_MATCHES): the stricter, layout-level relation.
+
+    As in libbpf, recursion into members and parameters is bounded by
+    ``level`` (32) and fails beyond it.  Unlike libbpf, the result for each
+    (local type, target type, behind a pointer) is remembered for the
+    duration of the call: every local anonymous member is tried against
+    every target anonymous member, which is exponential in the nesting
+    depth without it.  Each result is kept with the recursion depth it
+    needed, so a remembered result is used only where libbpf would have had
+    the depth to compute it (and the bound fails where libbpf's would).
+    """
+    return _TypesMatch(lbtf, tbtf).run(lid, tid, behind_ptr, level)
+
+
+class _TypesMatch:
+    """One bpf_core_types_match computation, memoised."""
+
+    def __init__(self, lbtf: Spec, tbtf: Spec) -> None:
+        self.lbtf, self.tbtf = lbtf, tbtf
+        # (local id, target id, behind_ptr) -> (result, the smallest level that computes it)
+        self.memo: Dict[Tuple[int, int, bool], Tuple[bool, int]] = {}
+
+    def run(self, lid: int, tid: int, behind_ptr: bool, level: int) -> bool:
+        if level <= 0:
+            raise _Fail("types nested too deep")
+        key = (lid, tid, behind_ptr)
+        hit = self.memo.get(key)
+        if hit is not None:
+            if hit[1] > level:
+                raise _Fail("types nested too deep")
+            return hit[0]
+        ok, needed = self._match(lid, tid, behind_ptr, level)
+        self.memo[key] = (ok, needed)
+        return ok
+
+    def _sub(self, lid: int, tid: int, behind_ptr: bool, level: int, needed: List[int]) -> bool:
+        ok = self.run(lid, tid, behind_ptr, level - 1)
+        needed[0] = max(needed[0], self.memo[(lid, tid, behind_ptr)][1] + 1)
+        return ok
+
+    def _match(self, lid: int, tid: int, behind_ptr: bool, level: int) -> Tuple[bool, int]:
+        lbtf, tbtf = self.lbtf, self.tbtf
+        needed = [1]  # this call itself needs level >= 1
+        for _ in range(MAX_DEPTH):
+            lid, lt = _skip(lbtf, lid)
+            tid, tt = _skip(tbtf, tid)
+            if not _core_names_match(lt.name, tt.name):
+                return False, needed[0]
+            if isinstance(lt, T.Void):
+                return isinstance(tt, T.Void), needed[0]
+            if isinstance(lt, T.Fwd):
+                if behind_ptr:
+                    if isinstance(tt, T.Fwd):
+                        return lt.is_union == tt.is_union, needed[0]
+                    ok = (isinstance(tt, T.Struct) and not lt.is_union) or (isinstance(tt, T.Union) and lt.is_union)
+                    return ok, needed[0]
+                return isinstance(tt, T.Fwd) and lt.is_union == tt.is_union, needed[0]
+            if isinstance(lt, T.ENUMS):
+                return isinstance(tt, T.ENUMS) and _enums_match(lt, tt), needed[0]
+            if isinstance(lt, T.COMPOSITES):
+                if behind_ptr:
+                    if lt.kind == tt.kind:
+                        return True, needed[0]
+                    if not isinstance(tt, T.Fwd):
+                        return False, needed[0]
+                    return isinstance(lt, T.Union) == tt.is_union, needed[0]
+                if lt.kind != tt.kind:
+                    return False, needed[0]
+                assert isinstance(tt, T.COMPOSITES)
+                if len(lt.members) > len(tt.members):
+                    return False, needed[0]
+                for lm in lt.members:
+                    found = False
+                    for tm in tt.members:
+                        if not _core_names_match(lm.name, tm.name):
+                            continue
+                        if self._sub(lm.type, tm.type, behind_ptr, level, needed):
+                            found = True
+                            break
+                    if not found:
+                        return False, needed[0]
+                return True, needed[0]
+            if isinstance(lt, T.Int):
+                if not isinstance(tt, T.Int):
+                    return False, needed[0]
+                return lt.size == tt.size and (lt.encoding & T.INT_SIGNED) == (tt.encoding & T.INT_SIGNED), needed[0]
+            if isinstance(lt, T.Pointer):
+                if not isinstance(tt, T.Pointer):
+                    return False, needed[0]
+                behind_ptr = True
+                lid, tid = lt.type, tt.type
+                continue
+            if isinstance(lt, T.Array):
+                if not isinstance(tt, T.Array) or lt.nelems != tt.nelems:
+                    return False, needed[0]
+                lid, tid = lt.type, tt.type
+                continue
+            if isinstance(lt, T.FuncProto):
+                if not isinstance(tt, T.FuncProto) or len(lt.params) != len(tt.params):
+                    return False, needed[0]
+                for lp, tp in zip(lt.params, tt.params):
+                    if not self._sub(lp.type, tp.type, behind_ptr, level, needed):
+                        return False, needed[0]
+                lid, tid = lt.return_type, tt.return_type
+                continue
+            return False, needed[0]
+        raise _Fail("type chain too deep")
 
 
 # ---------------------------------------------------------------- matching
@@ -476,16 +517,76 @@ class _Builder:
         self.raw: List[int] = []
         self.acc: List[Accessor] = []
         self.bit = 0
+        self.anon: Dict[str, _AnonReach] = {}  # member name -> what searching anonymous members can reach
 
     def freeze(self) -> CoreSpec:
         return CoreSpec(self.btf, self.root, self.kind, tuple(self.raw), tuple(self.acc), self.bit)
+
+
+_UNBOUNDED = 1 << 30
+
+
+class _AnonReach:
+    """What the search for member ``name`` through the anonymous members of a target type can meet.
+
+    For a type: whether a member called ``name`` is reachable through
+    anonymous members, how many levels of calls the search makes below it
+    and how deep the deepest struct/union with members lies.  A subtree
+    without the name can then be skipped when the search would find nothing
+    there and hit neither depth bound: the same outcome, without walking it
+    (anonymous members shared by several parents are otherwise searched
+    once per path, exponentially).
+    """
+
+    def __init__(self, tbtf: Spec, name: str) -> None:
+        self.tbtf, self.name = tbtf, name
+        self.memo: Dict[int, Tuple[bool, int, int]] = {}
+        self.active: Set[int] = set()
+
+    def info(self, tid: int, level: int = 0) -> Tuple[bool, int, int]:
+        hit = self.memo.get(tid)
+        if hit is not None:
+            return hit
+        unknown = (True, _UNBOUNDED, _UNBOUNDED)  # never skipped: the search itself decides
+        if tid in self.active or level > SPEC_MAX_LEN + MAX_DEPTH:
+            return unknown  # a loop, or beyond where the search fails anyway
+        try:
+            _, t = _skip(self.tbtf, tid)
+        except (_Fail, BTFError):
+            return unknown
+        if not isinstance(t, T.COMPOSITES):
+            res = (False, 0, -1)
+        else:
+            self.active.add(tid)
+            try:
+                has, calls, deepest = False, 0, (0 if t.members else -1)
+                for m in t.members:
+                    if m.name:
+                        has = has or m.name == self.name
+                        continue
+                    h, c, d = self.info(m.type, level + 1)
+                    has = has or h
+                    calls = max(calls, c + 1)
+                    if d >= 0:
+                        deepest = max(deepest, d + 1)
+            finally:
+                self.active.discard(tid)
+            res = (has, calls, deepest)
+        self.memo[tid] = res
+        return res
+
+    def skippable(self, tid: int, depth: int, raw_len: int) -> bool:
+        """Searching ``tid`` at this depth with this raw spec length would find nothing and fail nowhere."""
+        has, calls, deepest = self.info(tid)
+        return not has and depth + calls <= MAX_DEPTH and raw_len + deepest < SPEC_MAX_LEN
 
 
 def _match_member(lbtf: Spec, lacc: Accessor, tbtf: Spec, tid: int, b: _Builder, depth: int = 0) -> Optional[int]:
     """Find the local named member in target type ``tid`` (anonymous members searched).
 
     Returns the target member's type id, or None when there is no compatible
-    member of that name.
+    member of that name.  As in libbpf, a member of that name that is not
+    compatible ends the search in its struct (its raw spec entry stays).
     """
     if depth > MAX_DEPTH:
         raise _Fail("anonymous members nested too deep")
@@ -495,15 +596,19 @@ def _match_member(lbtf: Spec, lacc: Accessor, tbtf: Spec, tid: int, b: _Builder,
     lt = lbtf.type(lacc.type_id)
     assert isinstance(lt, T.COMPOSITES)
     lm = lt.members[lacc.idx]
+    reach = b.anon.get(lm.name)
+    if reach is None:
+        reach = b.anon[lm.name] = _AnonReach(tbtf, lm.name)
     for i, m in enumerate(tt.members):
         if len(b.raw) == SPEC_MAX_LEN:
             raise _Fail("struct/union/array nesting too deep")
         b.bit += m.bit_offset
         b.raw.append(i)
         if not m.name:
-            found = _match_member(lbtf, lacc, tbtf, m.type, b, depth + 1)
-            if found is not None:
-                return found
+            if not reach.skippable(m.type, depth + 1, len(b.raw)):
+                found = _match_member(lbtf, lacc, tbtf, m.type, b, depth + 1)
+                if found is not None:
+                    return found
         elif m.name == lm.name:
             if fields_are_compat(lbtf, lm.type, tbtf, m.type):
                 b.acc.append(Accessor(tid, i, m.name))

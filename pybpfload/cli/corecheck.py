@@ -22,6 +22,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Sequence, Tuple
 
+from ..errors import BPFError
+
 __all__ = ["TargetResult", "RelocationReport", "Report", "check", "add_parser", "main"]
 
 OK, MISSING, POISONED, ERROR = "ok", "missing", "poisoned", "error"
@@ -106,16 +108,20 @@ class Report:
                 else:
                     lines.append(f"  {t.btf}: {t.status.upper()}: {t.detail}")
         bad = sum(not r.resolved_everywhere for r in self.relocations)
-        lines.append("portable: every relocation resolves on every target" if self.portable else f"NOT portable: {bad} relocation(s) do not resolve everywhere")
+        if self.portable:
+            lines.append("portable: every relocation resolves on every target")
+        elif bad or not self.errors:
+            lines.append(f"NOT portable: {bad} relocation(s) do not resolve everywhere")
+        else:
+            lines.append(f"NOT portable: {len(self.errors)} target BTF(s) could not be checked")
         return "\n".join(lines)
 
 
 def check(obj_path: "str | os.PathLike[str]", btf_paths: Sequence["str | os.PathLike[str]"]) -> Report:
     """Relocate every program of ``obj_path`` against each BTF in ``btf_paths`` (pure: no bpf(2))."""
     from ..btf.ext import parse_ext
-    from ..reloc.co_re import file_targets, relocate
-    from ..errors import BPFError
     from ..object import Object
+    from ..reloc.co_re import file_targets, relocate
 
     with Object.open(obj_path) as obj:
         model, local = obj.model, obj.btf
@@ -126,20 +132,25 @@ def check(obj_path: "str | os.PathLike[str]", btf_paths: Sequence["str | os.Path
     order: Dict[Tuple[str, str, int, int], Any] = {}
     for name in names:
         recs: Dict[Tuple[str, str, int, int], Any] = {}
-        if ext is not None and ext.core_relos:
-            assert local is not None
-            try:
-                rel = relocate(model, local, ext, file_targets(name), strict=False)
-            except BPFError as e:
-                errors.append((name, str(e)))
-                per_target.append(recs)
-                continue
-            for r in rel.records:
-                key = (r.function, r.section, r.insn, r.relo.insn_off)
-                if key not in recs:
-                    recs[key] = r
-                    order.setdefault(key, r)
         per_target.append(recs)
+        try:  # every target is read, relocations or not: an unreadable one is an error, never "portable"
+            targets = file_targets(name)
+        except (BPFError, OSError) as e:
+            errors.append((name, _message(e)))
+            continue
+        if ext is None or not ext.core_relos:
+            continue
+        assert local is not None
+        try:
+            rel = relocate(model, local, ext, targets, strict=False)
+        except BPFError as e:
+            errors.append((name, str(e)))
+            continue
+        for r in rel.records:
+            key = (r.function, r.section, r.insn, r.relo.insn_off)
+            if key not in recs:
+                recs[key] = r
+                order.setdefault(key, r)
     reports = []
     for key, first in order.items():
         results = []
@@ -161,6 +172,13 @@ def check(obj_path: "str | os.PathLike[str]", btf_paths: Sequence["str | os.Path
     return Report(os.fspath(obj_path), names, tuple(reports), tuple(errors))
 
 
+def _message(e: BaseException) -> str:
+    """One line for an error: BPFErrors say what failed; a bare OSError gets its file name."""
+    if isinstance(e, OSError) and not isinstance(e, BPFError):
+        return f"{e.filename}: {e.strerror}" if e.filename and e.strerror else (e.strerror or str(e))
+    return str(e)
+
+
 def _target_result(btf: str, r: Any) -> TargetResult:
     if r is None:
         return TargetResult(btf, ERROR, 0, "", "target BTF could not be read")
@@ -180,12 +198,19 @@ def _target_result(btf: str, r: Any) -> TargetResult:
 
 # ---------------------------------------------------------------- command line
 def _run(args: argparse.Namespace) -> int:
-    from ..errors import BPFError
+    """Exit status 0: portable, 1: not portable (or a target BTF cannot be read), 2: the check failed.
 
+    With ``--json`` stdout is JSON whatever happens: a report, or
+    ``{"object": ..., "btfs": [...], "portable": false, "error": MESSAGE}``.
+    """
     try:
         report = check(args.object, args.btf)
-    except BPFError as e:
-        print(f"pybpfload core: {e}")
+    except (BPFError, OSError) as e:
+        msg = _message(e)
+        if args.json:
+            print(json.dumps({"object": args.object, "btfs": list(args.btf), "portable": False, "error": msg}, indent=2))
+        else:
+            print(f"pybpfload core: {msg}")
         return 2
     print(json.dumps(report.to_json(), indent=2) if args.json else report.to_text())
     return 0 if report.portable else 1

@@ -132,6 +132,13 @@ _ATTACH_BTF_NAMES = {
 }
 
 
+# The bytes of an object name the kernel takes (bpf_obj_name_cpy): '_', '.' and isalnum() of
+# its Latin-1 ctype table (ASCII letters and digits, 0xc0-0xff but for 0xd7 and 0xf7).
+_KERNEL_NAME_BYTES = frozenset(
+    b"_.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" + bytes(b for b in range(0xC0, 0x100) if b not in (0xD7, 0xF7))
+)
+
+
 class _Load:
     """The state of one load, so that a failure can undo it."""
 
@@ -152,6 +159,7 @@ class _Load:
     # ------------------------------------------------------------ driver
     def run(self) -> None:
         self._check_prog_types()
+        self._check_prog_names()
         try:
             self._resolve_externs()
             self._init_struct_ops()
@@ -177,6 +185,25 @@ class _Load:
                 raise StateError(
                     f"prog {name!r}: missing BPF prog type, check ELF section name {prog.section_name!r} "
                     "(no known section prefix; set prog.type before load, or turn its autoload off)"
+                )
+
+    def _check_prog_names(self) -> None:
+        """Before any syscall: the name each program gives the kernel (its first 15 bytes) is one
+        the kernel takes.  libbpf passes it as is and the kernel refuses the load with EINVAL
+        and an empty verifier log; say what is wrong instead."""
+        from ..syscall.commands import OBJ_NAME_LEN
+
+        for name, prog in self.obj.programs.items():
+            if not prog.autoload or prog.loaded:
+                continue
+            raw = prog.name.encode("utf-8", "backslashreplace")[: OBJ_NAME_LEN - 1]
+            bad = next((b for b in raw if b not in _KERNEL_NAME_BYTES), None)
+            if bad is not None:
+                why = " (its ELF symbol name is not UTF-8)" if "\ufffd" in prog.name else ""
+                raise BPFOSError(
+                    errno.EINVAL,
+                    f"prog {ascii(name)}: invalid program name{why}: the kernel takes only letters, digits, '_' and '.' "
+                    f"in object names, and would get {raw!r} (byte {bad:#04x} refused)",
                 )
 
     def _rollback(self) -> None:
@@ -307,9 +334,11 @@ class _Load:
                 from ..kernel.maps import possible_cpus
 
                 m.max_entries = possible_cpus()
-            self._create_one(m, ms.name_for_kernel, btf_fd)
             if ms.internal:
+                self._create_internal(m, ms.name_for_kernel, btf_fd)
                 self._populate_internal(m, ms.kind)
+            else:
+                self._create_one(m, ms.name_for_kernel, btf_fd)
             if m.pinning == 1 and m.pin_path:
                 self._pin_new(m)
         # maps of maps: inner maps named in .maps initial values (libbpf's init_map_in_map_slots)
@@ -372,11 +401,31 @@ class _Load:
         self.created_maps.append(m)
         log.debug("map '%s': created struct_ops map, fd %d, kernel value type [%d]", m.name, m.fd, m.btf_vmlinux_value_type_id)
 
+    def _create_internal(self, m: "Map", kernel_name: str, btf_fd: int) -> None:
+        """A global data map; an all-zero image (.bss) is not uploaded: the kernel zero-fills a new array.
+
+        A NOBITS .bss may claim a size nothing in the file backs (1 GiB): uploading its
+        zeros would take a value buffer that large on top of the image.
+        """
+        image: Optional[bytes] = m._initial_value  # noqa: SLF001 - the loader drives the map's creation
+        if image is None or len(image) != m.value_size or image.count(0) != len(image):
+            self._create_one(m, kernel_name, btf_fd)
+            return
+        m.__dict__["_initial_value"] = None  # nothing for Map._create to write
+        try:
+            self._create_one(m, kernel_name, btf_fd)
+        finally:
+            m.__dict__["_initial_value"] = image  # initial_value reads the live map from now on
+
     def _populate_internal(self, m: "Map", kind: MapKind) -> None:
-        value = bytes(m.initial_value or bytes(m.value_size))
-        if len(value) != m.value_size:
+        # The image the map was created with (m.initial_value would read the live map back now).
+        # A new array map is zero-filled by the kernel: a zero image (.bss, unless the program's
+        # user wrote to it) has nothing to upload, and is never materialised here.
+        value: Optional[bytes] = m._initial_value  # noqa: SLF001 - the loader drives the map's creation
+        if value is not None and len(value) != m.value_size:
             raise BPFError(f"map {m.name!r}: initial value is {len(value)} bytes, the map's value is {m.value_size}")
-        m.update(0, value)
+        if value is not None and value.count(0) != len(value):
+            m.update(0, value)
         if kind in (MapKind.RODATA, MapKind.KCONFIG):
             m.freeze()
         log.debug("map '%s': initialised%s", m.name, " and frozen" if kind in (MapKind.RODATA, MapKind.KCONFIG) else "")
