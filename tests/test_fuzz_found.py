@@ -298,6 +298,23 @@ def test_field_relocation_through_shared_anonymous_members_is_not_exponential(le
         assert list(res.target.raw) == [0] * 28  # root, 26 anonymous levels, the member
 
 
+def test_type_relocation_on_prototypes_sharing_parameters_is_not_exponential() -> None:
+    """types_are_compat (TYPE_EXISTS) compares each pair of prototypes once, as types_match does."""
+    b, proto = _prototype_dag(15, through_pointers=True)  # 3**15 paths, 30 levels: within the bounds
+    td = b.add(T.Typedef(0, "callback_t", proto))
+    spec = b.spec()
+    t0 = time.monotonic()
+    assert C.types_are_compat(spec, td, spec, td) is True
+    for kind in (K.TYPE_EXISTS, K.TYPE_MATCHES):
+        res = C.calc_relo_insn(CoreRelo(0, td, 0, kind, "0"), spec, [C.Candidate(spec, td, "target")], "prog")
+        assert res.new_val == 1
+    assert time.monotonic() - t0 < 5
+    deeper, dproto = _prototype_dag(17, through_pointers=True)  # past libbpf's chain bound: an error, as before
+    dspec = deeper.spec()
+    with pytest.raises(C._Fail, match="too deep"):
+        C.types_are_compat(dspec, dproto, dspec, dproto)
+
+
 # ---------------------------------------------------------------- 4. a huge .bss
 def _big_bytes(objs: Any, limit: int = 64 << 20) -> List[str]:
     """Paths of bytes-like values over ``limit`` bytes reachable through dataclass/list/tuple/dict fields."""
