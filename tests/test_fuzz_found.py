@@ -131,6 +131,22 @@ def test_core_type_relocation_on_a_typedef_of_a_function_prototype(kind: CoreRel
     assert any("proc_handler (typedef id" in c for c in res.candidates)
 
 
+@pytest.mark.skipif(not os.path.exists(VMLINUX), reason="no kernel BTF")
+def test_core_check_of_a_type_exists_on_proc_handler() -> None:
+    """fixtures/fuzz_regressions/core_proc_handler.bpf.c: bpf_core_type_exists(proc_handler), as libbpf: 1."""
+    r = _cli("core", str(FUZZ / "core_proc_handler.bpf.o"), "--btf", VMLINUX, "--json")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    (rel,) = json.loads(r.stdout)["relocations"]
+    assert rel["kind"] == "TYPE_EXISTS" and rel["results"][0]["status"] == "ok" and rel["results"][0]["value"] == 1
+
+
+@pytest.mark.kernel
+def test_load_with_a_type_exists_on_proc_handler() -> None:
+    with Object.open(FUZZ / "core_proc_handler.bpf.o") as obj:
+        obj.load()
+        assert obj.programs["proc_handler_exists"].test_run(b"\0" * 64).retval == 2  # XDP_PASS
+
+
 # ---------------------------------------------------------------- 2. C dump of long modifier chains
 def _modifier_chain(n: int) -> Spec:
     b = Builder()
