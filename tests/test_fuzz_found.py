@@ -131,6 +131,22 @@ def test_core_type_relocation_on_a_typedef_of_a_function_prototype(kind: CoreRel
     assert any("proc_handler (typedef id" in c for c in res.candidates)
 
 
+@pytest.mark.skipif(not os.path.exists(VMLINUX), reason="no kernel BTF")
+def test_core_check_of_a_type_exists_on_proc_handler() -> None:
+    """fixtures/fuzz_regressions/core_proc_handler.bpf.c: bpf_core_type_exists(proc_handler), as libbpf: 1."""
+    r = _cli("core", str(FUZZ / "core_proc_handler.bpf.o"), "--btf", VMLINUX, "--json")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    (rel,) = json.loads(r.stdout)["relocations"]
+    assert rel["kind"] == "TYPE_EXISTS" and rel["results"][0]["status"] == "ok" and rel["results"][0]["value"] == 1
+
+
+@pytest.mark.kernel
+def test_load_with_a_type_exists_on_proc_handler() -> None:
+    with Object.open(FUZZ / "core_proc_handler.bpf.o") as obj:
+        obj.load()
+        assert obj.programs["proc_handler_exists"].test_run(b"\0" * 64).retval == 2  # XDP_PASS
+
+
 # ---------------------------------------------------------------- 2. C dump of long modifier chains
 def _modifier_chain(n: int) -> Spec:
     b = Builder()
@@ -296,6 +312,23 @@ def test_field_relocation_through_shared_anonymous_members_is_not_exponential(le
     else:
         assert res.target is not None and not res.poison and res.new_val == 0
         assert list(res.target.raw) == [0] * 28  # root, 26 anonymous levels, the member
+
+
+def test_type_relocation_on_prototypes_sharing_parameters_is_not_exponential() -> None:
+    """types_are_compat (TYPE_EXISTS) compares each pair of prototypes once, as types_match does."""
+    b, proto = _prototype_dag(15, through_pointers=True)  # 3**15 paths, 30 levels: within the bounds
+    td = b.add(T.Typedef(0, "callback_t", proto))
+    spec = b.spec()
+    t0 = time.monotonic()
+    assert C.types_are_compat(spec, td, spec, td) is True
+    for kind in (K.TYPE_EXISTS, K.TYPE_MATCHES):
+        res = C.calc_relo_insn(CoreRelo(0, td, 0, kind, "0"), spec, [C.Candidate(spec, td, "target")], "prog")
+        assert res.new_val == 1
+    assert time.monotonic() - t0 < 5
+    deeper, dproto = _prototype_dag(17, through_pointers=True)  # past libbpf's chain bound: an error, as before
+    dspec = deeper.spec()
+    with pytest.raises(C._Fail, match="too deep"):
+        C.types_are_compat(dspec, dproto, dspec, dproto)
 
 
 # ---------------------------------------------------------------- 4. a huge .bss

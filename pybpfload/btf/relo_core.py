@@ -314,43 +314,74 @@ def _parse_spec(btf: Spec, relo: CoreRelo) -> CoreSpec:
 
 # ---------------------------------------------------------------- compatibility
 def types_are_compat(lbtf: Spec, lid: int, tbtf: Spec, tid: int, level: int = MAX_DEPTH) -> bool:
-    """libbpf's bpf_core_types_are_compat (type-based relocations); names of roots already matched."""
-    if not _kind_core_compat(lbtf.type(lid), tbtf.type(tid)):
-        return False
-    for _ in range(MAX_DEPTH):
-        lid, lt = _skip(lbtf, lid)
-        tid, tt = _skip(tbtf, tid)
-        if not _kind_core_compat(lt, tt):
-            return False
-        if isinstance(lt, (T.Void, T.Struct, T.Union, T.Enum, T.Enum64, T.Fwd)):
-            return True
-        if isinstance(lt, T.Int):
-            assert isinstance(tt, T.Int)
-            return lt.offset == 0 and tt.offset == 0
-        if isinstance(lt, T.Pointer):
-            assert isinstance(tt, T.Pointer)
-            lid, tid = lt.type, tt.type
-            continue
-        if isinstance(lt, T.Array):
-            assert isinstance(tt, T.Array)
-            lid, tid = lt.type, tt.type
-            continue
-        if isinstance(lt, T.FuncProto):
-            assert isinstance(tt, T.FuncProto)
-            if len(lt.params) != len(tt.params):
-                return False
-            for lp, tp in zip(lt.params, tt.params):
-                if level <= 0:
-                    raise _Fail("function prototypes nested too deep")
-                a, _ = _skip(lbtf, lp.type)
-                b, _ = _skip(tbtf, tp.type)
-                if not types_are_compat(lbtf, a, tbtf, b, level - 1):
-                    return False
-            lid, _ = _skip(lbtf, lt.return_type)
-            tid, _ = _skip(tbtf, tt.return_type)
-            continue
-        return False
-    raise _Fail("type chain too deep")
+    """libbpf's bpf_core_types_are_compat (type-based relocations); names of roots already matched.
+
+    Function prototype parameters recurse with ``level`` (32) as in libbpf;
+    results are remembered for the call (with the level they needed) so that
+    prototypes sharing parameter types are compared once, not once per path.
+    """
+    return _TypesCompat(lbtf, tbtf).run(lid, tid, level)
+
+
+class _TypesCompat:
+    """One bpf_core_types_are_compat computation, memoised (see :class:`_TypesMatch`)."""
+
+    def __init__(self, lbtf: Spec, tbtf: Spec) -> None:
+        self.lbtf, self.tbtf = lbtf, tbtf
+        # (local id, target id) -> (result, the smallest level that computes it)
+        self.memo: Dict[Tuple[int, int], Tuple[bool, int]] = {}
+
+    def run(self, lid: int, tid: int, level: int) -> bool:
+        hit = self.memo.get((lid, tid))
+        if hit is not None:
+            if hit[1] > level:
+                raise _Fail("function prototypes nested too deep")
+            return hit[0]
+        ok, needed = self._compat(lid, tid, level)
+        self.memo[(lid, tid)] = (ok, needed)
+        return ok
+
+    def _compat(self, lid: int, tid: int, level: int) -> Tuple[bool, int]:
+        lbtf, tbtf = self.lbtf, self.tbtf
+        needed = 0
+        if not _kind_core_compat(lbtf.type(lid), tbtf.type(tid)):
+            return False, needed
+        for _ in range(MAX_DEPTH):
+            lid, lt = _skip(lbtf, lid)
+            tid, tt = _skip(tbtf, tid)
+            if not _kind_core_compat(lt, tt):
+                return False, needed
+            if isinstance(lt, (T.Void, T.Struct, T.Union, T.Enum, T.Enum64, T.Fwd)):
+                return True, needed
+            if isinstance(lt, T.Int):
+                assert isinstance(tt, T.Int)
+                return lt.offset == 0 and tt.offset == 0, needed
+            if isinstance(lt, T.Pointer):
+                assert isinstance(tt, T.Pointer)
+                lid, tid = lt.type, tt.type
+                continue
+            if isinstance(lt, T.Array):
+                assert isinstance(tt, T.Array)
+                lid, tid = lt.type, tt.type
+                continue
+            if isinstance(lt, T.FuncProto):
+                assert isinstance(tt, T.FuncProto)
+                if len(lt.params) != len(tt.params):
+                    return False, needed
+                for lp, tp in zip(lt.params, tt.params):
+                    if level <= 0:
+                        raise _Fail("function prototypes nested too deep")
+                    a, _ = _skip(lbtf, lp.type)
+                    b, _ = _skip(tbtf, tp.type)
+                    ok = self.run(a, b, level - 1)
+                    needed = max(needed, self.memo[(a, b)][1] + 1)
+                    if not ok:
+                        return False, needed
+                lid, _ = _skip(lbtf, lt.return_type)
+                tid, _ = _skip(tbtf, tt.return_type)
+                continue
+            return False, needed
+        raise _Fail("type chain too deep")
 
 
 def _names_essentially_equal(a: str, b: str) -> bool:
