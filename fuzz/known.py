@@ -38,15 +38,9 @@ class KnownBug:
 
 # Fixed meanwhile, their entries removed: RecursionError in btf/query.py describe/sizeof
 # on sizeless types (3b889cb), quadratic btf/cdump.py _order_type (1f45a8e), exponential
-# btf/core.py types_match (1fae0e9, c780255), non-UTF-8 program names (50f4d41).
-KNOWN: Tuple[KnownBug, ...] = (
-    KnownBug(
-        "bss-materialised",
-        "object.py _make_map gives a .bss map a bytes(value_size) image at open: a 1 GiB .bss is 1 GiB of zeros (fix in progress)",
-        ("MemoryError", "Hang", "OverflowError"),
-        ("pybpfload/object.py:_make_map",),
-    ),
-)
+# btf/core.py types_match (1fae0e9, c780255), non-UTF-8 program names (50f4d41), the
+# .bss image materialised at open (kernel/maps.py ZeroImage).
+KNOWN: Tuple[KnownBug, ...] = ()
 
 
 def match(exc_type: str, frames: Iterable[Tuple[str, str]]) -> Optional[KnownBug]:

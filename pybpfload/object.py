@@ -545,12 +545,12 @@ def _check_options(
 
 def _make_map(ms: "MapSpec") -> "Map":
     from .elf.model import MapKind
-    from .kernel.maps import Map
+    from .kernel.maps import Map, ZeroImage
 
     inner = _make_map(ms.inner) if ms.inner is not None else None
     initial = ms.initial_value
     if ms.kind in (MapKind.BSS, MapKind.KCONFIG):  # zero-filled until load, as libbpf's mmaped copy
-        initial = bytes(ms.value_size)
+        initial = ZeroImage(ms.value_size)  # type: ignore[assignment]
     return Map(
         ms.name,
         ms.type,

@@ -395,10 +395,6 @@ def test_loading_a_1gib_bss_uploads_nothing(traced: None) -> None:
 
 
 @pytest.mark.kernel
-@pytest.mark.xfail(
-    strict=True,
-    reason="object.py's _make_map still gives the .bss Map a bytes(value_size) image at open (and keeps it after close)",
-)
 def test_a_1gib_bss_holds_no_memory_from_open_to_close(traced: None) -> None:
     obj = Object.open(FUZZ / "bss_1gib.bpf.o")
     try:

@@ -180,6 +180,29 @@ class _Bufs:
         self.next_first_ref = ctypes.byref(first)
 
 
+class ZeroImage:
+    """An all-zero initial image of ``size`` bytes, never materialised unless read:
+    a NOBITS ``.bss`` may claim 1 GiB that nothing in the file backs, and the kernel
+    zero-fills a new array anyway (``initial_value`` still reads as bytes)."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def count(self, byte: int) -> int:
+        return self.size if byte == 0 else 0
+
+    def __bytes__(self) -> bytes:
+        return bytes(self.size)
+
+    def __repr__(self) -> str:
+        return f"ZeroImage({self.size})"
+
+
 class Map(Strict, FdObject):
     """One BPF map: a definition until created, then the owner of its fd.
 
@@ -336,11 +359,14 @@ class Map(Strict, FdObject):
         """
         image = self._initial_value
         if image is None or self.type != MapType.BPF_MAP_TYPE_ARRAY or not self.created:
-            return image
+            return bytes(image) if isinstance(image, ZeroImage) else image
         return self._lookup_raw(0)
 
     @initial_value.setter
     def initial_value(self, value: Optional[bytes]) -> None:
+        if isinstance(value, ZeroImage):
+            self.__dict__["_initial_value"] = value
+            return
         if value is not None:
             try:
                 value = bytes(memoryview(value).cast("B"))
@@ -348,7 +374,7 @@ class Map(Strict, FdObject):
                 raise BPFError(f"map {self.name!r}: initial_value must be bytes-like or None, not {type(value).__name__}") from None
         self.__dict__["_initial_value"] = value
 
-    _initial_value: Optional[bytes]
+    _initial_value: "Optional[Union[bytes, ZeroImage]]"
 
     @classmethod
     def create(
@@ -376,6 +402,8 @@ class Map(Strict, FdObject):
         self._check_definable()
         self._check_formats()
         init = self._initial_value if self.type == MapType.BPF_MAP_TYPE_ARRAY else None
+        if isinstance(init, ZeroImage) and len(init) == self.value_size:
+            init = None  # the kernel zero-fills a new array: nothing to write
         if init is not None and len(init) != self.value_size:
             raise BPFError(f"map {self.name!r}: initial value is {len(init)} bytes, the map's value is {self.value_size}")
         inner_fd = 0
@@ -415,6 +443,7 @@ class Map(Strict, FdObject):
         self._adopt(fd)
         if init is not None:  # an array starts with its initial value (libbpf populates global data maps)
             try:
+                assert isinstance(init, bytes)  # a ZeroImage of the right size was dropped above
                 self._update_raw(0, init, "BPF_MAP_UPDATE_ELEM (initial value)")
             except BaseException:
                 self._uncreate()

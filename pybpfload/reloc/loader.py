@@ -407,7 +407,7 @@ class _Load:
         A NOBITS .bss may claim a size nothing in the file backs (1 GiB): uploading its
         zeros would take a value buffer that large on top of the image.
         """
-        image: Optional[bytes] = m._initial_value  # noqa: SLF001 - the loader drives the map's creation
+        image: Any = m._initial_value  # bytes or a ZeroImage; the loader drives the map's creation
         if image is None or len(image) != m.value_size or image.count(0) != len(image):
             self._create_one(m, kernel_name, btf_fd)
             return
@@ -421,7 +421,7 @@ class _Load:
         # The image the map was created with (m.initial_value would read the live map back now).
         # A new array map is zero-filled by the kernel: a zero image (.bss, unless the program's
         # user wrote to it) has nothing to upload, and is never materialised here.
-        value: Optional[bytes] = m._initial_value  # noqa: SLF001 - the loader drives the map's creation
+        value: Any = m._initial_value  # bytes or a ZeroImage; the loader drives the map's creation
         if value is not None and len(value) != m.value_size:
             raise BPFError(f"map {m.name!r}: initial value is {len(value)} bytes, the map's value is {m.value_size}")
         if value is not None and value.count(0) != len(value):
