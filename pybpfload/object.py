@@ -21,6 +21,7 @@ from .errors import BPFOSError, ParseError, StateError
 if TYPE_CHECKING:  # pragma: no cover
     from .btf import Spec
     from .elf.model import ElfModel, ExternSpec, MapSpec, ProgramSpec
+    from .kernel.globalvars import SectionVars
     from .kernel.maps import Map
     from .kernel.program import Program
 
@@ -319,6 +320,56 @@ class Object(Strict):
         """The ELF model of map ``name``: definition, BTF ids, initial slots."""
         return self._map_specs.get(name)
 
+    # ------------------------------------------------------------ global variables
+    @property
+    def globals(self) -> Mapping[str, "SectionVars"]:
+        """Each data section's variables by section name (``obj.globals[".data.custom"].val``).
+
+        Typed by the object's BTF; before load they read and write the image each
+        internal map will be created with, after load the live map (see
+        :mod:`pybpfload.kernel.globalvars`).
+        """
+        g = self.__dict__.get("_globals")
+        if g is None:
+            from .kernel.globalvars import SectionVars, section_kind
+
+            btf = self.btf
+            g = {}
+            for ms in self.model.maps:
+                kind = section_kind(ms.real_name) if ms.kind.internal else None
+                if kind is None or btf is None or ms.name not in self._maps:
+                    continue
+                g[ms.real_name] = SectionVars(self._maps[ms.name], ms.real_name, btf, kind)
+            self.__dict__["_globals"] = g
+        return _NamedView(g, "data section", {}, self.name)
+
+    def _section(self, section: str) -> "SectionVars":
+        _ = self.globals
+        sv = self.__dict__["_globals"].get(section)
+        if sv is None:
+            from .errors import UnknownAttributeError
+
+            have = ", ".join(self.__dict__["_globals"]) or "none"
+            raise UnknownAttributeError(f"object {self.name!r} has no {section} section; its data sections: {have}")
+        return sv
+
+    @property
+    def rodata(self) -> "SectionVars":
+        """The ``.rodata`` variables (``const volatile``): writable until load, then frozen."""
+        return self._section(".rodata")
+
+    @property
+    def data(self) -> "SectionVars":
+        """The ``.data`` variables."""
+        return self._section(".data")
+
+    @property
+    def bss(self) -> "SectionVars":
+        """The ``.bss`` variables."""
+        return self._section(".bss")
+
+    # .kconfig's variables are obj.globals[".kconfig"] (read-only): obj.kconfig is the kconfig option's text
+
     # ------------------------------------------------------------ loading
     def load(self) -> "Object":
         """Load the object into the kernel (bpf_object__load); returns self.
@@ -465,6 +516,8 @@ class Object(Strict):
             link.close()
         for p in self._programs.values():
             p.close()
+        for sv in (self.__dict__.get("_globals") or {}).values():
+            sv._close()
         for m in self._maps.values():
             m.close()
         if self._btf_handle is not None:

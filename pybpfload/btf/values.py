@@ -419,8 +419,8 @@ class _Composite(Codec):
             g["unpack_all"] = struct.Struct(fmt + "x" * (self.size - pos)).unpack
             g["error"] = struct.error
             g["slow"] = self._unpack_slow
-            names = ", ".join("o." + f.name for f in plain) + ("," if len(plain) == 1 else "")
-            src = f"def unpack(b):\n try:\n  t = unpack_all(b)\n except error:\n  return slow(b)\n o = new(cls)\n {names} = t\n return o"
+            targets = ", ".join("o." + f.name for f in plain) + ("," if len(plain) == 1 else "")
+            src = f"def unpack(b):\n try:\n  t = unpack_all(b)\n except error:\n  return slow(b)\n o = new(cls)\n {targets} = t\n return o"
             exec(src, g)  # noqa: S102 - as above
             self.unpack = g["unpack"]  # type: ignore[method-assign]
 

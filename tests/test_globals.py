@@ -1,0 +1,110 @@
+"""Global variables by name (obj.rodata.x, obj.bss.y, obj.globals[".data.custom"].z).
+
+Before load the values live in the internal maps' initial images; after load
+in the live maps: what the API writes, the BPF program (BPF_PROG_TEST_RUN)
+reads, and what the program writes, the API reads.  Both the clang 14 and the
+clang 19 build of fixtures/src/global_data.bpf.c.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from pybpfload.errors import BPFError, StateError, UnknownAttributeError
+from pybpfload.object import Object
+
+from .conftest import fixture_path
+
+BUILDS = ["global_data.bpf.o", "global_data.clang19.bpf.o"]
+
+
+@pytest.fixture(params=BUILDS)
+def obj(request: pytest.FixtureRequest) -> Object:
+    o = Object.open(fixture_path(request.param))
+    yield o  # type: ignore[misc]
+    o.close()
+
+
+def test_read_before_load(obj: Object) -> None:
+    assert obj.rodata.threshold == 100
+    assert obj.rodata.banner == b"hello" and obj.rodata.banner.raw == b"hello\0\0\0"
+    assert obj.data.counter == 7
+    assert obj.bss.hits == 0
+    assert obj.globals[".data.custom"].custom_val == 42
+    assert obj.globals[".rodata.custom"].custom_ro == 9
+    assert obj.globals[".data.a_rather_long_name"].big_array[:3] == b"\x01\x02\x03"
+    assert set(obj.globals) >= {".data", ".rodata", ".bss", ".data.custom", ".rodata.custom"}
+
+
+def test_write_before_load_goes_into_the_image(obj: Object) -> None:
+    obj.rodata.threshold = 5
+    obj.rodata.banner = "hi"
+    ro = obj.maps[".rodata"].initial_value
+    assert ro is not None
+    off = {n: o for n, o in _layout(obj, ".rodata").items()}
+    assert struct.unpack_from("i", ro, off["threshold"])[0] == 5
+    assert ro[off["banner"] : off["banner"] + 8] == b"hi" + bytes(6)
+    assert obj.rodata.threshold == 5 and obj.rodata["banner"] == b"hi"
+
+
+def _layout(obj: Object, section: str) -> dict:
+    btf = obj.btf
+    assert btf is not None
+    ds = btf.type(btf.find_id(section))
+    return {btf.name_of(v.type): v.offset for v in ds.vars}  # type: ignore[attr-defined]
+
+
+def test_unknown_names_and_values_that_do_not_fit(obj: Object) -> None:
+    image = obj.maps[".rodata"].initial_value
+    with pytest.raises(UnknownAttributeError, match="threshold") as e:
+        obj.rodata.thresold = 1
+    assert isinstance(e.value, AttributeError) and isinstance(e.value, BPFError)
+    with pytest.raises(UnknownAttributeError, match="its variables: threshold, banner"):
+        _ = obj.rodata.nothing
+    with pytest.raises(BPFError, match=r"^\.rodata\.threshold: 1099511627776 does not fit int"):
+        obj.rodata.threshold = 2**40
+    with pytest.raises(BPFError, match=r"^\.rodata\.banner: 9 bytes do not fit"):
+        obj.rodata.banner = b"123456789"
+    assert obj.maps[".rodata"].initial_value == image  # nothing written
+    assert not hasattr(obj.rodata, "thresold")
+    with pytest.raises(UnknownAttributeError, match="no .kconfig section"):
+        obj._section(".kconfig")
+
+
+@pytest.mark.kernel
+def test_globals_round_trip_through_the_program(obj: Object) -> None:
+    obj.rodata.threshold = 5
+    obj.load()
+    assert obj.rodata.threshold == 5
+    prog = obj.programs["use_globals"]
+    prog.test_run(bytes(64))
+    assert obj.bss.hits == 1
+    assert obj.data.counter == 7 + 5 + ord("h") + 9 + 2 + 5
+    assert obj.globals[".data.custom"].custom_val == 43
+    # written through the API (mmap for these BPF_F_MMAPABLE maps), read by the program
+    obj.bss.hits = 1000
+    obj.data.counter = 0
+    obj.globals[".data.a_rather_long_name"].big_array = bytes([0, 50])
+    prog.test_run(bytes(64))
+    assert obj.bss.hits == 1001
+    assert obj.data.counter == 5 + ord("h") + 9 + 50 + 5
+    assert obj.bss._asdict()["hits"] == 1001
+    with pytest.raises(StateError, match="frozen"):
+        obj.rodata.threshold = 6
+    assert obj.rodata.threshold == 5
+
+
+@pytest.mark.kernel
+def test_globals_without_mmap_use_element_zero() -> None:
+    with Object.open(fixture_path("global_data.bpf.o")) as o:
+        m = o.maps[".bss"]
+        m.flags &= ~(1 << 10)  # no BPF_F_MMAPABLE: lookup / update of element 0
+        o.load()
+        o.programs["use_globals"].test_run(bytes(64))
+        assert o.bss.hits == 1
+        o.bss.hits = 41
+        o.programs["use_globals"].test_run(bytes(64))
+        assert o.bss.hits == 42
+        assert o.bss._mm is None
