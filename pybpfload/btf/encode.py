@@ -8,7 +8,6 @@ to the input when nothing was changed.
 
 from __future__ import annotations
 
-import dataclasses
 from array import array
 from typing import Dict, Iterable, Iterator, List, Optional, Union
 
@@ -170,7 +169,7 @@ class Builder:
 
     Start empty (``Builder()``), from a Spec (``Builder.from_spec(spec)``), or
     split on top of a base Spec (``Builder(base=vmlinux)``).  Types are the
-    frozen dataclasses of :mod:`types`; their ``id`` field is assigned here.
+    immutable records of :mod:`types`; their ``id`` field is assigned here.
     """
 
     def __init__(self, base: Optional[Spec] = None, strings: Optional[StringTable] = None, flags: int = 0) -> None:
@@ -217,8 +216,8 @@ class Builder:
     @staticmethod
     def _normalise(t: T.Type, tid: int) -> T.Type:
         if isinstance(t, T.COMPOSITES) and not t.kflag and any(m.bitfield_size for m in t.members):
-            return dataclasses.replace(t, id=tid, kflag=True)  # bitfields need the kind_flag encoding
-        return dataclasses.replace(t, id=tid)
+            return T.replace(t, id=tid, kflag=True)  # bitfields need the kind_flag encoding
+        return T.replace(t, id=tid)
 
     def add(self, t: T.Type) -> int:
         """Append a type; returns its new id (the ``id`` it carried is ignored)."""

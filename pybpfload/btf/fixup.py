@@ -13,7 +13,6 @@ All of them edit a :class:`~.encode.Builder` in place.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, fields
 from typing import Collection, Mapping
 
@@ -66,7 +65,7 @@ def fixup_datasecs(
             raise BTFError(f"DATASEC [{t.id}] has no name")
         size = t.size
         if t.name in (KCONFIG_SEC, KSYMS_SEC):
-            btf.replace(t.id, dataclasses.replace(t, vars=tuple(sorted(t.vars, key=lambda v: v.offset))))
+            btf.replace(t.id, T.replace(t, vars=tuple(sorted(t.vars, key=lambda v: v.offset))))
             continue
         fix_offsets = size == 0
         if fix_offsets:
@@ -84,19 +83,19 @@ def fixup_datasecs(
             if var.name not in symbol_offsets:
                 raise BTFError(f"sec {t.name!r}: failed to find ELF symbol for VAR {var.name!r}")
             if fix_offsets:
-                v = dataclasses.replace(v, offset=symbol_offsets[var.name])
+                v = T.replace(v, offset=symbol_offsets[var.name])
             if var.name in hidden:
-                btf.replace(var.id, dataclasses.replace(var, linkage=T.LINKAGE_STATIC))
+                btf.replace(var.id, T.replace(var, linkage=T.LINKAGE_STATIC))
             new_vars.append(v)
         new_vars.sort(key=lambda v: v.offset)
-        btf.replace(t.id, dataclasses.replace(t, size=size, vars=tuple(new_vars)))
+        btf.replace(t.id, T.replace(t, size=size, vars=tuple(new_vars)))
 
 
 def mark_funcs_static(btf: Builder, names: Collection[str]) -> None:
     """Make the global FUNCs called ``names`` static (hidden subprograms)."""
     for t in list(btf):
         if isinstance(t, T.Func) and t.linkage == T.LINKAGE_GLOBAL and t.name in names:
-            btf.replace(t.id, dataclasses.replace(t, linkage=T.LINKAGE_STATIC))
+            btf.replace(t.id, T.replace(t, linkage=T.LINKAGE_STATIC))
 
 
 def needs_sanitizing(features: BtfFeatures) -> bool:
@@ -139,20 +138,20 @@ def sanitize(btf: Builder, features: BtfFeatures) -> None:
                 members.append(T.Member(var.name, v.type, v.offset * 8, 0))
             new = T.Struct(t.id, _c_ident(t.name), t.size, tuple(members))
         elif not features.qmark_datasec and isinstance(t, T.Datasec) and t.name.startswith("?"):
-            new = dataclasses.replace(t, name="_" + t.name[1:])
+            new = T.replace(t, name="_" + t.name[1:])
         elif not features.func and isinstance(t, T.FuncProto):
             # kernel-enforced enum size; the params become enumerators (name, type id as value)
             new = T.Enum(t.id, t.name, 4, tuple(T.EnumValue(p.name, p.type) for p in t.params), False)
         elif not features.func and isinstance(t, T.Func):
             new = T.Typedef(t.id, t.name, t.type)
         elif not features.func_global and isinstance(t, T.Func):
-            new = dataclasses.replace(t, linkage=T.LINKAGE_STATIC)
+            new = T.replace(t, linkage=T.LINKAGE_STATIC)
         elif not features.float and isinstance(t, T.Float):
             new = T.Struct(t.id, "", t.size, ())
         elif not features.type_tag and isinstance(t, T.TypeTag):
             new = T.Const(t.id, "", t.type)
         elif not features.enum64 and isinstance(t, T.Enum):
-            new = dataclasses.replace(t, signed=False, values=tuple(T.EnumValue(v.name, v.value & 0xFFFFFFFF) for v in t.values))
+            new = T.replace(t, signed=False, values=tuple(T.EnumValue(v.name, v.value & 0xFFFFFFFF) for v in t.values))
         elif not features.enum64 and isinstance(t, T.Enum64):
             if placeholder == 0:
                 placeholder = btf.add(T.Int(0, "enum64_placeholder", 1, 0, 0, 8))

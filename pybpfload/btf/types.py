@@ -1,14 +1,20 @@
-"""The BTF type model: one small frozen dataclass per kind.
+"""The BTF type model: one small immutable record class per kind.
 
 Types refer to other types by id; resolve them through the owning
 :class:`pybpfload.btf.Spec` (``spec.type(t.type)``).  Type id 0 is ``void``.
+
+The records behave as frozen dataclasses did (field-wise ``==`` between
+instances of one class, ``hash``, ``repr``, positional and keyword
+construction, assignment refused) but are plain classes with ``__slots__``:
+defining 25 dataclasses cost ~30 ms of every process's start-up.  Copy one
+with a change with :func:`replace` (what ``dataclasses.replace`` did).
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import Tuple
+from operator import attrgetter
+from typing import Any, ClassVar, Tuple, TypeVar
 
 
 class Kind(enum.IntEnum):
@@ -45,184 +51,397 @@ LINKAGE_GLOBAL = 1
 LINKAGE_EXTERN = 2
 
 
-@dataclass(frozen=True)
-class Type:
+class FrozenInstanceError(AttributeError):
+    """Assignment to a field of a BTF type (they are immutable, as frozen dataclasses)."""
+
+
+_set = object.__setattr__
+R = TypeVar("R", bound="_Record")
+
+
+class _Record:
+    """Field-wise equality, hash and repr over ``_fields``, frozen."""
+
+    __slots__ = ()
+    _fields: ClassVar[Tuple[str, ...]] = ()
+    _values: ClassVar[attrgetter[Tuple[Any, ...]]]
+
+    def __init_subclass__(cls) -> None:
+        cls._values = attrgetter(*cls._fields)  # every record has >= 2 fields: it returns a tuple
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self._values(self) == self._values(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values(self))
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__qualname__}({', '.join(f'{f}={v!r}' for f, v in zip(self._fields, self._values(self)))})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        return self.__class__, self._values(self)
+
+
+def replace(obj: R, **changes: Any) -> R:
+    """A copy of ``obj`` with some fields changed (``dataclasses.replace`` for BTF types)."""
+    values = dict(zip(obj._fields, obj._values(obj)))
+    for k in changes:
+        if k not in values:
+            raise TypeError(f"{obj.__class__.__name__} has no field {k!r}")
+    values.update(changes)
+    return obj.__class__(**values)  # type: ignore[call-arg]
+
+
+class Type(_Record):
+    __slots__ = ("id", "name")
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name")
     id: int
     name: str
-
     kind = Kind.UNKN
 
+    def __init__(self, id: int, name: str) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
 
-@dataclass(frozen=True)
+
 class Void(Type):
+    __slots__ = ()
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name")
     kind = Kind.UNKN
 
+    def __init__(self, id: int, name: str) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
 
-@dataclass(frozen=True)
+
 class Int(Type):
+    __slots__ = ("size", "encoding", "offset", "bits")
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "size", "encoding", "offset", "bits")
     size: int
     encoding: int
     offset: int
     bits: int
-
     kind = Kind.INT
+
+    def __init__(self, id: int, name: str, size: int, encoding: int, offset: int, bits: int) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "size", size)
+        _set(self, "encoding", encoding)
+        _set(self, "offset", offset)
+        _set(self, "bits", bits)
 
     @property
     def signed(self) -> bool:
         return bool(self.encoding & INT_SIGNED)
 
 
-@dataclass(frozen=True)
 class Pointer(Type):
+    __slots__ = ("type",)
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "type")
     type: int
     kind = Kind.PTR
 
+    def __init__(self, id: int, name: str, type: int) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "type", type)
 
-@dataclass(frozen=True)
+
 class Array(Type):
+    __slots__ = ("type", "index_type", "nelems")
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "type", "index_type", "nelems")
     type: int
     index_type: int
     nelems: int
     kind = Kind.ARRAY
 
+    def __init__(self, id: int, name: str, type: int, index_type: int, nelems: int) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "type", type)
+        _set(self, "index_type", index_type)
+        _set(self, "nelems", nelems)
 
-@dataclass(frozen=True)
-class Member:
+
+class Member(_Record):
+    __slots__ = ("name", "type", "bit_offset", "bitfield_size")
+    _fields: ClassVar[Tuple[str, ...]] = ("name", "type", "bit_offset", "bitfield_size")
     name: str
     type: int
     bit_offset: int
     bitfield_size: int  # 0 when not a bitfield
 
+    def __init__(self, name: str, type: int, bit_offset: int, bitfield_size: int) -> None:
+        _set(self, "name", name)
+        _set(self, "type", type)
+        _set(self, "bit_offset", bit_offset)
+        _set(self, "bitfield_size", bitfield_size)
 
-@dataclass(frozen=True)
+
 class Struct(Type):
+    __slots__ = ("size", "members", "kflag")
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "size", "members", "kflag")
     size: int
     members: Tuple[Member, ...]
-    # kind_flag: member offsets carry a bitfield size; set when any member is a bitfield
-    kflag: bool = False
+    kflag: bool  # kind_flag: member offsets carry a bitfield size; set when any member is a bitfield
     kind = Kind.STRUCT
 
+    def __init__(self, id: int, name: str, size: int, members: Tuple[Member, ...], kflag: bool = False) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "size", size)
+        _set(self, "members", members)
+        _set(self, "kflag", kflag)
 
-@dataclass(frozen=True)
+
 class Union(Type):
+    __slots__ = ("size", "members", "kflag")
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "size", "members", "kflag")
     size: int
     members: Tuple[Member, ...]
-    kflag: bool = False
+    kflag: bool
     kind = Kind.UNION
 
+    def __init__(self, id: int, name: str, size: int, members: Tuple[Member, ...], kflag: bool = False) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "size", size)
+        _set(self, "members", members)
+        _set(self, "kflag", kflag)
 
-@dataclass(frozen=True)
-class EnumValue:
+
+class EnumValue(_Record):
+    __slots__ = ("name", "value")
+    _fields: ClassVar[Tuple[str, ...]] = ("name", "value")
     name: str
     value: int
 
+    def __init__(self, name: str, value: int) -> None:
+        _set(self, "name", name)
+        _set(self, "value", value)
 
-@dataclass(frozen=True)
+
 class Enum(Type):
+    __slots__ = ("size", "values", "signed")
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "size", "values", "signed")
     size: int
     values: Tuple[EnumValue, ...]
     signed: bool
     kind = Kind.ENUM
 
+    def __init__(self, id: int, name: str, size: int, values: Tuple[EnumValue, ...], signed: bool) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "size", size)
+        _set(self, "values", values)
+        _set(self, "signed", signed)
 
-@dataclass(frozen=True)
+
 class Enum64(Type):
+    __slots__ = ("size", "values", "signed")
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "size", "values", "signed")
     size: int
     values: Tuple[EnumValue, ...]
     signed: bool
     kind = Kind.ENUM64
 
+    def __init__(self, id: int, name: str, size: int, values: Tuple[EnumValue, ...], signed: bool) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "size", size)
+        _set(self, "values", values)
+        _set(self, "signed", signed)
 
-@dataclass(frozen=True)
+
 class Fwd(Type):
+    __slots__ = ("is_union",)
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "is_union")
     is_union: bool
     kind = Kind.FWD
 
+    def __init__(self, id: int, name: str, is_union: bool) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "is_union", is_union)
 
-@dataclass(frozen=True)
+
 class Typedef(Type):
+    __slots__ = ("type",)
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "type")
     type: int
     kind = Kind.TYPEDEF
 
+    def __init__(self, id: int, name: str, type: int) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "type", type)
 
-@dataclass(frozen=True)
+
 class Volatile(Type):
+    __slots__ = ("type",)
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "type")
     type: int
     kind = Kind.VOLATILE
 
+    def __init__(self, id: int, name: str, type: int) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "type", type)
 
-@dataclass(frozen=True)
+
 class Const(Type):
+    __slots__ = ("type",)
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "type")
     type: int
     kind = Kind.CONST
 
+    def __init__(self, id: int, name: str, type: int) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "type", type)
 
-@dataclass(frozen=True)
+
 class Restrict(Type):
+    __slots__ = ("type",)
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "type")
     type: int
     kind = Kind.RESTRICT
 
+    def __init__(self, id: int, name: str, type: int) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "type", type)
 
-@dataclass(frozen=True)
+
 class TypeTag(Type):
+    __slots__ = ("type", "kflag")
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "type", "kflag")
     type: int
-    kflag: bool = False  # the tag is an __attribute__ rather than btf_type_tag
+    kflag: bool  # the tag is an __attribute__ rather than btf_type_tag
     kind = Kind.TYPE_TAG
 
+    def __init__(self, id: int, name: str, type: int, kflag: bool = False) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "type", type)
+        _set(self, "kflag", kflag)
 
-@dataclass(frozen=True)
+
 class Func(Type):
+    __slots__ = ("type", "linkage")
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "type", "linkage")
     type: int
     linkage: int
     kind = Kind.FUNC
 
+    def __init__(self, id: int, name: str, type: int, linkage: int) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "type", type)
+        _set(self, "linkage", linkage)
 
-@dataclass(frozen=True)
-class Param:
+
+class Param(_Record):
+    __slots__ = ("name", "type")
+    _fields: ClassVar[Tuple[str, ...]] = ("name", "type")
     name: str
     type: int
 
+    def __init__(self, name: str, type: int) -> None:
+        _set(self, "name", name)
+        _set(self, "type", type)
 
-@dataclass(frozen=True)
+
 class FuncProto(Type):
+    __slots__ = ("return_type", "params")
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "return_type", "params")
     return_type: int
     params: Tuple[Param, ...]
     kind = Kind.FUNC_PROTO
 
+    def __init__(self, id: int, name: str, return_type: int, params: Tuple[Param, ...]) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "return_type", return_type)
+        _set(self, "params", params)
 
-@dataclass(frozen=True)
+
 class Var(Type):
+    __slots__ = ("type", "linkage")
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "type", "linkage")
     type: int
     linkage: int
     kind = Kind.VAR
 
+    def __init__(self, id: int, name: str, type: int, linkage: int) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "type", type)
+        _set(self, "linkage", linkage)
 
-@dataclass(frozen=True)
-class VarSecinfo:
+
+class VarSecinfo(_Record):
+    __slots__ = ("type", "offset", "size")
+    _fields: ClassVar[Tuple[str, ...]] = ("type", "offset", "size")
     type: int
     offset: int
     size: int
 
+    def __init__(self, type: int, offset: int, size: int) -> None:
+        _set(self, "type", type)
+        _set(self, "offset", offset)
+        _set(self, "size", size)
 
-@dataclass(frozen=True)
+
 class Datasec(Type):
+    __slots__ = ("size", "vars")
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "size", "vars")
     size: int
     vars: Tuple[VarSecinfo, ...]
     kind = Kind.DATASEC
 
+    def __init__(self, id: int, name: str, size: int, vars: Tuple[VarSecinfo, ...]) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "size", size)
+        _set(self, "vars", vars)
 
-@dataclass(frozen=True)
+
 class Float(Type):
+    __slots__ = ("size",)
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "size")
     size: int
     kind = Kind.FLOAT
 
+    def __init__(self, id: int, name: str, size: int) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "size", size)
 
-@dataclass(frozen=True)
+
 class DeclTag(Type):
+    __slots__ = ("type", "component_idx", "kflag")
+    _fields: ClassVar[Tuple[str, ...]] = ("id", "name", "type", "component_idx", "kflag")
     type: int
     component_idx: int  # -1: the type itself; else the member or parameter index
-    kflag: bool = False  # the tag is an __attribute__ rather than btf_decl_tag
+    kflag: bool  # the tag is an __attribute__ rather than btf_decl_tag
     kind = Kind.DECL_TAG
+
+    def __init__(self, id: int, name: str, type: int, component_idx: int, kflag: bool = False) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "type", type)
+        _set(self, "component_idx", component_idx)
+        _set(self, "kflag", kflag)
 
 
 MODIFIERS = (Typedef, Volatile, Const, Restrict, TypeTag)

@@ -779,8 +779,6 @@ def _fixup_extern_btf(b: "Builder", externs: Iterable["ExternSpec"]) -> None:
     turn global and point their DATASEC slot at a "dummy_ksym" variable);
     .kconfig: VARs become allocated, at their offsets in the .kconfig map.
     """
-    import dataclasses
-
     from ..btf import types as T
 
     GLOBAL_ALLOCATED = 1
@@ -799,13 +797,13 @@ def _fixup_extern_btf(b: "Builder", externs: Iterable["ExternSpec"]) -> None:
                     proto = b.type(vt.type)
                     if isinstance(proto, T.FuncProto):
                         params = tuple(p if p.name or not p.type else T.Param("dummy_ksym", p.type) for p in proto.params)
-                        b.replace(proto.id, dataclasses.replace(proto, params=params))
-                    b.replace(vt.id, dataclasses.replace(vt, linkage=T.LINKAGE_GLOBAL))
+                        b.replace(proto.id, T.replace(proto, params=params))
+                    b.replace(vt.id, T.replace(vt, linkage=T.LINKAGE_GLOBAL))
                     new_vars.append(T.VarSecinfo(dummy, i * 4, 4))
                 else:
-                    b.replace(vt.id, dataclasses.replace(vt, linkage=GLOBAL_ALLOCATED, type=int_id))  # type: ignore[call-arg]
+                    b.replace(vt.id, T.replace(vt, linkage=GLOBAL_ALLOCATED, type=int_id))
                     new_vars.append(T.VarSecinfo(v.type, i * 4, 4))
-            b.replace(t.id, dataclasses.replace(t, size=4 * len(t.vars), vars=tuple(new_vars)))
+            b.replace(t.id, T.replace(t, size=4 * len(t.vars), vars=tuple(new_vars)))
         else:
             offsets = {e.name: e for e in externs if e.kind is ExternKind.KCONFIG}
             end = max((e.kcfg_offset + e.kcfg_size for e in offsets.values()), default=0)
@@ -815,9 +813,9 @@ def _fixup_extern_btf(b: "Builder", externs: Iterable["ExternSpec"]) -> None:
                 if e is None:
                     raise BPFError(f"no extern definition for BTF var {vt.name!r} in .kconfig")
                 assert isinstance(vt, T.Var)
-                b.replace(vt.id, dataclasses.replace(vt, linkage=GLOBAL_ALLOCATED))
+                b.replace(vt.id, T.replace(vt, linkage=GLOBAL_ALLOCATED))
                 new_vars.append(T.VarSecinfo(v.type, e.kcfg_offset, v.size))
-            b.replace(t.id, dataclasses.replace(t, size=end, vars=tuple(new_vars)))
+            b.replace(t.id, T.replace(t, size=end, vars=tuple(new_vars)))
 
 
 def _forget_fd(o: object) -> None:
