@@ -280,7 +280,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- parser
-def build_parser() -> argparse.ArgumentParser:
+CORE_HELP = "check offline that an object's CO-RE relocations resolve on given kernel BTFs"
+
+
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The whole parser; given the ``command`` about to run (not ``core``), the ``core``
+    subcommand is only named, so that its module (and what it imports) is not loaded."""
     ap = argparse.ArgumentParser(prog="pybpfload", description="A pure-Python eBPF loader (libbpf's semantics).")
     ap.add_argument("--debug", action="store_true", help="show tracebacks and the loader's debug log")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
@@ -329,14 +334,27 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--packets", type=int, default=5)
     demo.set_defaults(handler=cmd_demo)
 
-    from .corecheck import add_parser as add_core_parser
+    if command is not None and command != "core":
+        sub.add_parser("core", help=CORE_HELP)
+    else:
+        from .corecheck import add_parser as add_core_parser
 
-    add_core_parser(sub)
+        add_core_parser(sub)
     return ap
 
 
+def _command(argv: List[str]) -> Optional[str]:
+    """The subcommand argv names (its first word not an option), None when it names none."""
+    for a in argv:
+        if a == "--":
+            return None
+        if not a.startswith("-"):
+            return a
+    return None
+
+
 def run(argv: List[str]) -> int:
-    ap = build_parser()
+    ap = build_parser(_command(argv))
     args = ap.parse_args(argv)
     handler: Optional[Handler] = getattr(args, "handler", None)
     if handler is None:
