@@ -75,6 +75,7 @@ class Object(Strict):
         kconfig: Optional[str] = None,
         btf_custom_path: Optional[str] = None,
         kernel_log_level: int = 0,
+        typed: bool = False,
     ) -> None:
         from .kernel.program import Program
 
@@ -150,6 +151,20 @@ class Object(Strict):
         self._map_by_section = {ms.real_name: ms.name for ms in model.maps if ms.real_name and ms.name in maps}
         self._programs_view = _NamedView(progs, "program", {}, name)
         self._maps_view = _NamedView(maps, "map", self._map_by_section, name)
+        # typed maps (m.typed = True) decode with the object's BTF, fetched on first use
+        if model.btf_raw is not None:
+            import weakref
+
+            ref = weakref.ref(self)
+
+            def btf_getter() -> Optional["Spec"]:
+                o = ref()
+                return o.btf if o is not None else None
+
+            for m in maps.values():
+                m.__dict__["_btf_getter"] = btf_getter  # also for typed ring / perf buffer records
+                if typed and (m.btf_key_type_id or m.btf_value_type_id):
+                    m.typed = True
 
     # ------------------------------------------------------------ opening
     @classmethod
@@ -163,6 +178,7 @@ class Object(Strict):
         kconfig: Optional[str] = None,
         btf_custom_path: Optional[str] = None,
         kernel_log_level: int = 0,
+        typed: bool = False,
     ) -> "Object":
         """Open a BPF ELF file (bpf_object__open_file with bpf_object_open_opts).
 
@@ -172,11 +188,13 @@ class Object(Strict):
         /sys/fs/bpf); ``kconfig`` overrides /proc/config.gz for __kconfig
         externs (``"CONFIG_X=y\\n..."``); ``btf_custom_path`` is the kernel BTF
         used for CO-RE; ``kernel_log_level`` is the verifier log level of
-        every program.  Invalid options raise :class:`ParseError` here.
+        every program; ``typed`` decodes every map's keys and values with their BTF
+        types (``map.typed``).  Invalid options raise :class:`ParseError` here.
         """
         spath = os.fspath(path)
         _check_path_option("path", spath)
         opts = _check_options(object_name, relaxed_maps, pin_root_path, kconfig, btf_custom_path, kernel_log_level)
+        opts["typed"] = bool(typed)
         try:
             with open(spath, "rb") as f:
                 data = f.read()
@@ -199,6 +217,7 @@ class Object(Strict):
         kconfig: Optional[str] = None,
         btf_custom_path: Optional[str] = None,
         kernel_log_level: int = 0,
+        typed: bool = False,
     ) -> "Object":
         """Open a BPF ELF object held in memory (bpf_object__open_mem); options as :meth:`open`.
 
@@ -208,6 +227,7 @@ class Object(Strict):
         if not buf:
             raise ParseError("open_mem: empty buffer")
         opts = _check_options(object_name, relaxed_maps, pin_root_path, kconfig, btf_custom_path, kernel_log_level)
+        opts["typed"] = bool(typed)
         if object_name is not None:
             name = object_name[: BPF_OBJ_NAME_LEN - 1]
         else:

@@ -106,7 +106,9 @@ class Value:
         r = self.__eq__(other)
         return r if r is NotImplemented else not r
 
-    __hash__ = None  # type: ignore[assignment]
+    def __hash__(self) -> int:
+        # hashable so that struct keys can key a dict (Map.dump()); do not change a value used as a key
+        return hash((self._type_name, _frozen([getattr(self, s) for s in self._slots])))
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
@@ -117,6 +119,12 @@ class Value:
 
     def __bytes__(self) -> bytes:
         return self._codec.pack(self)
+
+
+def _frozen(v: Any) -> Any:
+    if isinstance(v, list):
+        return tuple(_frozen(x) for x in v)
+    return v
 
 
 def _plain(v: Any) -> Any:
@@ -339,7 +347,7 @@ class _Composite(Codec):
 
     def _finish(self) -> None:
         slots = tuple(f.name for f in self.fields)
-        extra = ("_raw",) if self.is_union else ()
+        extra = ("_raw", "_tail") if self.is_union else ("_tail",)  # _tail: a record's bytes past the type
         flat: Dict[str, Tuple[Tuple[str, ...], _Field]] = {}
         for f in self.fields:
             if f.anon:

@@ -195,8 +195,15 @@ class PerfBuffer(AsyncConsumer):
         page_cnt: int = 8,
         copy: bool = False,
         wakeup_events: int = 1,
+        type: Optional[str] = None,
+        btf: Any = None,
     ) -> None:
         from ..kernel.maps import possible_cpus
+
+        if type is not None:  # decoded records (pybpfload.events.typedrec)
+            from .typedrec import perf_callback
+
+            sample_callback = perf_callback(map, type, btf, sample_callback)
         from .ringbuf import _map_fd
         from ..abi.uapi import MapInfo
 

@@ -572,9 +572,22 @@ class RingBuffer(AsyncConsumer):
         copy: bool = False,
         batch: bool = False,
         record_size: Optional[int] = None,
+        type: Optional[str] = None,
+        btf: Any = None,
     ) -> Ring:
-        """Add a ring buffer map (ring_buffer__add); returns its :class:`Ring`."""
+        """Add a ring buffer map (ring_buffer__add); returns its :class:`Ring`.
+
+        ``type`` (a BTF type name, ``"struct event"``) makes the callback get decoded
+        records (value objects, a copy; see :mod:`pybpfload.events.typedrec`), typed by
+        the map's object BTF or ``btf``.
+        """
         ep = self._live()
+        if type is not None:
+            if batch or record_size is not None:
+                raise ValueError("type= decodes one record per call: not with batch or record_size")
+            from .typedrec import ring_callback
+
+            callback = ring_callback(map, type, btf, callback)
         fd = _map_fd(map)
         ring = Ring(len(self._rings), fd, callback, copy=copy, batch=batch, record_size=record_size)
         try:

@@ -337,6 +337,8 @@ class Map(Strict, FdObject):
             self._check_format_size(which, fmt, st)
         d = self.__dict__
         d["_" + which + "_format"] = fmt
+        if st is None and d.get("_typed"):
+            st = d.get("_typed_" + which)  # a typed map: the BTF codec where no format is set
         d["_kstruct" if which == "key" else "_vstruct"] = st
         d["_plain"] = d.get("_vstruct") is None and not d.get("_percpu", False)
 
@@ -346,6 +348,30 @@ class Map(Strict, FdObject):
                 raise BPFError(f"map {self.name!r}: key_format {fmt!r} is {st.size} bytes, key is {self.key_size}")
         elif st.size not in (self.value_size, (self.value_size + 7) & ~7):
             raise BPFError(f"map {self.name!r}: value_format {fmt!r} is {st.size} bytes, value is {self.value_size}")
+
+    @property
+    def typed(self) -> bool:
+        """Keys and values decoded with the map's BTF types (value objects, ints); see
+        :mod:`pybpfload.kernel.typedmaps`.  ``key_format`` / ``value_format`` still win."""
+        return bool(self.__dict__.get("_typed"))
+
+    @typed.setter
+    def typed(self, on: bool) -> None:
+        d = self.__dict__
+        if on:
+            from .typedmaps import typed_formats
+
+            d["_typed_key"], d["_typed_value"] = typed_formats(self)
+        d["_typed"] = bool(on)
+        self._set_format("key", self._key_format)
+        self._set_format("value", self._value_format)
+
+    @property
+    def raw(self) -> Any:
+        """This map as bytes in, bytes out (``m.raw[key] = value_bytes``), whatever its formats."""
+        from .typedmaps import RawView
+
+        return RawView(self)
 
     @property
     def initial_value(self) -> Optional[bytes]:
@@ -1008,6 +1034,10 @@ class Map(Strict, FdObject):
                 ]
             else:
                 values = _splitter(vfmt, vsz, n)(vbuf)
+                if vfmt is None and self._vstruct is not None:  # typed (BTF): decoded one by one
+                    values = [self._decode(v) for v in values]
+            if kfmt is None and self._kstruct is not None:
+                keys = [self._decode_key(k) for k in keys]
             yield keys, values
 
     def dump(self, chunk: Optional[int] = None) -> Dict[Any, Any]:

@@ -1,0 +1,79 @@
+"""Ring and perf buffer records decoded with BTF: ``RingBuffer.add(m, cb, type="struct event")``.
+
+The record's type is looked up by name in the BTF of the map's object (a map
+of an :class:`~pybpfload.Object`) or in ``btf=`` (a Spec, or anything with a
+``.btf``).  The callback gets a value object (see :mod:`pybpfload.btf.values`)
+decoded from a copy of the record; bytes past the type's size (a
+variable-length tail) are in ``rec._tail``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..errors import BPFError
+
+_KINDS = {"struct": "STRUCT", "union": "UNION", "enum": "ENUM"}
+
+
+def record_decoder(map: Any, type_name: str, btf: Any = None) -> Callable[[Any], Any]:
+    """A function turning one record (bytes or a view) into a value of ``type_name``."""
+    from ..btf import types as T
+    from ..btf.values import codec
+
+    spec = btf.btf if btf is not None and hasattr(btf, "btf") else btf
+    if spec is None:
+        getter = getattr(map, "__dict__", {}).get("_btf_getter")
+        spec = getter() if getter is not None else None
+    if spec is None:
+        raise BPFError(f"typed records of {type_name!r}: no BTF (pass btf=, or a map of an opened Object)")
+    parts = type_name.split()
+    kind = None
+    if len(parts) == 2 and parts[0] in _KINDS:
+        kind, name = T.Kind[_KINDS[parts[0]]], parts[1]
+    else:
+        name = type_name
+    try:
+        tid = spec.find_id(name, kind)
+    except KeyError:
+        raise BPFError(f"typed records: no type {type_name!r} in the BTF") from None
+    c = codec(spec, tid)
+    size = c.size
+    unpack = c.unpack
+    if c.value_class is None:
+
+        def decode_scalar(rec: Any) -> Any:
+            return unpack(bytes(rec[:size]))
+
+        return decode_scalar
+
+    def decode(rec: Any) -> Any:
+        b = bytes(rec)
+        if len(b) < size:
+            b = b.ljust(size, b"\0")  # a short record: what is missing reads as zero
+        v = unpack(b)
+        object.__setattr__(v, "_tail", b[size:])
+        return v
+
+    return decode
+
+
+def ring_callback(map: Any, type_name: str, btf: Any, callback: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    decode = record_decoder(map, type_name, btf)
+
+    def typed(rec: Any) -> Any:
+        return callback(decode(rec))
+
+    return typed
+
+
+def perf_callback(map: Any, type_name: str, btf: Any, callback: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
+    decode = record_decoder(map, type_name, btf)
+
+    def typed(cpu: int, rec: Any) -> Any:
+        return callback(cpu, decode(rec))
+
+    return typed
+
+
+__all__ = ["record_decoder", "ring_callback", "perf_callback"]

@@ -1,0 +1,127 @@
+"""Typed maps and events: keys, values and records decoded with the object's BTF.
+
+fixtures/src/typed_maps.bpf.c (clang 14 and clang 19 builds): one XDP program,
+run with BPF_PROG_TEST_RUN, fills a hash map of struct flow -> struct stats,
+a per-CPU array of struct stats, and emits a `struct event` with a 3-byte tail
+to a ring buffer and a perf buffer.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, List
+
+import pytest
+
+from pybpfload.errors import BPFError
+from pybpfload.object import Object
+
+from .conftest import fixture_path
+
+pytestmark = pytest.mark.kernel
+
+FLOW = {"saddr": 0x0A000001, "port": 80, "proto": 6}
+
+
+@pytest.fixture(params=["typed_maps.bpf.o", "typed_maps.clang19.bpf.o"])
+def obj(request: pytest.FixtureRequest) -> Iterator[Object]:
+    o = Object.open(fixture_path(request.param), typed=True)
+    o.load()
+    o.programs["fill"].test_run(bytes(64))
+    yield o
+    o.close()
+
+
+def test_struct_keys_and_values(obj: Object) -> None:
+    flows = obj.maps["flows"]
+    assert flows.typed
+    v = flows[FLOW]
+    assert v.packets == 1 and v.delta == -5
+    assert v.state == 1 and v.state.name == "ST_RUNNING"
+    assert v.comm == b"pybpfload" and len(v.comm.raw) == 16
+    assert (v.hi, v.lo) == (3, 9)
+    assert v.as_u32 == 0x04030201 and v.as_bytes == b"\x01\x02\x03\x04"  # the anonymous union's members
+    (k,) = list(flows.keys())
+    assert k == FLOW and k.port == 80
+    assert flows.dump() == {k: v}
+    assert dict(flows.items()) == {k: v}
+
+
+def test_writes_typed_and_checked(obj: Object) -> None:
+    flows = obj.maps["flows"]
+    key = {"saddr": 1, "port": 2, "proto": 3}
+    flows[key] = {"packets": 5, "comm": "x", "state": "ST_DONE", "as_bytes": b"ab"}
+    v = flows[key]
+    assert v.packets == 5 and v.state.name == "ST_DONE" and v.as_u32 == 0x6261
+    v.delta = -7
+    flows[key] = v
+    assert flows[key].delta == -7
+    with pytest.raises(BPFError, match=r"map 'flows' value\.packets: -1 does not fit"):
+        flows[key] = {"packets": -1}
+    with pytest.raises(BPFError, match=r"map 'flows' value\.nope: .*no member 'nope'"):
+        flows[key] = {"nope": 1}
+    assert flows[key].delta == -7  # nothing written
+    plain = obj.maps["plain"]
+    plain[1] = -3
+    assert plain[1] == -3 and plain.dump() == {0: 0, 1: -3, 2: 0, 3: 0}
+
+
+def test_raw_view_and_formats_still_win(obj: Object) -> None:
+    flows = obj.maps["flows"]
+    raw = flows.raw.dump()
+    (kb,) = raw
+    assert isinstance(kb, bytes) and len(kb) == 8 and isinstance(raw[kb], bytes)
+    assert flows[kb].packets == 1  # bytes keys still work on a typed map
+    plain = obj.maps["plain"]
+    plain.value_format = "<q"
+    plain[2] = -9
+    assert plain[2] == -9
+    plain.value_format = None  # back to the BTF type
+    assert plain[2] == -9 and plain.raw[(2).to_bytes(4, "little")] == (-9).to_bytes(8, "little", signed=True)
+    plain.typed = False
+    assert plain[2] == (-9).to_bytes(8, "little", signed=True)
+
+
+def test_per_cpu_values_are_lists_of_typed_values(obj: Object) -> None:
+    per = obj.maps["percpu_stats"][0]
+    assert isinstance(per, list) and all(s.packets in (0, 1) for s in per)
+    assert sum(s.packets for s in per) == 1
+    assert [s.state.name for s in per if s.packets] == ["ST_DONE"]
+
+
+def test_fd_maps_keep_fd_semantics(obj: Object) -> None:
+    assert not obj.maps["pb"].typed and obj.maps["pb"]._vstruct is None
+    with Object.open(fixture_path("map_in_map.bpf.o"), typed=True) as o:
+        assert o.maps["outer_arr"]._vstruct is None and o.maps["jmp_table"]._vstruct is None
+
+
+def test_untyped_by_default() -> None:
+    with Object.open(fixture_path("typed_maps.bpf.o")) as o:
+        assert not o.maps["flows"].typed
+        o.load()
+        o.programs["fill"].test_run(bytes(64))
+        (v,) = o.maps["flows"].values()
+        assert isinstance(v, bytes)
+
+
+def test_typed_ring_and_perf_buffer_records(obj: Object) -> None:
+    from pybpfload.events.perfbuf import PerfBuffer
+    from pybpfload.events.ringbuf import RingBuffer
+
+    ring: List[Any] = []
+    perf: List[Any] = []
+    rb = RingBuffer(obj.maps["rb"], ring.append, type="struct event")
+    pb = PerfBuffer(obj.maps["pb"], lambda cpu, r: perf.append(r), type="event")
+    try:
+        obj.programs["fill"].test_run(bytes(64))
+        rb.consume()
+        pb.consume()
+    finally:
+        rb.close()
+        pb.close()
+    assert len(ring) == 2 and len(perf) == 1  # the ring also kept the fixture's run
+    for rec in ring + perf:
+        assert (rec.pid, rec.ret, rec.ts, rec.comm, rec.state.name, rec.tail_len) == (42, -2, 123456789, b"ev", "ST_DONE", 3)
+        assert rec._tail[:3] == b"\xaa\xbb\xcc"
+    assert ring[0]._tail == b"\xaa\xbb\xcc"  # perf samples are padded to 8 bytes by the kernel
+    with pytest.raises(BPFError, match="no type 'struct nope'"):
+        RingBuffer(obj.maps["rb"], ring.append, type="struct nope")
