@@ -139,7 +139,18 @@ def to_json(v: Any) -> Any:
     """A decoded value as ``bpftool map dump -j`` formats it ("formatted"): char
     arrays as strings, enums by name, structs as objects, 128-bit ints as hex."""
     if isinstance(v, Value):
-        return {f: to_json(getattr(v, f)) for f in v._fields}
+        out: Dict[str, Any] = {}
+        for f in v._codec.fields:  # type: ignore[attr-defined]
+            x = getattr(v, f.name)
+            # bpftool: an anonymous member nests under "", a bitfield is a hex string
+            out["" if f.anon else f.name] = (
+                f"{x:#x}" if f.bits and isinstance(x, int) and not isinstance(x, EnumValue) else to_json(x)
+            )
+        return out
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and not isinstance(v, EnumValue) and not -(1 << 63) <= v < (1 << 64):
+        return f"{v & ((1 << 128) - 1):#x}"  # 128-bit, as bpftool prints it
     if isinstance(v, list):
         return [to_json(x) for x in v]
     if isinstance(v, CString):

@@ -87,9 +87,47 @@ def cmd_map_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _btf_formatter(m: Any) -> Any:
+    """(key, value) bytes -> bpftool's "formatted" JSON, from the map's kernel BTF; None without one."""
+    info = m.info()
+    if not info.btf_id or not (info.btf_key_type_id or info.btf_value_type_id):
+        return None
+    from ..btf.values import codec, to_json
+    from ..syscall.btf_handle import BtfHandle
+
+    with BtfHandle.from_id(info.btf_id) as h:
+        spec = h.spec()
+    kc = codec(spec, info.btf_key_type_id) if info.btf_key_type_id else None
+    vc = codec(spec, info.btf_value_type_id) if info.btf_value_type_id else None
+
+    def fmt(k: bytes, v: Any) -> Dict[str, Any]:
+        key = to_json(kc.unpack(k)) if kc is not None else [f"{b:#04x}" for b in k]
+        if isinstance(v, list):
+            vals = [{"cpu": i, "value": to_json(vc.unpack(x)) if vc is not None else [f"{b:#04x}" for b in x]} for i, x in enumerate(v)]
+            return {"key": key, "values": vals}
+        return {"key": key, "value": to_json(vc.unpack(v)) if vc is not None else [f"{b:#04x}" for b in v]}
+
+    return fmt
+
+
 def cmd_map_dump(args: argparse.Namespace) -> int:
     with _map_open(args.map) as m:
         items = list(m.items())
+        fmt = _btf_formatter(m)
+        if fmt is not None:  # keys and values typed by the map's BTF, as bpftool formats them
+            rows = [fmt(k, v) for k, v in items]
+            if args.json:
+                print(json.dumps([{**_hex_row(k, v), "formatted": r} for (k, v), r in zip(items, rows)]))
+                return 0
+            for r in rows:
+                if "values" in r:
+                    print(f"key: {json.dumps(r['key'])}")
+                    for x in r["values"]:
+                        print(f"  value (CPU {x['cpu']:02d}): {json.dumps(x['value'])}")
+                else:
+                    print(f"key: {json.dumps(r['key'])}  value: {json.dumps(r['value'])}")
+            print(f"Found {len(items)} element{'s' if len(items) != 1 else ''}")
+            return 0
         if args.json:
             out = []
             for k, v in items:
@@ -108,6 +146,13 @@ def cmd_map_dump(args: argparse.Namespace) -> int:
                     print(f"key: {_hex(k)}  value: {_hex(v)}")
             print(f"Found {len(items)} element{'s' if len(items) != 1 else ''}")
     return 0
+
+
+def _hex_row(k: bytes, v: Any) -> Dict[str, Any]:
+    """bpftool -j's raw part of one element: bytes as "0x.." strings."""
+    if isinstance(v, list):
+        return {"key": [f"{b:#04x}" for b in k], "values": [{"cpu": i, "value": [f"{b:#04x}" for b in x]} for i, x in enumerate(v)]}
+    return {"key": [f"{b:#04x}" for b in k], "value": [f"{b:#04x}" for b in v]}
 
 
 # ---------------------------------------------------------------- objects
