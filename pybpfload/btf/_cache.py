@@ -4,6 +4,11 @@ Opening vmlinux BTF means walking ~127k records; the walk's result (the
 word offset of every record) is stored under a key computed from the BTF bytes
 (length, CRC-32, and an Adler-32 of its ends), so the next process reads it back instead.
 
+Kernel BTF (files under /sys/kernel/btf, which change only with the running
+kernel or module) is keyed more cheaply by :func:`kernel_file_key`: its
+length, a CRC-32 of the boot id, path, inode and mtime, and the same edge
+checksum, so that a warm open does not checksum 5+ MB.
+
 A cache entry is never trusted blindly: it carries its own checksum, its
 shape must match the BTF it is used for, and a sample of its entries is
 checked against the type section.  Any doubt means a cold walk.  The cache
@@ -16,7 +21,6 @@ from __future__ import annotations
 
 import os
 import struct
-import tempfile
 import zlib
 from array import array
 from typing import Optional, Sequence, Tuple
@@ -42,6 +46,23 @@ def content_key(data: "bytes | memoryview") -> Tuple[int, int, int]:
     """(length, CRC-32 of everything, Adler-32 of the first and last 64 KiB)."""
     edges = zlib.adler32(data[-65536:], zlib.adler32(data[:65536]))
     return len(data), zlib.crc32(data), edges
+
+
+def kernel_file_key(path: "str | os.PathLike[str]", data: "bytes | memoryview") -> Optional[Tuple[int, int, int]]:
+    """(length, CRC-32 of boot id + path + inode + mtime, Adler-32 of the ends) for a file under
+    /sys/kernel/btf: a new boot (a new kernel) or a reloaded module gives a new key; None when
+    the boot id cannot be read (the content key is used then)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", "rb") as f:
+            boot = f.read().strip()
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not boot:
+        return None
+    ident = b"%s:%s:%d:%d:%d" % (boot, os.fsencode(path), st.st_ino, st.st_mtime_ns, st.st_size)
+    edges = zlib.adler32(data[-65536:], zlib.adler32(data[:65536]))
+    return len(data), zlib.crc32(ident), edges
 
 
 def _path(d: str, key: Tuple[int, int, int]) -> str:
@@ -97,6 +118,8 @@ def store(key: Tuple[int, int, int], offsets: "array[int]") -> None:
         return
     payload = offsets.tobytes()
     head = _HEAD.pack(MAGIC, key[0], key[1], key[2], len(offsets), zlib.crc32(payload))
+    import tempfile  # only when writing: it imports random and hashlib
+
     try:
         os.makedirs(d, mode=0o755, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=d, prefix=".btf-", suffix=".tmp")

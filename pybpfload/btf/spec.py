@@ -67,6 +67,7 @@ class Spec:
         cache: Optional[bool] = None,
         unique_strings: bool = False,
         _mapped: bool = False,
+        _file_key: Optional[Tuple[int, int, int]] = None,
     ) -> None:
         mv = memoryview(data).cast("B")
         size = len(mv)
@@ -112,7 +113,7 @@ class Spec:
         self._unique_strings = unique_strings
         self.first_id = 1 if base is None else len(base)
         self.str_base: int = 0 if base is None else base.str_base + base._str_len
-        self._cache_key: Optional[Tuple[int, int, int]] = None
+        self._cache_key: Optional[Tuple[int, int, int]] = _file_key
         self._words: Any = None
         self._offsets = self._build_index(mv, cache)
         self._types: Dict[int, T.Type] = {}
@@ -121,7 +122,8 @@ class Spec:
         tsec = mv[self._tstart : self._tend]
         use_cache = cache if cache is not None else len(mv) >= _cache.MIN_CACHED_BYTES
         if use_cache and _cache.cache_dir() is not None:
-            self._cache_key = _cache.content_key(mv)
+            if self._cache_key is None:  # kernel BTF comes with a cheaper key (see from_file)
+                self._cache_key = _cache.content_key(mv)
             self._words = tsec.cast("I") if self._tstart % 4 == 0 else array("I", tsec.tobytes())
             hit = _cache.load(self._cache_key, self._words)
             if hit is not None:
@@ -130,7 +132,7 @@ class Spec:
         words.frombytes(tsec)
         self._words = words
         offsets = _index.walk(words)
-        if self._cache_key is not None:
+        if use_cache and self._cache_key is not None:
             _cache.store(self._cache_key, offsets)
         return offsets
 
@@ -146,7 +148,9 @@ class Spec:
 
         The file is mapped read-only and private when possible (the mapping
         lives as long as the Spec, and holds no fd), and read otherwise.
-        Files under /sys/kernel/btf are kernel BTF, whose strings are unique.
+        Files under /sys/kernel/btf are kernel BTF, whose strings are unique;
+        their index cache entry is keyed by the file's identity and the boot
+        (:func:`._cache.kernel_file_key`) rather than a CRC of all its bytes.
         """
         from ._mapped import map_file
 
@@ -154,7 +158,8 @@ class Spec:
         try:
             mapped = map_file(path)
             if mapped is not None:
-                return cls(mapped, base, cache=cache, unique_strings=unique, _mapped=True)
+                key = _cache.kernel_file_key(path, mapped) if unique and cache is not False else None
+                return cls(mapped, base, cache=cache, unique_strings=unique, _mapped=True, _file_key=key)
             with open(path, "rb") as f:
                 data = f.read()
         except OSError as e:

@@ -13,8 +13,11 @@ with a change with :func:`replace` (what ``dataclasses.replace`` did).
 from __future__ import annotations
 
 import enum
-from operator import attrgetter
-from typing import Any, ClassVar, Tuple, TypeVar
+from typing import ClassVar, Tuple
+
+from ..abi.record import FrozenInstanceError as FrozenInstanceError  # re-exported
+from ..abi.record import Record, _set
+from ..abi.record import replace as replace  # re-exported
 
 
 class Kind(enum.IntEnum):
@@ -51,56 +54,8 @@ LINKAGE_GLOBAL = 1
 LINKAGE_EXTERN = 2
 
 
-class FrozenInstanceError(AttributeError):
-    """Assignment to a field of a BTF type (they are immutable, as frozen dataclasses)."""
 
-
-_set = object.__setattr__
-R = TypeVar("R", bound="_Record")
-
-
-class _Record:
-    """Field-wise equality, hash and repr over ``_fields``, frozen."""
-
-    __slots__ = ()
-    _fields: ClassVar[Tuple[str, ...]] = ()
-    _values: ClassVar[attrgetter[Tuple[Any, ...]]]
-
-    def __init_subclass__(cls) -> None:
-        cls._values = attrgetter(*cls._fields)  # every record has >= 2 fields: it returns a tuple
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is self.__class__:
-            return self._values(self) == self._values(other)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._values(self))
-
-    def __repr__(self) -> str:
-        return f"{self.__class__.__qualname__}({', '.join(f'{f}={v!r}' for f, v in zip(self._fields, self._values(self)))})"
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise FrozenInstanceError(f"cannot assign to field {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise FrozenInstanceError(f"cannot delete field {name!r}")
-
-    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
-        return self.__class__, self._values(self)
-
-
-def replace(obj: R, **changes: Any) -> R:
-    """A copy of ``obj`` with some fields changed (``dataclasses.replace`` for BTF types)."""
-    values = dict(zip(obj._fields, obj._values(obj)))
-    for k in changes:
-        if k not in values:
-            raise TypeError(f"{obj.__class__.__name__} has no field {k!r}")
-    values.update(changes)
-    return obj.__class__(**values)  # type: ignore[call-arg]
-
-
-class Type(_Record):
+class Type(Record):
     __slots__ = ("id", "name")
     _fields: ClassVar[Tuple[str, ...]] = ("id", "name")
     id: int
@@ -172,7 +127,7 @@ class Array(Type):
         _set(self, "nelems", nelems)
 
 
-class Member(_Record):
+class Member(Record):
     __slots__ = ("name", "type", "bit_offset", "bitfield_size")
     _fields: ClassVar[Tuple[str, ...]] = ("name", "type", "bit_offset", "bitfield_size")
     name: str
@@ -219,7 +174,7 @@ class Union(Type):
         _set(self, "kflag", kflag)
 
 
-class EnumValue(_Record):
+class EnumValue(Record):
     __slots__ = ("name", "value")
     _fields: ClassVar[Tuple[str, ...]] = ("name", "value")
     name: str
@@ -350,7 +305,7 @@ class Func(Type):
         _set(self, "linkage", linkage)
 
 
-class Param(_Record):
+class Param(Record):
     __slots__ = ("name", "type")
     _fields: ClassVar[Tuple[str, ...]] = ("name", "type")
     name: str
@@ -389,7 +344,7 @@ class Var(Type):
         _set(self, "linkage", linkage)
 
 
-class VarSecinfo(_Record):
+class VarSecinfo(Record):
     __slots__ = ("type", "offset", "size")
     _fields: ClassVar[Tuple[str, ...]] = ("type", "offset", "size")
     type: int

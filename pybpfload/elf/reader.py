@@ -13,9 +13,9 @@ Everything malformed becomes :class:`pybpfload.errors.ELFError`.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import ClassVar, List, Optional, Tuple
 
+from ..abi.record import Record, _set
 from ..errors import ELFError
 
 __all__ = ["Section", "Symbol", "Rel", "ElfFile", "read_elf"]
@@ -56,10 +56,11 @@ _REL = struct.Struct("<QQ")
 _EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 
 
-@dataclass(frozen=True)
-class Section:
+class Section(Record):
     """One section header and its contents (empty for SHT_NOBITS)."""
 
+    __slots__ = ("index", "name", "type", "flags", "offset", "size", "link", "info", "entsize", "data")
+    _fields: ClassVar[Tuple[str, ...]] = __slots__
     index: int
     name: str
     type: int
@@ -71,15 +72,28 @@ class Section:
     entsize: int
     data: bytes
 
+    def __init__(self, index: int, name: str, type: int, flags: int, offset: int, size: int, link: int, info: int, entsize: int, data: bytes) -> None:
+        _set(self, "index", index)
+        _set(self, "name", name)
+        _set(self, "type", type)
+        _set(self, "flags", flags)
+        _set(self, "offset", offset)
+        _set(self, "size", size)
+        _set(self, "link", link)
+        _set(self, "info", info)
+        _set(self, "entsize", entsize)
+        _set(self, "data", data)
+
     @property
     def is_exec(self) -> bool:
         return self.type == SHT_PROGBITS and bool(self.flags & SHF_EXECINSTR)
 
 
-@dataclass(frozen=True)
-class Symbol:
+class Symbol(Record):
     """One symbol table entry."""
 
+    __slots__ = ("index", "name", "value", "size", "type", "bind", "visibility", "shndx")
+    _fields: ClassVar[Tuple[str, ...]] = __slots__
     index: int
     name: str
     value: int
@@ -88,6 +102,16 @@ class Symbol:
     bind: int
     visibility: int
     shndx: int
+
+    def __init__(self, index: int, name: str, value: int, size: int, type: int, bind: int, visibility: int, shndx: int) -> None:
+        _set(self, "index", index)
+        _set(self, "name", name)
+        _set(self, "value", value)
+        _set(self, "size", size)
+        _set(self, "type", type)
+        _set(self, "bind", bind)
+        _set(self, "visibility", visibility)
+        _set(self, "shndx", shndx)
 
     @property
     def is_extern(self) -> bool:
@@ -103,23 +127,36 @@ class Symbol:
         return self.visibility in (STV_HIDDEN, STV_INTERNAL)
 
 
-@dataclass(frozen=True)
-class Rel:
+class Rel(Record):
     """One SHT_REL entry."""
 
+    __slots__ = ("offset", "sym", "type")
+    _fields: ClassVar[Tuple[str, ...]] = __slots__
     offset: int
     sym: int
     type: int
 
+    def __init__(self, offset: int, sym: int, type: int) -> None:
+        _set(self, "offset", offset)
+        _set(self, "sym", sym)
+        _set(self, "type", type)
 
-@dataclass(frozen=True)
-class ElfFile:
+
+class ElfFile(Record):
     """The sections and symbols of a relocatable 64-bit little-endian ELF object."""
 
+    __slots__ = ("sections", "symbols", "symtab_index", "machine")
+    _fields: ClassVar[Tuple[str, ...]] = __slots__
     sections: Tuple[Section, ...]  # index 0 is the null section
     symbols: Tuple[Symbol, ...]
     symtab_index: int
     machine: int
+
+    def __init__(self, sections: Tuple[Section, ...], symbols: Tuple[Symbol, ...], symtab_index: int, machine: int) -> None:
+        _set(self, "sections", sections)
+        _set(self, "symbols", symbols)
+        _set(self, "symtab_index", symtab_index)
+        _set(self, "machine", machine)
 
     def section(self, index: int) -> Section:
         if not 0 <= index < len(self.sections):

@@ -1,0 +1,66 @@
+"""Immutable records: what ``@dataclass(frozen=True)`` gave, as a plain base class.
+
+A subclass lists its fields in ``_fields`` (all of them, the base's first),
+declares its own in ``__slots__`` and writes its ``__init__`` with
+``_set(self, name, value)``.  It gets field-wise ``==`` between instances of
+one class, ``hash``, a dataclass-style ``repr``, pickling and copying, and
+refuses assignment; :func:`replace` copies one with changes.  Defining a
+frozen dataclass costs ~1 ms at import (its methods are generated with
+``exec``); these cost nothing beyond their .pyc.
+"""
+
+from __future__ import annotations
+
+from operator import attrgetter
+from typing import Any, ClassVar, Tuple, TypeVar
+
+
+class FrozenInstanceError(AttributeError):
+    """Assignment to a field of an immutable record (as frozen dataclasses refuse it)."""
+
+
+_set = object.__setattr__
+R = TypeVar("R", bound="Record")
+
+
+class Record:
+    """Field-wise equality, hash and repr over ``_fields``, frozen."""
+
+    __slots__ = ()
+    _fields: ClassVar[Tuple[str, ...]] = ()
+    _values: ClassVar[attrgetter[Tuple[Any, ...]]]
+
+    def __init_subclass__(cls) -> None:
+        get = attrgetter(*cls._fields)
+        cls._values = get if len(cls._fields) > 1 else (lambda o: (get(o),))  # type: ignore[assignment]
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is self.__class__:
+            return self._values(self) == self._values(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._values(self))
+
+    def __repr__(self) -> str:
+        return f"{self.__class__.__qualname__}({', '.join(f'{f}={v!r}' for f, v in zip(self._fields, self._values(self)))})"
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}")
+
+    def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
+        return self.__class__, self._values(self)
+
+
+def replace(obj: R, **changes: Any) -> R:
+    """A copy of ``obj`` with some fields changed (what ``dataclasses.replace`` did)."""
+    values = dict(zip(obj._fields, obj._values(obj)))
+    for k in changes:
+        if k not in values:
+            raise TypeError(f"{obj.__class__.__name__} has no field {k!r}")
+    values.update(changes)
+    return obj.__class__(**values)  # type: ignore[call-arg]
+
