@@ -26,6 +26,9 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _child import child_env, describe  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 
@@ -48,7 +51,7 @@ print(json.dumps({"import": (t1 - t0) * 1e3, "open": (t3 - t2) * 1e3, "find": (t
 
 
 def child(btf: str, name: str, cache_dir: str) -> Dict[str, float]:
-    env = dict(os.environ, PYBPFLOAD_CACHE_DIR=cache_dir, PYTHONPATH=str(ROOT))
+    env = child_env(PYBPFLOAD_CACHE_DIR=cache_dir, PYTHONPATH=str(ROOT))
     out = subprocess.run([sys.executable, "-c", CHILD, btf, name], env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout)
 
@@ -76,6 +79,7 @@ def main() -> int:
     ap.add_argument("--btf", default="/sys/kernel/btf/vmlinux")
     ap.add_argument("--name", default="task_struct")
     args = ap.parse_args()
+    print(describe())
 
     cold, cached = [], []
     for _ in range(args.runs):

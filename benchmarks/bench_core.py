@@ -12,7 +12,10 @@ relocated program's prepare callback (libbpf parses vmlinux BTF on every
 load, so its cold and warm differ only by the page cache).  Needs root for
 libbpf's part (it probes the kernel and loads the object's BTF).
 
-    python3 benchmarks/bench_core.py [--fields 200] [--repeat 10]
+    python3 benchmarks/bench_core.py [--fields 100] [--repeat 10]
+
+(--fields 100, the default, gives ~200 relocations: an exists and an offset
+relocation per field.)
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from typing import List, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _child import child_env, describe  # noqa: E402
 
 STRUCTS = ["task_struct", "mm_struct", "file", "inode", "sk_buff", "sock", "net_device", "super_block", "dentry", "cred"]
 
@@ -92,6 +97,7 @@ def main() -> int:
     ap.add_argument("--fields", type=int, default=100, help="fields read (each gives an exists and an offset relocation)")
     ap.add_argument("--repeat", type=int, default=10)
     args = ap.parse_args()
+    print(describe())
     clang = shutil.which("clang")
     if clang is None:
         print("clang is not installed: nothing to benchmark")
@@ -106,7 +112,7 @@ def main() -> int:
         cold = []
         nrel = 0
         for _ in range(max(3, args.repeat // 2)):
-            out = subprocess.run([sys.executable, "-c", COLD.format(root=str(ROOT), obj=str(obj))], capture_output=True, text=True, check=True)
+            out = subprocess.run([sys.executable, "-c", COLD.format(root=str(ROOT), obj=str(obj))], capture_output=True, text=True, check=True, env=child_env())
             t, nrel_s = out.stdout.split()
             cold.append(float(t))
             nrel = int(nrel_s)

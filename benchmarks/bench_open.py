@@ -4,7 +4,9 @@
 The generated object's C source is written here and compiled with clang
 when clang is available (otherwise that part is skipped).  When libbpf.so
 is installed, libbpf's own bpf_object__open_file time on the same files is
-measured in the same run, and figures are reported as ratios.
+measured in the same run, and figures are reported as ratios.  Objects
+libbpf refuses to open are marked "refused" and left out of the ratios
+(timing libbpf's error path is not timing an open).
 
     python3 benchmarks/bench_open.py [--programs 300] [--repeat 20]
 """
@@ -86,7 +88,7 @@ def timeit(fn: Callable[[], object], repeat: int) -> float:
     return statistics.median(samples)
 
 
-def libbpf_opener() -> Optional[Callable[[Path], None]]:
+def libbpf_opener() -> Optional[Callable[[Path], bool]]:
     name = ctypes.util.find_library("bpf")
     if not name:
         return None
@@ -97,10 +99,12 @@ def libbpf_opener() -> Optional[Callable[[Path], None]]:
     lib.libbpf_set_print.argtypes = [ctypes.c_void_p]
     lib.libbpf_set_print(None)
 
-    def run(path: Path) -> None:
+    def run(path: Path) -> bool:
+        """True when libbpf opened it (its failure path is not an open, and is never timed)."""
         o = lib.bpf_object__open_file(str(path).encode(), None)
         if o:
             lib.bpf_object__close(o)
+        return bool(o)
 
     return run
 
@@ -127,9 +131,13 @@ def main() -> None:
                 print(f"{f.name:28} error: {e}")
                 continue
             ours = timeit(lambda f=f: Object.open(f, relaxed_maps=True), args.repeat)
-            theirs = timeit(lambda f=f: lb(f), args.repeat) if lb is not None else None
-            ratio = f"{ours / theirs:6.1f}" if theirs else "     -"
-            lt = f"{theirs * 1e3:10.3f}" if theirs is not None else "         -"
+            refused = lb is not None and not lb(f)
+            theirs = timeit(lambda f=f: lb(f), args.repeat) if lb is not None and not refused else None
+            if refused:  # libbpf's error path would make a meaningless ratio: no libbpf figure at all
+                lt, ratio = " refused  ", "     -"
+            else:
+                ratio = f"{ours / theirs:6.1f}" if theirs else "     -"
+                lt = f"{theirs * 1e3:10.3f}" if theirs is not None else "         -"
             print(f"{f.name:28} {len(obj.model.programs):5d} {len(obj.maps):4d} {ours * 1e3:12.3f} {lt} {ratio}")
 
 

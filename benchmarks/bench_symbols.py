@@ -18,8 +18,9 @@
   ``ksym(addr, True, True)`` on --addresses random kernel text addresses.
 
 Goals (issue 19): >= 200 k addresses/s warm, cold libc table <= 50 ms.
-Python writes no .pyc when PYTHONDONTWRITEBYTECODE is set: imports then
-compile every module each time (the import figure shows it).
+The cold children run with PYTHONDONTWRITEBYTECODE removed (imports from
+.pyc, as a user's); --no-pyc keeps it (every module compiled each start),
+and the first line of the output says which.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from typing import Callable, List, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _child import child_env, describe  # noqa: E402
 
 from pybpfload.toolkit import symbols as S  # noqa: E402
 
@@ -114,17 +117,17 @@ def main() -> int:
     ap.add_argument("--addresses", type=int, default=100_000)
     ap.add_argument("--cold-runs", type=int, default=7)
     ap.add_argument("--chunk", type=int, default=10_000, help="addresses per timed chunk")
+    ap.add_argument("--no-pyc", action="store_true", help="keep PYTHONDONTWRITEBYTECODE for the cold children (labelled)")
     a = ap.parse_args()
+    print(describe(keep_no_pyc=a.no_pyc))
     rng = random.Random(19)
-    print(f"python {sys.version.split()[0]}, PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}"
-          + (" (no .pyc: every import compiles its modules)" if os.environ.get("PYTHONDONTWRITEBYTECODE") else ""))  # fmt: skip
 
     # ---- cold libc
     libc = libc_path()
     imports, loads = [], []
     info = ""
     for _ in range(a.cold_runs):
-        out = subprocess.run([sys.executable, "-c", COLD, libc], capture_output=True, text=True, check=True, cwd=ROOT).stdout.split()
+        out = subprocess.run([sys.executable, "-c", COLD, libc], capture_output=True, text=True, check=True, cwd=ROOT, env=child_env(keep_no_pyc=a.no_pyc)).stdout.split()
         imports.append(float(out[0]))
         loads.append(float(out[1]))
         info = f"{out[2]} functions" + (f", symbols from {out[3]}" if len(out) > 3 else "")
