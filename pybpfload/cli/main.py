@@ -379,6 +379,13 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     demo.add_argument("--packets", type=int, default=5)
     demo.set_defaults(handler=cmd_demo)
 
+    if command is not None and command != "gen":
+        sub.add_parser("gen", help="generate code from an object")
+    else:
+        from .skeleton import add_parser as add_gen_parser
+
+        add_gen_parser(sub)
+
     if command is not None and command != "core":
         sub.add_parser("core", help=CORE_HELP)
     else:
