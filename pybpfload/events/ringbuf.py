@@ -334,21 +334,55 @@ class Ring:
         return self._walk(self.callback)
 
     def _process_batch(self) -> int:
+        """Lists of up to BATCH_BYTES of records, each released once its callback returns.
+
+        Consecutive records of one length (the common case: one event struct)
+        are found by reading their headers with one strided slice, and their
+        views made by one list comprehension, instead of a step of the
+        record-by-record walk each."""
+        cq, pq, u32, src, mask = self._cons, self._prod, self._u32, self._src, self._mask
+        limit = self._batch_bytes
+        order = sys.byteorder
         total = 0
         while True:
-            out: List[Any] = []
-            self._walk(out.append, hold=True)
-            held = self._held
-            if held != self._cons[0]:
-                try:
-                    r = self.callback(out) if out else None
-                finally:
-                    self._cons[0] = held  # released only once the callback is done
-                total += len(out)
-                if r and r < 0:
-                    return r
-            else:
+            cons = pos = cq[0]
+            end = pq[0]
+            if cons >= end:
                 return total
+            if end - cons > limit:
+                end = cons + limit
+            out: List[Any] = []
+            while pos < end:
+                off = pos & mask
+                ln = u32[off >> 2]
+                if ln & 0xC0000000:
+                    if ln & BUSY_BIT:
+                        break
+                    pos += ((ln & _LEN_MASK) + 15) & ~7  # discarded: skip it
+                    continue
+                stride = (ln + 15) & ~7
+                n = (end - pos) // stride
+                if n > 1:  # how many records from here have this very header (committed, same length)
+                    q = stride >> 2
+                    i = off >> 2
+                    pat = ln.to_bytes(4, order)
+                    lens = u32[i : i + n * q : q].tobytes()
+                    if lens.count(pat) != n:
+                        n = _matching_prefix(lens, pat, n)
+                else:
+                    n = 1
+                start = off + 8  # the data pages are mapped twice: a run never needs wrapping
+                out += [src[o : o + ln] for o in range(start, start + n * stride, stride)]
+                pos += n * stride
+            if pos == cons:
+                return total
+            try:
+                r = self.callback(out) if out else None
+            finally:
+                cq[0] = pos  # released only once the callback is done
+            total += len(out)
+            if r and r < 0:
+                return r
 
     def _process_fixed(self) -> int:
         cq = self._cons

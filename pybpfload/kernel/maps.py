@@ -799,9 +799,12 @@ class Map(Strict, FdObject):
                 self._set_value(value, b.vmv)
         else:
             self._set_value(value, b.vmv)
-        a = b.flag_attr
-        a.flags = flags
-        if syscall(NR_BPF, 2, b.flag_ref, _ELEM_SIZE) < 0:
+        if flags:
+            b.flag_attr.flags = flags
+            ret = syscall(NR_BPF, 2, b.flag_ref, _ELEM_SIZE)
+        else:  # BPF_ANY: the lookup attr (flags 0, same key and value) saves a ctypes field store
+            ret = syscall(NR_BPF, 2, b.lookup_ref, _ELEM_SIZE)
+        if ret < 0:
             self._live()
             raise self._fail("BPF_MAP_UPDATE_ELEM", key_missing_ok=flags == BPF_EXIST)
 
