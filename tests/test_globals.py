@@ -108,3 +108,28 @@ def test_globals_without_mmap_use_element_zero() -> None:
         o.programs["use_globals"].test_run(bytes(64))
         assert o.bss.hits == 42
         assert o.bss._mm is None
+
+
+def test_struct_globals_take_dicts() -> None:
+    with Object.open(fixture_path("btf_kinds.bpf.o")) as o:
+        assert o.data.all_data.color.name == "GREEN"
+        o.data.all_data = {"pt": {"x": 4}}  # only pt.x changes
+        v = o.data.all_data
+        assert v.pt.x == 4 and v.color.name == "GREEN"
+        assert o.bss.all_bss.pt == {"x": 0, "y": 0}
+
+
+@pytest.mark.kernel
+def test_kconfig_is_read_only() -> None:
+    kconfig = 'CONFIG_BPF_SYSCALL=y\nCONFIG_BPF_JIT=m\nCONFIG_DEFAULT_HOSTNAME="pyhost"\n'
+    with Object.open(fixture_path("kconfig_only.bpf.o"), kconfig=kconfig) as o:
+        kc = o.globals[".kconfig"]
+        with pytest.raises(StateError, match="set by the loader"):
+            kc.CONFIG_BPF_JIT = 1
+        o.load()
+        assert kc.CONFIG_BPF_SYSCALL is True and kc.CONFIG_BPF_JIT.name == "TRI_MODULE"
+        assert kc.CONFIG_DEFAULT_HOSTNAME == b"pyhost" and kc.LINUX_KERNEL_VERSION > 0
+        o.programs["read_kconfig"].test_run(bytes(64))
+        assert o.bss.seen == [kc.LINUX_KERNEL_VERSION, 1, 2, 0, ord("p")]
+        with pytest.raises(StateError):
+            kc.CONFIG_BPF_JIT = 1
