@@ -185,3 +185,17 @@ def test_flat_struct_fast_path_checks_the_size() -> None:
     assert c.unpack(b"\x01\0\0\0\xff\0\0\0extra").pid == 1
     with pytest.raises(BPFError, match="3 bytes"):
         c.unpack(b"abc")
+
+
+def test_member_names_python_cannot_spell() -> None:
+    from pybpfload.btf import types as T
+    from pybpfload.btf.encode import Builder
+
+    b = Builder()
+    u32 = b.add(T.Int(0, "unsigned int", 4, 0, 0, 32))
+    b.add(T.Struct(0, "s", 8, (T.Member("__pad", u32, 0, 0), T.Member("from", u32, 32, 0))))
+    spec = b.spec()
+    c = codec(spec, spec.find_id("s"))
+    v = c.unpack(c.pack({"from": 5, "__pad": 1}))
+    assert getattr(v, "from") == 5 and getattr(v, "__pad") == 1
+    assert v._asdict() == {"__pad": 1, "from": 5} and to_json(v) == {"__pad": 1, "from": 5}

@@ -368,13 +368,9 @@ class _Composite(Codec):
             else:
                 flat.setdefault(f.name, ((f.name,), f))
         self.flat = flat
-        ns: Dict[str, Any] = {
-            "__slots__": slots + extra,
-            "_slots": slots,
-            "_fields": tuple(flat),
-            "_type_name": self.type_name,
-            "_codec": self,
-        }
+        ns: Dict[str, Any] = {"_slots": slots, "_fields": tuple(flat), "_type_name": self.type_name, "_codec": self}
+        if not any(n.startswith("__") for n in slots):  # type() would mangle "__x" slots: those live in a __dict__
+            ns["__slots__"] = slots + extra
         for n, (p, _) in flat.items():
             if len(p) > 1 and n not in slots:
                 ns[n] = _flat_property(p)
