@@ -153,3 +153,21 @@ def test_unwritable_or_disabled_cache(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setenv("PYBPFLOAD_CACHE_DIR", "")
     assert _cache.cache_dir() is None
     assert len(Spec.from_bytes(_blob(), cache=True)) > 1
+
+
+def test_name_lookup_same_before_and_after_the_name_index() -> None:
+    """The first lookups scan the type section, later ones the gathered name_off words:
+    both give every id of every name (anonymous and duplicate names included)."""
+    blob = _blob()
+    scanning = Spec.from_bytes(blob)
+    scanning._SCANS_BEFORE_INDEX = 10**9  # never gathers
+    indexed = Spec.from_bytes(blob)
+    indexed._SCANS_BEFORE_INDEX = 0  # gathers at once
+    names = sorted({indexed.type(i).name for i in range(1, len(indexed))})
+    assert names
+    by_walk: dict = {}
+    for i in range(1, len(indexed)):
+        by_walk.setdefault(indexed.type(i).name, []).append(i)
+    for name in names:
+        assert scanning.find_ids(name) == indexed.find_ids(name) == (by_walk[name] if name else [])
+    assert indexed._names is not None and scanning._names is None
