@@ -199,3 +199,17 @@ def test_member_names_python_cannot_spell() -> None:
     v = c.unpack(c.pack({"from": 5, "__pad": 1}))
     assert getattr(v, "from") == 5 and getattr(v, "__pad") == 1
     assert v._asdict() == {"__pad": 1, "from": 5} and to_json(v) == {"__pad": 1, "from": 5}
+
+
+def test_enum64_bool_float_and_128_bit() -> None:
+    # clang 14 has no ENUM64 (it truncates BF_HIGH to 32 bits): the clang 19 build
+    obj = Object.open(fixture_path("btf_kinds.clang19.bpf.o"))
+    btf = obj.btf
+    assert btf is not None
+    all_codec = codec(btf, btf.find_id("all"))
+    v = all_codec.unpack(all_codec.pack({"flags": "BF_HIGH", "flag": True, "f": 1.5, "u128": 2**127 + 1, "i128": -(2**127)}))
+    assert v.flags == 0x8000000000 and v.flags.name == "BF_HIGH" and type(v.flags).BF_LOW == 1
+    assert v.flag is True and v.f == 1.5 and v.u128 == 2**127 + 1 and v.i128 == -(2**127)
+    assert all_codec.unpack(all_codec.pack({"flags": 3})).flags.name is None  # a value the enum does not name
+    js = to_json(v)
+    assert js["flags"] == "BF_HIGH" and js["flag"] is True and js["u128"] == hex(2**127 + 1)
