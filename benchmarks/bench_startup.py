@@ -2,7 +2,11 @@
 """Start-up of a pybpfload tool next to its C anchors, in one run (issue 20).
 
     sudo python3 benchmarks/bench_startup.py [--rounds 15] [--source git:HEAD | --source tree]
-                                             [--venv DIR] [--core-object OBJ]
+                                             [--venv DIR] [--core-object OBJ] [--baseline REF]
+
+``--baseline REF`` installs git REF the same way into VENV-baseline and runs
+its pybpfload rows in the same interleaved rounds: a before/after in one run,
+which is the only fair comparison on a machine whose load changes.
 
 pybpfload is measured the way a user runs it: a NON-editable install into a
 separate venv (``--venv``, default /tmp/pybpfload-bench-venv), its .pyc files
@@ -269,6 +273,7 @@ def main() -> None:
     ap.add_argument("--core-object", default=str(FIX / "core_task.bpf.o"), help="the CO-RE tool object of rows 2 and 5")
     ap.add_argument("--programs", type=int, default=300)
     ap.add_argument("--no-install", action="store_true", help="use the venv as it is")
+    ap.add_argument("--baseline", metavar="REF", help="also run git REF (installed the same way into VENV-baseline) in the same rounds")
     a = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("needs root (bpf(2), /sys/fs/bpf)")
@@ -313,6 +318,17 @@ def main() -> None:
             cmds["open_c"] = Cmd(f"libbpf open {a.programs} progs (fresh process)", [c_open, str(many)], clean_env(), printed=True)
     if not bpftool:
         cmds["xdp_bt"].failed = cmds["core_bt"].failed = "no bpftool"
+    base_label = ""
+    if a.baseline:  # the same pybpfload rows from another commit, interleaved with these
+        bvenv = Path(str(venv) + "-baseline")
+        bpy, base_label = install(bvenv, "git:" + a.baseline)
+        bcli = [str(bvenv / "bin" / "pybpfload")] if (bvenv / "bin" / "pybpfload").exists() else [str(bpy), "-m", "pybpfload"]
+        for key in ("xdp", "core", "open", "btf_cold", "btf_warm"):
+            c = cmds.get(key)
+            if c is None:
+                continue
+            argv = bcli + c.argv[len(cli):] if c.argv[: len(cli)] == cli else [str(bpy)] + c.argv[1:]
+            cmds[key + "@base"] = Cmd("  baseline " + a.baseline, argv, c.env, printed=c.printed)
 
     cmds["btf_warm"].run()  # fill the private cache
     cmds["btf_warm"].times.clear()
@@ -328,30 +344,48 @@ def main() -> None:
     rss_c = peak_rss_kib(rss_of, [c_load, core], clean_env()) if c_load else None
     rss_bt = peak_rss_kib(rss_of, [bpftool, "prog", "loadall", core, PIN], clean_env()) if bpftool else None
 
+    rss_base = None
+    if a.baseline:
+        rss_base = peak_rss_kib(rss_of, cmds["core@base"].argv, env)
+
     m = {k: c.median for k, c in cmds.items()}
     print(f"pybpfload: {label}, non-editable install in {venv}, .pyc compiled, {py} called directly, PYTHONDONTWRITEBYTECODE unset")
+    if a.baseline:
+        print(f"baseline rows: {base_label}, installed the same way into {venv}-baseline, run in the same rounds")
     print(f"{a.rounds} interleaved rounds; median (min-max); {os.cpu_count()} CPUs; kernel {os.uname().release}\n")
     W = 48
     print(f"{'row':{W}} {'figure':>30}  ratio to anchor")
     print(f"{cmds['pass'].label:{W}} {cmds['pass'].stat():>30}")
     print(f"{cmds['xdp_bt'].label:{W}} {cmds['xdp_bt'].stat():>30}")
     print(f"{cmds['xdp'].label:{W}} {cmds['xdp'].stat():>30}  {ratio(m['xdp'], m['pass'])} python -c pass (goal <= 3x), {ratio(m['xdp'], m['xdp_bt'])} bpftool")
+    if "xdp@base" in cmds:
+        print(f"{cmds['xdp@base'].label:{W}} {cmds['xdp@base'].stat():>30}  {ratio(m['xdp@base'], m['pass'])}")
     print(f"{cmds['xdp_dev'].label:{W}} {cmds['xdp_dev'].stat():>30}  {ratio(m['xdp_dev'], m['pass'])} python -c pass")
     print(f"{cmds['core_bt'].label:{W}} {cmds['core_bt'].stat():>30}")
     print(f"{cmds['core'].label:{W}} {cmds['core'].stat():>30}  {ratio(m['core'], m['core_bt'])} bpftool (goal <= 1.5x)")
+    if "core@base" in cmds:
+        print(f"{cmds['core@base'].label:{W}} {cmds['core@base'].stat():>30}  {ratio(m['core@base'], m['core_bt'])}")
     if "open" in cmds:
         oc = cmds.get("open_c")
         if oc is not None:
             print(f"{oc.label:{W}} {oc.stat():>30}")
         print(f"{cmds['open'].label:{W}} {cmds['open'].stat():>30}  {ratio(m['open'], m.get('open_c'))} libbpf (goal <= 2x)")
+        if "open@base" in cmds:
+            print(f"{cmds['open@base'].label:{W}} {cmds['open@base'].stat():>30}  {ratio(m['open@base'], m.get('open_c'))}")
         print(f"{cmds['open_dev'].label:{W}} {cmds['open_dev'].stat():>30}  {ratio(m['open_dev'], m.get('open_c'))} libbpf")
     if "btf_c" in cmds:
         print(f"{cmds['btf_c'].label:{W}} {cmds['btf_c'].stat():>30}")
     print(f"{cmds['btf_cold'].label:{W}} {cmds['btf_cold'].stat():>30}  {ratio(m['btf_cold'], m.get('btf_c'))} libbpf (goal <= 2x)")
+    if "btf_cold@base" in cmds:
+        print(f"{cmds['btf_cold@base'].label:{W}} {cmds['btf_cold@base'].stat():>30}  {ratio(m['btf_cold@base'], m.get('btf_c'))}")
     print(f"{cmds['btf_warm'].label:{W}} {cmds['btf_warm'].stat():>30}  {ratio(m['btf_warm'], m.get('btf_c'))} libbpf (goal <= 1x)")
+    if "btf_warm@base" in cmds:
+        print(f"{cmds['btf_warm@base'].label:{W}} {cmds['btf_warm@base'].stat():>30}  {ratio(m['btf_warm@base'], m.get('btf_c'))}")
     fmt = lambda k: f"{k / 1024:.1f} MiB" if k else "n/a"  # noqa: E731
     print(f"\npeak RSS of loading {Path(core).name}: pybpfload {fmt(rss_ours)}, C libbpf loader {fmt(rss_c)}, bpftool {fmt(rss_bt)}"
           f"  -> {ratio(rss_ours, rss_c)} the C loader (goal <= 1.5x)")
+    if a.baseline:
+        print(f"  baseline {a.baseline}: {fmt(rss_base)} -> {ratio(rss_base, rss_c)} the C loader")
     shutil.rmtree(work, ignore_errors=True)
 
 
