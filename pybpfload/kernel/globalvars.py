@@ -80,6 +80,9 @@ class SectionVars:
             return mm
         m = self._map
         if not m.created:
+            image = m.__dict__.get("_initial_value")
+            if image is not None and not isinstance(image, (bytes, bytearray)):
+                return _Zeros(len(image))  # a ZeroImage (.bss): not materialised to be read
             return m.initial_value or bytes(m.value_size)
         if m.flags & BPF_F_MMAPABLE:
             try:
@@ -96,7 +99,7 @@ class SectionVars:
         if hit is None:
             raise self._unknown(name)
         off, c = hit
-        return c.decode(self._live_buffer(), off)
+        return _decode(c.decode, c.size, self._live_buffer(), off)
 
     def _set(self, name: str, value: Any) -> None:
         hit = self._vars.get(name)
@@ -113,7 +116,7 @@ class SectionVars:
         if buf is self._mm:
             buf[off : off + c.size] = new
             return
-        image = bytearray(buf)
+        image = bytearray(bytes(buf))
         image[off : off + c.size] = new
         if m.created:
             m._update_raw(0, bytes(image), "update")
@@ -157,7 +160,7 @@ class SectionVars:
     def _asdict(self) -> Dict[str, Any]:
         """Every variable's current value."""
         buf = self._live_buffer()
-        return {n: c.decode(buf, off) for n, (off, c) in self._vars.items()}
+        return {n: _decode(c.decode, c.size, buf, off) for n, (off, c) in self._vars.items()}
 
     def _codec(self, name: str) -> "Codec":
         hit = self._vars.get(name)
@@ -175,6 +178,31 @@ class SectionVars:
         return f"<{self._section} variables: {', '.join(self._vars) or 'none'}>"
 
 
+class _Zeros:
+    """An all-zero buffer of ``size`` bytes whose slices are made on demand."""
+
+    __slots__ = ("size",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, s: slice) -> bytes:
+        start, stop, _ = s.indices(self.size)
+        return bytes(max(0, stop - start))
+
+    def __bytes__(self) -> bytes:
+        return bytes(self.size)
+
+
+def _decode(decode: Any, size: int, buf: Any, off: int) -> Any:
+    if isinstance(buf, _Zeros):
+        return decode(bytes(size), 0)
+    return decode(buf, off)
+
+
 def _var_property(name: str, off: int, c: "Codec") -> property:
     decode = c.decode
 
@@ -182,7 +210,7 @@ def _var_property(name: str, off: int, c: "Codec") -> property:
         mm = self._mm
         if mm is not None:
             return decode(mm, off)
-        return decode(self._live_buffer(), off)
+        return _decode(decode, c.size, self._live_buffer(), off)
 
     def set_(self: SectionVars, value: Any) -> None:
         self._set(name, value)
