@@ -425,6 +425,8 @@ def test_ksym_matches_bcc() -> None:
         o = pybpfload.ksym(a, True, True)
         if o == t:
             same += 1
+        elif "[bpf]" in o or "[bpf]" in t:
+            continue  # BPF programs' symbols come and go (other tests) between the two reads
         else:  # an alias at the same address
             assert o.partition("+")[2] == t.partition("+")[2], (hex(a), o, t)
     assert same > 0.9 * len(addrs)
