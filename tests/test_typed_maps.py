@@ -123,5 +123,6 @@ def test_typed_ring_and_perf_buffer_records(obj: Object) -> None:
         assert (rec.pid, rec.ret, rec.ts, rec.comm, rec.state.name, rec.tail_len) == (42, -2, 123456789, b"ev", "ST_DONE", 3)
         assert rec._tail[:3] == b"\xaa\xbb\xcc"
     assert ring[0]._tail == b"\xaa\xbb\xcc"  # perf samples are padded to 8 bytes by the kernel
+    assert ring[0].tail == b"\xaa\xbb\xcc"  # the flexible array member (u8 tail[]) holds the tail
     with pytest.raises(BPFError, match="no type 'struct nope'"):
         RingBuffer(obj.maps["rb"], ring.append, type="struct nope")

@@ -47,15 +47,43 @@ def record_decoder(map: Any, type_name: str, btf: Any = None) -> Callable[[Any],
 
         return decode_scalar
 
+    flex = _flexible_member(c)
+
     def decode(rec: Any) -> Any:
         b = bytes(rec)
         if len(b) < size:
             b = b.ljust(size, b"\0")  # a short record: what is missing reads as zero
         v = unpack(b)
-        object.__setattr__(v, "_tail", b[size:])
+        tail = b[size:]
+        object.__setattr__(v, "_tail", tail)
+        if flex is not None and tail:
+            object.__setattr__(v, flex[0], flex[1](tail))
         return v
 
     return decode
+
+
+def _flexible_member(c: Any) -> Any:
+    """(name, decode tail) of a struct's last member when it is a flexible array (``u8 data[]``), else None."""
+    from ..btf import values as V
+
+    fields = getattr(c, "fields", None)
+    if not fields or c.is_union:
+        return None
+    last = max(fields, key=lambda f: f.off)
+    lc = last.codec
+    if lc.size != 0:
+        return None
+    if isinstance(lc, V._BytesArray):
+        return last.name, bytes
+    if isinstance(lc, V._List) and lc.elem.size:
+        elem, n = lc.elem, lc.elem.size
+
+        def elems(tail: bytes) -> Any:
+            return [elem.decode(tail, i) for i in range(0, len(tail) - n + 1, n)]
+
+        return last.name, elems
+    return None
 
 
 def ring_callback(map: Any, type_name: str, btf: Any, callback: Callable[[Any], Any]) -> Callable[[Any], Any]:
