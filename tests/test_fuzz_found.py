@@ -18,6 +18,7 @@ from typing import Any, Iterator, List, Tuple
 
 import pytest
 
+from pybpfload.abi.record import Record
 from pybpfload.reloc import co_re as core
 from pybpfload.btf import Spec
 from pybpfload.btf import relo_core as C
@@ -351,8 +352,8 @@ def _big_bytes(objs: Any, limit: int = 64 << 20) -> List[str]:
         elif isinstance(x, dict):
             for k, v in x.items():
                 walk(v, f"{path}[{k!r}]", depth + 1)
-        elif hasattr(x, "__dataclass_fields__"):
-            for f in x.__dataclass_fields__:
+        elif hasattr(x, "__dataclass_fields__") or isinstance(x, Record):
+            for f in getattr(x, "__dataclass_fields__", None) or x._fields:
                 walk(getattr(x, f, None), f"{path}.{f}", depth + 1)
 
     walk(objs, "model", 0)

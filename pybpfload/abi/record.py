@@ -56,7 +56,12 @@ class Record:
 
 
 def replace(obj: R, **changes: Any) -> R:
-    """A copy of ``obj`` with some fields changed (what ``dataclasses.replace`` did)."""
+    """A copy of ``obj`` with some fields changed (what ``dataclasses.replace`` did; on a
+    dataclass instance, ``dataclasses.replace`` itself)."""
+    if not isinstance(obj, Record):
+        import dataclasses
+
+        return dataclasses.replace(obj, **changes)  # type: ignore[type-var]
     values = dict(zip(obj._fields, obj._values(obj)))
     for k in changes:
         if k not in values:

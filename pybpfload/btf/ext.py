@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence, Tuple, TypeVar
+from typing import Callable, ClassVar, Dict, List, Sequence, Tuple, TypeVar
 
+from ..abi.record import Record, _set
 from ..errors import BTFError
 
 BTF_EXT_MAGIC = 0xEB9F
@@ -45,28 +45,42 @@ class CoreReloKind(enum.IntEnum):
     TYPE_MATCHES = 12
 
 
-@dataclass(frozen=True)
-class FuncInfo:
+class FuncInfo(Record):
     """A function starts at ``insn_off`` (bytes) with BTF FUNC ``type_id``."""
 
+    __slots__ = ("insn_off", "type_id")
+    _fields: ClassVar[Tuple[str, ...]] = __slots__
     insn_off: int
     type_id: int
+
+    def __init__(self, insn_off: int, type_id: int) -> None:
+        _set(self, "insn_off", insn_off)
+        _set(self, "type_id", type_id)
 
     @property
     def insn(self) -> int:
         return self.insn_off // 8
 
 
-@dataclass(frozen=True)
-class LineInfo:
+class LineInfo(Record):
     """Source position of the instruction at ``insn_off`` (bytes)."""
 
+    __slots__ = ("insn_off", "file_name_off", "line_off", "line_col", "file_name", "line")
+    _fields: ClassVar[Tuple[str, ...]] = __slots__
     insn_off: int
     file_name_off: int
     line_off: int
     line_col: int
     file_name: str
     line: str
+
+    def __init__(self, insn_off: int, file_name_off: int, line_off: int, line_col: int, file_name: str, line: str) -> None:
+        _set(self, "insn_off", insn_off)
+        _set(self, "file_name_off", file_name_off)
+        _set(self, "line_off", line_off)
+        _set(self, "line_col", line_col)
+        _set(self, "file_name", file_name)
+        _set(self, "line", line)
 
     @property
     def insn(self) -> int:
@@ -81,15 +95,23 @@ class LineInfo:
         return self.line_col & 0x3FF
 
 
-@dataclass(frozen=True)
-class CoreRelo:
+class CoreRelo(Record):
     """A CO-RE relocation of the instruction at ``insn_off`` (bytes)."""
 
+    __slots__ = ("insn_off", "type_id", "access_str_off", "kind", "access")
+    _fields: ClassVar[Tuple[str, ...]] = __slots__
     insn_off: int
     type_id: int
     access_str_off: int
     kind: CoreReloKind
     access: str  # e.g. "0:1:0"
+
+    def __init__(self, insn_off: int, type_id: int, access_str_off: int, kind: CoreReloKind, access: str) -> None:
+        _set(self, "insn_off", insn_off)
+        _set(self, "type_id", type_id)
+        _set(self, "access_str_off", access_str_off)
+        _set(self, "kind", kind)
+        _set(self, "access", access)
 
     @property
     def insn(self) -> int:
@@ -104,16 +126,33 @@ class CoreRelo:
             raise BTFError(f"bad CO-RE access string {self.access!r}") from None
 
 
-@dataclass(frozen=True)
-class ExtInfo:
+class ExtInfo(Record):
     """Everything in one .BTF.ext, keyed by ELF section name."""
 
+    __slots__ = ("func_info", "line_info", "core_relos", "func_info_rec_size", "line_info_rec_size", "core_relo_rec_size")
+    _fields: ClassVar[Tuple[str, ...]] = __slots__
     func_info: Dict[str, Tuple[FuncInfo, ...]]
     line_info: Dict[str, Tuple[LineInfo, ...]]
     core_relos: Dict[str, Tuple[CoreRelo, ...]]
-    func_info_rec_size: int = FUNC_INFO_MIN
-    line_info_rec_size: int = LINE_INFO_MIN
-    core_relo_rec_size: int = CORE_RELO_MIN
+    func_info_rec_size: int
+    line_info_rec_size: int
+    core_relo_rec_size: int
+
+    def __init__(
+        self,
+        func_info: Dict[str, Tuple[FuncInfo, ...]],
+        line_info: Dict[str, Tuple[LineInfo, ...]],
+        core_relos: Dict[str, Tuple[CoreRelo, ...]],
+        func_info_rec_size: int = FUNC_INFO_MIN,
+        line_info_rec_size: int = LINE_INFO_MIN,
+        core_relo_rec_size: int = CORE_RELO_MIN,
+    ) -> None:
+        _set(self, "func_info", func_info)
+        _set(self, "line_info", line_info)
+        _set(self, "core_relos", core_relos)
+        _set(self, "func_info_rec_size", func_info_rec_size)
+        _set(self, "line_info_rec_size", line_info_rec_size)
+        _set(self, "core_relo_rec_size", core_relo_rec_size)
 
 
 R = TypeVar("R")

@@ -144,7 +144,7 @@ def collect_externs(elf: ElfFile, btf: Optional[Spec], datasecs: List[T.Datasec]
     raw.sort(key=key)
     out = []
     off = 0
-    from dataclasses import replace
+    from ..abi.record import replace
 
     for e in raw:
         if e.kind is ExternKind.KCONFIG:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import mmap
 import struct
-from dataclasses import replace
+from ..abi.record import replace
 from typing import Dict, List, Optional, Tuple
 
 from ..btf import Spec

@@ -18,10 +18,10 @@ Pure data and string handling: no syscalls.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Dict, Optional, Tuple
+from typing import ClassVar, Dict, Optional, Tuple
 
+from ..abi.record import Record, _set
 from ..errors import ParseError
 from ..abi.uapi import AttachType, ProgType
 
@@ -202,14 +202,21 @@ def attach_type_value(name: str) -> int:
         raise ParseError(f"unknown attach type {name!r}") from None
 
 
-@dataclass(frozen=True)
-class SecDef:
+class SecDef(Record):
     """One entry of the section table."""
 
+    __slots__ = ("prefix", "prog_type", "expected_attach_type", "flags")
+    _fields: ClassVar[Tuple[str, ...]] = __slots__
     prefix: str  # as written in libbpf's table: "kprobe+", "xdp", "sk_skb/stream_parser"
     prog_type: int
     expected_attach_type: int
     flags: SecFlag
+
+    def __init__(self, prefix: str, prog_type: int, expected_attach_type: int, flags: SecFlag) -> None:
+        _set(self, "prefix", prefix)
+        _set(self, "prog_type", prog_type)
+        _set(self, "expected_attach_type", expected_attach_type)
+        _set(self, "flags", flags)
 
     @property
     def name(self) -> str:
@@ -282,10 +289,11 @@ def find_sec_def(sec_name: str) -> Optional[SecDef]:
     return None
 
 
-@dataclass(frozen=True)
-class SectionInfo:
+class SectionInfo(Record):
     """What a program's ELF section name says about it."""
 
+    __slots__ = ("elf_name", "name", "autoload", "sec_def", "prog_type", "expected_attach_type", "prog_flags", "attach_target")
+    _fields: ClassVar[Tuple[str, ...]] = __slots__
     elf_name: str  # the ELF section name as written, '?' included
     name: str  # without the '?': what bpf_program__section_name returns
     autoload: bool
@@ -294,6 +302,26 @@ class SectionInfo:
     expected_attach_type: int
     prog_flags: int
     attach_target: Optional[str]
+
+    def __init__(
+        self,
+        elf_name: str,
+        name: str,
+        autoload: bool,
+        sec_def: Optional[SecDef],
+        prog_type: int,
+        expected_attach_type: int,
+        prog_flags: int,
+        attach_target: Optional[str],
+    ) -> None:
+        _set(self, "elf_name", elf_name)
+        _set(self, "name", name)
+        _set(self, "autoload", autoload)
+        _set(self, "sec_def", sec_def)
+        _set(self, "prog_type", prog_type)
+        _set(self, "expected_attach_type", expected_attach_type)
+        _set(self, "prog_flags", prog_flags)
+        _set(self, "attach_target", attach_target)
 
     @property
     def known(self) -> bool:

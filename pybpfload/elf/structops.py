@@ -11,9 +11,9 @@ What depends on the kernel's BTF is done at load by :mod:`pybpfload.reloc.struct
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..abi.record import replace
 from ..btf import Spec
 from ..btf import types as T
 from ..errors import ELFError
@@ -160,4 +160,4 @@ def collect_st_ops_relos(
             raise ELFError(f"struct_ops reloc {m.name}: prog {programs[pi][0].name} is not struct_ops BPF program")
         progs = list(st.programs)
         progs[member_idx] = programs[pi][0].name
-        maps[mi] = dataclasses.replace(m, struct_ops=dataclasses.replace(st, programs=tuple(progs)))
+        maps[mi] = replace(m, struct_ops=replace(st, programs=tuple(progs)))
