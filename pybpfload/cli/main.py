@@ -8,7 +8,6 @@ traceback instead.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
@@ -31,6 +30,8 @@ def _map_open(ref: str) -> Any:
 
 # ---------------------------------------------------------------- prog / map list
 def cmd_prog_list(args: argparse.Namespace) -> int:
+    import json
+
     from ..kernel.program import Program
     from ..abi.uapi import ProgType
 
@@ -56,6 +57,8 @@ def cmd_prog_list(args: argparse.Namespace) -> int:
 
 
 def cmd_map_list(args: argparse.Namespace) -> int:
+    import json
+
     from ..kernel.maps import Map
 
     rows = []
@@ -111,6 +114,8 @@ def _btf_formatter(m: Any) -> Any:
 
 
 def cmd_map_dump(args: argparse.Namespace) -> int:
+    import json
+
     with _map_open(args.map) as m:
         items = list(m.items())
         fmt = _btf_formatter(m)
@@ -164,6 +169,8 @@ def _type_name(enum_cls: Any, prefix: str, value: int) -> str:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
     from ..object import Object
     from ..abi.uapi import AttachType, MapType, ProgType
 
@@ -281,6 +288,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_btf_dump(args: argparse.Namespace) -> int:
+    import json
+
     from ..btf import Spec
     from ..btf.vmlinux import VMLINUX_PATH, vmlinux_spec
 
@@ -325,70 +334,78 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------- parser
-CORE_HELP = "check offline that an object's CO-RE relocations resolve on given kernel BTFs"
+COMMANDS = ("prog", "map", "inspect", "disasm", "load", "btf", "demo", "gen", "core")
 
 
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
-    """The whole parser; given the ``command`` about to run (not ``core``), the ``core``
-    subcommand is only named, so that its module (and what it imports) is not loaded."""
+    """The whole parser; given the ``command`` about to run (one of COMMANDS), only that
+    subcommand's parser: building all of them (and importing the modules of ``gen`` and
+    ``core``) was a noticeable part of a short command's start-up."""
     ap = argparse.ArgumentParser(prog="pybpfload", description="A pure-Python eBPF loader (libbpf's semantics).")
     ap.add_argument("--debug", action="store_true", help="show tracebacks and the loader's debug log")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    only = command if command in COMMANDS else None
 
-    prog = sub.add_parser("prog", help="programs loaded in the kernel")
-    psub = prog.add_subparsers(dest="prog_command", metavar="SUBCOMMAND")
-    pl = psub.add_parser("list", help="every program in the system (like bpftool prog list)")
-    pl.add_argument("--json", action="store_true")
-    pl.set_defaults(handler=cmd_prog_list)
+    def want(name: str) -> bool:
+        return only is None or only == name
 
-    mp = sub.add_parser("map", help="maps in the kernel")
-    msub = mp.add_subparsers(dest="map_command", metavar="SUBCOMMAND")
-    ml = msub.add_parser("list", help="every map in the system (like bpftool map list)")
-    ml.add_argument("--json", action="store_true")
-    ml.set_defaults(handler=cmd_map_list)
-    md = msub.add_parser("dump", help="the elements of a map given by id or pin path")
-    md.add_argument("map", metavar="PIN_OR_ID")
-    md.add_argument("--json", action="store_true")
-    md.set_defaults(handler=cmd_map_dump)
+    if want("prog"):
+        prog = sub.add_parser("prog", help="programs loaded in the kernel")
+        psub = prog.add_subparsers(dest="prog_command", metavar="SUBCOMMAND")
+        pl = psub.add_parser("list", help="every program in the system (like bpftool prog list)")
+        pl.add_argument("--json", action="store_true")
+        pl.set_defaults(handler=cmd_prog_list)
 
-    ins = sub.add_parser("inspect", help="programs, maps, globals, externs and BTF of an object (no root needed)")
-    ins.add_argument("object", metavar="OBJ")
-    ins.add_argument("--json", action="store_true")
-    ins.set_defaults(handler=cmd_inspect)
+    if want("map"):
+        mp = sub.add_parser("map", help="maps in the kernel")
+        msub = mp.add_subparsers(dest="map_command", metavar="SUBCOMMAND")
+        ml = msub.add_parser("list", help="every map in the system (like bpftool map list)")
+        ml.add_argument("--json", action="store_true")
+        ml.set_defaults(handler=cmd_map_list)
+        md = msub.add_parser("dump", help="the elements of a map given by id or pin path")
+        md.add_argument("map", metavar="PIN_OR_ID")
+        md.add_argument("--json", action="store_true")
+        md.set_defaults(handler=cmd_map_dump)
 
-    dis = sub.add_parser("disasm", help="disassemble an object's programs, as llvm-objdump -d")
-    dis.add_argument("object", metavar="OBJ")
-    dis.add_argument("program", metavar="PROG", nargs="?")
-    dis.add_argument("--no-raw", action="store_true", help="omit the instruction bytes")
-    dis.set_defaults(handler=cmd_disasm)
+    if want("inspect"):
+        ins = sub.add_parser("inspect", help="programs, maps, globals, externs and BTF of an object (no root needed)")
+        ins.add_argument("object", metavar="OBJ")
+        ins.add_argument("--json", action="store_true")
+        ins.set_defaults(handler=cmd_inspect)
 
-    ld = sub.add_parser("load", help="load an object and pin its programs (like bpftool prog loadall)")
-    ld.add_argument("object", metavar="OBJ")
-    ld.add_argument("pin_dir", metavar="PIN_DIR")
-    ld.add_argument("--pinmaps", metavar="MAP_DIR")
-    ld.set_defaults(handler=cmd_load)
+    if want("disasm"):
+        dis = sub.add_parser("disasm", help="disassemble an object's programs, as llvm-objdump -d")
+        dis.add_argument("object", metavar="OBJ")
+        dis.add_argument("program", metavar="PROG", nargs="?")
+        dis.add_argument("--no-raw", action="store_true", help="omit the instruction bytes")
+        dis.set_defaults(handler=cmd_disasm)
 
-    btf = sub.add_parser("btf", help="BTF")
-    bsub = btf.add_subparsers(dest="btf_command", metavar="SUBCOMMAND")
-    bd = bsub.add_parser("dump", help="dump the BTF of a raw BTF file or an object")
-    bd.add_argument("file", metavar="FILE")
-    bd.add_argument("--format", choices=("raw", "c", "json"), default="raw")
-    bd.set_defaults(handler=cmd_btf_dump)
+    if want("load"):
+        ld = sub.add_parser("load", help="load an object and pin its programs (like bpftool prog loadall)")
+        ld.add_argument("object", metavar="OBJ")
+        ld.add_argument("pin_dir", metavar="PIN_DIR")
+        ld.add_argument("--pinmaps", metavar="MAP_DIR")
+        ld.set_defaults(handler=cmd_load)
 
-    demo = sub.add_parser("demo", help="load the bundled xdp_count object, run it on test packets, pin and unpin")
-    demo.add_argument("--packets", type=int, default=5)
-    demo.set_defaults(handler=cmd_demo)
+    if want("btf"):
+        btf = sub.add_parser("btf", help="BTF")
+        bsub = btf.add_subparsers(dest="btf_command", metavar="SUBCOMMAND")
+        bd = bsub.add_parser("dump", help="dump the BTF of a raw BTF file or an object")
+        bd.add_argument("file", metavar="FILE")
+        bd.add_argument("--format", choices=("raw", "c", "json"), default="raw")
+        bd.set_defaults(handler=cmd_btf_dump)
 
-    if command is not None and command != "gen":
-        sub.add_parser("gen", help="generate code from an object")
-    else:
+    if want("demo"):
+        demo = sub.add_parser("demo", help="load the bundled xdp_count object, run it on test packets, pin and unpin")
+        demo.add_argument("--packets", type=int, default=5)
+        demo.set_defaults(handler=cmd_demo)
+
+    if want("gen"):
         from .skeleton import add_parser as add_gen_parser
 
         add_gen_parser(sub)
 
-    if command is not None and command != "core":
-        sub.add_parser("core", help=CORE_HELP)
-    else:
+    if want("core"):
         from .corecheck import add_parser as add_core_parser
 
         add_core_parser(sub)

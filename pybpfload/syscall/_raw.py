@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ctypes
-import platform
+import os
 from typing import Any, Optional
 
 from ..errors import NotSupportedError, SyscallError
@@ -28,7 +28,7 @@ _NR_BPF = {
 _libc = ctypes.CDLL(None, use_errno=True)
 syscall = _libc.syscall  # int syscall(long, ...); arguments: ints and byref()
 get_errno = ctypes.get_errno
-NR_BPF: int = _NR_BPF.get(platform.machine(), -1)
+NR_BPF: int = _NR_BPF.get(os.uname().machine, -1)
 
 
 def bpf(cmd: int, attr: Any, size: Optional[int] = None, *, what: Optional[str] = None, name: Optional[str] = None) -> int:
@@ -38,7 +38,7 @@ def bpf(cmd: int, attr: Any, size: Optional[int] = None, *, what: Optional[str] 
     names the operation in the error (default: the command's name).
     """
     if NR_BPF < 0:
-        raise NotSupportedError("bpf(2)", f"unknown syscall number on {platform.machine()}")
+        raise NotSupportedError("bpf(2)", f"unknown syscall number on {os.uname().machine}")
     ret = syscall(NR_BPF, cmd, ctypes.byref(attr), ctypes.sizeof(attr) if size is None else size)
     if ret < 0:
         err = get_errno()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
-import platform
+import os
 
 from ..errors import NotSupportedError, SyscallError
 from ._raw import get_errno, syscall
@@ -41,7 +41,7 @@ _NR_PERF_EVENT_OPEN = {
     "s390x": 331,
     "mips64": 5292,
 }
-NR_PERF_EVENT_OPEN: int = _NR_PERF_EVENT_OPEN.get(platform.machine(), -1)
+NR_PERF_EVENT_OPEN: int = _NR_PERF_EVENT_OPEN.get(os.uname().machine, -1)
 
 PERF_TYPE_SOFTWARE = 1
 PERF_COUNT_SW_BPF_OUTPUT = 10
@@ -83,7 +83,7 @@ class PerfEventAttr(ctypes.Structure):
 def perf_event_open(attr: PerfEventAttr, pid: int, cpu: int, group_fd: int = -1, flags: int = PERF_FLAG_FD_CLOEXEC) -> Fd:
     """perf_event_open(2); the new fd is owned by the returned :class:`Fd`."""
     if NR_PERF_EVENT_OPEN < 0:
-        raise NotSupportedError("perf_event_open(2)", f"unknown syscall number on {platform.machine()}")
+        raise NotSupportedError("perf_event_open(2)", f"unknown syscall number on {os.uname().machine}")
     if not attr.size:
         attr.size = ctypes.sizeof(attr)
     ret = syscall(
