@@ -1,12 +1,10 @@
 """Low-level ELF reading: header, sections, symbols and REL entries of a BPF object.
 
-The ELF header (64 bytes), the section header, symbol and relocation tables
-are decoded with :mod:`struct` in one pass each, and section contents are
-slices of the input, never read past its end.  pyelftools remains the reader
-of user-space ELF files (uprobes, USDT notes: :mod:`pybpfload.link.elfsym`);
-a BPF object no longer goes through it: parsing one entry per call through
-pyelftools was most of the open time, and importing ``elftools.elf.elffile``
-(DWARF, its construct copy) for a 64-byte header was ~40 ms of every start-up.
+pyelftools reads and checks the ELF header (its ``ELFStructs`` only: importing
+``elftools.elf.elffile`` would bring DWARF along, ~20 ms more of every start-up);
+the section header, symbol and relocation tables are decoded with :mod:`struct`
+in one pass each (parsing one entry per call through pyelftools was most of the
+open time), and section contents are slices of the input, never read past its end.
 Everything malformed becomes :class:`pybpfload.errors.ELFError`.
 """
 
@@ -43,7 +41,6 @@ SHN_ABS = 0xFFF1
 SHN_COMMON = 0xFFF2
 # header
 ET_REL = 1
-_E_TYPES = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}  # named as pyelftools names them
 EM_NONE = 0
 EM_BPF = 247
 
@@ -52,8 +49,6 @@ REL_SIZE = 16
 _SYM = struct.Struct("<IBBHQQ")
 _SHDR = struct.Struct("<IIQQQQIIQQ")  # name, type, flags, addr, offset, size, link, info, addralign, entsize
 _REL = struct.Struct("<QQ")
-# e_ident, type, machine, version, entry, phoff, shoff, flags, ehsize, phentsize, phnum, shentsize, shnum, shstrndx
-_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
 
 
 class Section(Record):
@@ -204,12 +199,19 @@ def read_elf(data: bytes) -> ElfFile:
         raise ELFError("big-endian ELF objects are not supported")
     if data[5] != 1:
         raise ELFError(f"unknown ELF byte order {data[5]}")
-    _ident, e_type, machine, _ver, _entry, _phoff, shoff, _flags, _ehsize, _phes, _phnum, shentsize, shnum, shstrndx = (
-        _EHDR.unpack_from(data)
-    )
-    if e_type != ET_REL:
-        raise ELFError(f"not a relocatable object (e_type {_E_TYPES.get(e_type, e_type)})")
-    if machine not in (EM_BPF, EM_NONE):
+    from elftools.elf.structs import ELFStructs
+
+    try:
+        structs = ELFStructs(little_endian=True, elfclass=64)
+        structs.create_basic_structs()
+        hdr = structs.Elf_Ehdr.parse(data[:64])
+        e_type, machine = hdr["e_type"], hdr["e_machine"]
+        shnum, shoff, shentsize, shstrndx = hdr["e_shnum"], hdr["e_shoff"], hdr["e_shentsize"], hdr["e_shstrndx"]
+    except Exception as e:  # pyelftools' construct errors have no common base with ours
+        raise ELFError(f"cannot read the ELF header: {e}") from e
+    if e_type not in ("ET_REL", ET_REL):
+        raise ELFError(f"not a relocatable object (e_type {e_type})")
+    if machine not in ("EM_BPF", "EM_NONE", EM_BPF, EM_NONE):
         raise ELFError(f"not a BPF object (e_machine {machine})")
     if shentsize != 64:
         raise ELFError(f"bad section header size {shentsize}")
