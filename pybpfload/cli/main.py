@@ -32,8 +32,8 @@ def _map_open(ref: str) -> Any:
 def cmd_prog_list(args: argparse.Namespace) -> int:
     import json
 
+    from ..abi.names import prog_type_name
     from ..kernel.program import Program
-    from ..abi.uapi import ProgType
 
     rows = []
     for pid in Program.ids():
@@ -42,10 +42,7 @@ def cmd_prog_list(args: argparse.Namespace) -> int:
                 info = p.info()
         except BPFError:
             continue  # gone meanwhile
-        try:
-            tname = ProgType(info.type).name[len("BPF_PROG_TYPE_") :].lower()
-        except ValueError:
-            tname = str(info.type)
+        tname = prog_type_name(info.type)
         rows.append({"id": info.id, "type": tname, "name": info.name, "tag": info.tag, "map_ids": list(info.map_ids)})
     if args.json:
         print(json.dumps(rows))
@@ -161,18 +158,13 @@ def _hex_row(k: bytes, v: Any) -> Dict[str, Any]:
 
 
 # ---------------------------------------------------------------- objects
-def _type_name(enum_cls: Any, prefix: str, value: int) -> str:
-    try:
-        return enum_cls(value).name[len(prefix) :].lower()
-    except ValueError:
-        return str(value)
-
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     import json
 
     from ..object import Object
-    from ..abi.uapi import AttachType, MapType, ProgType
+    from ..abi.names import map_type_name, prog_type_name, short_name
+    from ..abi.uapi import AttachType
 
     obj = Object.open(args.object)
     model = obj.model
@@ -185,8 +177,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             {
                 "name": p.name,
                 "section": p.section.elf_name,
-                "type": _type_name(ProgType, "BPF_PROG_TYPE_", p.prog_type),
-                "attach_type": _type_name(AttachType, "BPF_", p.expected_attach_type) if p.expected_attach_type else None,
+                "type": prog_type_name(p.prog_type),
+                "attach_type": short_name(AttachType, "BPF_", p.expected_attach_type) if p.expected_attach_type else None,
                 "insns": p.insn_cnt,
                 "subprogram": p.is_subprog,
                 "autoload": p.autoload,
@@ -196,7 +188,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     maps = [
         {
             "name": m.name,
-            "type": _type_name(MapType, "BPF_MAP_TYPE_", m.type),
+            "type": map_type_name(m.type),
             "key_size": m.key_size,
             "value_size": m.value_size,
             "max_entries": m.max_entries,

@@ -39,6 +39,7 @@ from .._strict import Strict
 from ..errors import BPFError, PinError, StateError, SyscallError
 from ..syscall import commands
 from ..syscall._raw import NR_BPF, get_errno, syscall
+from ..abi.names import map_type_name as _type_name
 from ..abi.uapi import Cmd, MapElemAttr, MapInfo as _MapInfo, MapType
 from ..syscall.fd import Fd
 
@@ -128,12 +129,6 @@ class MapInfo:
 
 Key = Union[bytes, bytearray, memoryview, int, Tuple[Any, ...]]
 
-
-def _type_name(map_type: int) -> str:
-    try:
-        return MapType(map_type).name[len("BPF_MAP_TYPE_") :].lower()
-    except ValueError:
-        return str(map_type)
 
 
 def _map_type_refused(e: SyscallError, map_type: int) -> BPFError:

@@ -15,6 +15,7 @@ from .._fdobject import FdObject
 from .._strict import Strict
 from ..errors import BPFError, StateError, VerifierError
 from ..syscall import commands
+from ..abi.names import prog_type_name as _type_name
 from ..abi.uapi import AttachType, ProgInfo as _ProgInfo, ProgType
 from ..syscall.fd import Fd
 
@@ -430,12 +431,6 @@ def _prog_type_refused(e: VerifierError, prog_type: int) -> BPFError:
 
 _TRAMPOLINE_TYPES = (ProgType.BPF_PROG_TYPE_TRACING, ProgType.BPF_PROG_TYPE_LSM, ProgType.BPF_PROG_TYPE_EXT)
 
-
-def _type_name(prog_type: int) -> str:
-    try:
-        return ProgType(prog_type).name[len("BPF_PROG_TYPE_") :].lower()
-    except ValueError:
-        return str(prog_type)
 
 
 def _info(fd: int, name: Optional[str]) -> ProgramInfo:

@@ -18,6 +18,7 @@ from .._fdobject import FdObject
 from .._strict import Strict
 from ..errors import NotSupportedError, StateError, SyscallError
 from ..abi import uapi as t
+from ..abi.names import prog_type_name as _type_name
 from ..syscall import commands
 from ..syscall.fd import Fd
 from ._attach_cmd import BPF_F_REPLACE, ENOTSUPP
@@ -66,12 +67,6 @@ class MapLike(Protocol):
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-
-def _type_name(prog_type: int) -> str:
-    try:
-        return t.ProgType(prog_type).name[len("BPF_PROG_TYPE_") :].lower()
-    except ValueError:
-        return str(prog_type)
 
 
 def hook(name: str, *prog_types: int) -> Callable[[F], F]:
