@@ -15,7 +15,6 @@ import os
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from ._strict import Strict
-from .syscall.features import running_kernel_version  # public here too
 from .errors import BPFOSError, ParseError, StateError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,6 +25,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from .kernel.program import Program
 
 __all__ = ["Object", "running_kernel_version", "parse_kconfig"]
+
+
+def running_kernel_version() -> int:
+    """KERNEL_VERSION of the running kernel, as libbpf computes it (see
+    :func:`pybpfload.syscall.features.running_kernel_version`; imported only when
+    asked, so opening an object does not import the syscall layer)."""
+    from .syscall.features import running_kernel_version as version
+
+    return version()
 
 BPF_OBJ_NAME_LEN = 16
 PATH_MAX = 4096
