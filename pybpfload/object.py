@@ -83,7 +83,7 @@ class Object(Strict):
         kconfig: Optional[str] = None,
         btf_custom_path: Optional[str] = None,
         kernel_log_level: int = 0,
-        typed: bool = False,
+        typed: bool = True,
     ) -> None:
         from .kernel.program import Program
 
@@ -172,7 +172,7 @@ class Object(Strict):
             for m in maps.values():
                 m.__dict__["_btf_getter"] = btf_getter  # also for typed ring / perf buffer records
                 if typed and (m.btf_key_type_id or m.btf_value_type_id):
-                    m.typed = True
+                    m._type_lazily()
 
     # ------------------------------------------------------------ opening
     @classmethod
@@ -186,7 +186,7 @@ class Object(Strict):
         kconfig: Optional[str] = None,
         btf_custom_path: Optional[str] = None,
         kernel_log_level: int = 0,
-        typed: bool = False,
+        typed: bool = True,
     ) -> "Object":
         """Open a BPF ELF file (bpf_object__open_file with bpf_object_open_opts).
 
@@ -196,8 +196,9 @@ class Object(Strict):
         /sys/fs/bpf); ``kconfig`` overrides /proc/config.gz for __kconfig
         externs (``"CONFIG_X=y\\n..."``); ``btf_custom_path`` is the kernel BTF
         used for CO-RE; ``kernel_log_level`` is the verifier log level of
-        every program; ``typed`` decodes every map's keys and values with their BTF
-        types (``map.typed``).  Invalid options raise :class:`ParseError` here.
+        every program; ``typed`` (the default) decodes every map's keys and values
+        with their BTF types (``map.typed``; ``typed=False``: bytes, and ``map.raw``
+        is always bytes).  Invalid options raise :class:`ParseError` here.
         """
         spath = os.fspath(path)
         _check_path_option("path", spath)
@@ -225,7 +226,7 @@ class Object(Strict):
         kconfig: Optional[str] = None,
         btf_custom_path: Optional[str] = None,
         kernel_log_level: int = 0,
-        typed: bool = False,
+        typed: bool = True,
     ) -> "Object":
         """Open a BPF ELF object held in memory (bpf_object__open_mem); options as :meth:`open`.
 

@@ -53,7 +53,7 @@ def run_demo(packets: int = 5, out: Optional[object] = None) -> int:
         for i in range(packets):
             r = prog.test_run(packet)
             w(f"packet {i + 1}: XDP verdict {r.retval} ({'XDP_PASS' if r.retval == 2 else r.retval})\n")
-        count = int.from_bytes(counts[0], sys.byteorder)
+        count = counts[0]  # typed from the map's BTF: an int
         w(f"pkt_count[0] = {count}\n")
         tmp = tempfile.mkdtemp(prefix="pybpfload-demo-")
         try:
@@ -63,7 +63,7 @@ def run_demo(packets: int = 5, out: Optional[object] = None) -> int:
                 obj.pin(pin_dir)
                 w(f"pinned under {pin_dir}: {sorted(os.listdir(pin_dir))}\n")
                 with Map.from_pin(os.path.join(pin_dir, "pkt_count")) as again:
-                    w(f"read through the pin: pkt_count[0] = {int.from_bytes(again[0], sys.byteorder)}\n")
+                    w(f"read through the pin: pkt_count[0] = {again[0]}\n")
                 obj.unpin(pin_dir)
                 w(f"unpinned: {sorted(os.listdir(pin_dir))}\n")
             finally:

@@ -60,6 +60,8 @@ BPF_F_MMAPABLE = 1 << 10
 _BO = sys.byteorder
 _ENOTSUPP = 524  # the kernel's internal 'operation not supported'
 _ELEM_SIZE = ctypes.sizeof(MapElemAttr)
+_PENDING: Any = object()  # Map._typed: typed, codecs not built yet (see Map._type_lazily)
+_TYPED_LOCK = threading.Lock()
 
 _PERCPU = frozenset(
     {
@@ -347,7 +349,10 @@ class Map(Strict, FdObject):
     @property
     def typed(self) -> bool:
         """Keys and values decoded with the map's BTF types (value objects, ints); see
-        :mod:`pybpfload.kernel.typedmaps`.  ``key_format`` / ``value_format`` still win."""
+        :mod:`pybpfload.kernel.typedmaps`.  ``key_format`` / ``value_format`` still win.
+        An object's maps are typed by default (``Object.open(..., typed=False)``: bytes)."""
+        if self.__dict__.get("_typed") is _PENDING:
+            self._resolve_typed()
         return bool(self.__dict__.get("_typed"))
 
     @typed.setter
@@ -360,6 +365,28 @@ class Map(Strict, FdObject):
         d["_typed"] = bool(on)
         self._set_format("key", self._key_format)
         self._set_format("value", self._value_format)
+
+    def _type_lazily(self) -> None:
+        """Typed by default (an object's maps with BTF key/value types): the codecs are
+        built on the map's first use, so opening and loading pay nothing for them."""
+        self.__dict__["_typed"] = _PENDING
+
+    def _resolve_typed(self) -> None:
+        with _TYPED_LOCK:
+            d = self.__dict__
+            if d.get("_typed") is not _PENDING:
+                return
+            from .typedmaps import typed_formats
+
+            try:
+                k, v = typed_formats(self)
+            except BPFError:  # no BTF after all, or a type the codecs refuse: bytes, as untyped maps
+                d["_typed"] = False
+                return
+            d["_typed_key"], d["_typed_value"] = k, v
+            self._set_format("key", self._key_format)  # reads _typed: still true-ish (pending)
+            self._set_format("value", self._value_format)
+            d["_typed"] = True
 
     @property
     def raw(self) -> Any:
@@ -545,6 +572,8 @@ class Map(Strict, FdObject):
         try:
             return tls.b
         except AttributeError:
+            if self.__dict__.get("_typed") is _PENDING:
+                self._resolve_typed()
             b = tls.b = _Bufs(fd.fileno(), self.key_size, self.value_size, self._vbuf_size)
             return b
 
@@ -571,18 +600,43 @@ class Map(Strict, FdObject):
     # ------------------------------------------------------------ opening existing maps
     @classmethod
     def from_fd(cls, fd: int, **kwargs: Any) -> "Map":
-        """A Map owning a duplicate of ``fd`` (the caller keeps its own fd)."""
+        """A Map owning a duplicate of ``fd`` (the caller keeps its own fd).
+
+        ``from_fd``, ``from_id`` and ``from_pin`` give typed maps (``typed``) when the
+        kernel keeps BTF key/value types for the map; ``typed=False``: bytes."""
         return cls._from_owned_fd(Fd(_dup(fd)), **kwargs)
 
     @classmethod
-    def _from_owned_fd(cls, fd: Fd, **kwargs: Any) -> "Map":
+    def _from_owned_fd(cls, fd: Fd, typed: bool = True, **kwargs: Any) -> "Map":
         try:
             m = cls(**kwargs)
             m._adopt(fd, from_kernel=True)
         except BaseException:
             fd.close()
             raise
+        if typed:
+            m._type_from_kernel_btf()
         return m
+
+    def _type_from_kernel_btf(self) -> None:
+        """Typed (lazily) with the BTF the kernel keeps for this map, as bpftool formats it."""
+        info = self.info()
+        if not info.btf_id or not (info.btf_key_type_id or info.btf_value_type_id):
+            return
+        d = self.__dict__
+        d["btf_key_type_id"], d["btf_value_type_id"] = info.btf_key_type_id, info.btf_value_type_id
+        got: List[Any] = []
+
+        def btf_getter() -> Any:
+            if not got:
+                from ..syscall.btf_handle import BtfHandle
+
+                with BtfHandle.from_id(info.btf_id) as h:
+                    got.append(h.spec())
+            return got[0]
+
+        d["_btf_getter"] = btf_getter
+        self._type_lazily()
 
     @classmethod
     def from_id(cls, map_id: int, **kwargs: Any) -> "Map":
@@ -1019,6 +1073,8 @@ class Map(Strict, FdObject):
 
     def _batch_columns(self, cmd: int, chunk: Optional[int], elem_flags: int) -> Iterator[Tuple[Sequence[Any], Sequence[Any]]]:
         """Per batch: (decoded keys, decoded values), split at C speed where the layout allows."""
+        if self.__dict__.get("_typed") is _PENDING:
+            self._resolve_typed()
         ks, vsz = self.key_size, self._vbuf_size
         kfmt = self.key_format if self._kstruct is not None else None
         vfmt = self.value_format if (self._vstruct is not None and not self._percpu) else None
