@@ -14,7 +14,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 try:
@@ -83,6 +83,21 @@ def poll_for(buffer: Any, duration: Optional[float]) -> None:
             buffer.poll(100)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def print_log2_hist(slots: Sequence[int], unit: str) -> None:
+    """libbpf-tools' print_log2_hist, from the toolkit's (bcc's) text.
+
+    libbpf-tools' slot i counts the values 2**i .. 2**(i+1) - 1 (its BPF side
+    stores floor(log2(v))), bcc's slot i + 1 the same (bcc stores log2 + 1):
+    with a zero slot in front the rows are byte for byte the same.  The one
+    difference is in the header: libbpf-tools has four spaces before
+    "distribution", bcc five.
+    """
+    from pybpfload.toolkit.hist import format_log2_hist
+
+    text = format_log2_hist([0, *slots], unit)
+    print(text.replace(" : count     distribution\n", " : count    distribution\n", 1), end="")
 
 
 def _message(e: BaseException) -> str:
