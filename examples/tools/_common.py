@@ -116,13 +116,13 @@ def run(main: Callable[[], int]) -> None:
         if os.geteuid() != 0:
             raise ToolError("needs root (bpf(2), perf events and tracefs): run it with sudo")
         status = main()
+        sys.stdout.flush()
     except KeyboardInterrupt:
+        status = 0
+    except BrokenPipeError:  # `tool | head`: the reader left
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
         status = 0
     except (ToolError, BPFError, OSError) as e:
         print(f"{tool}: {_message(e)}", file=sys.stderr)
         status = 1
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:  # `tool | head`: the reader left
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     sys.exit(status)
