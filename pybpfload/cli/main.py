@@ -393,9 +393,11 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
         demo.set_defaults(handler=cmd_demo)
 
     if want("gen"):
+        from .min_core_btf import add_parser as add_min_core_btf_parser
         from .skeleton import add_parser as add_gen_parser
 
         add_gen_parser(sub)
+        add_min_core_btf_parser(sub)
 
     if want("core"):
         from .corecheck import add_parser as add_core_parser
