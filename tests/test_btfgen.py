@@ -504,6 +504,15 @@ def test_fleet_goes_on_past_a_bad_file(tmp_path: Path) -> None:
     ]
 
 
+def test_empty_fleet_directory(tmp_path: Path) -> None:
+    (tmp_path / "fleet").mkdir()
+    (tmp_path / "fleet" / "notes.txt").write_text("no kernels here\n")
+    r = _cli("gen", "min-core-btf", _obj("core_task"), "--btf", str(tmp_path / "fleet"), "-o", str(tmp_path / "out"))
+    assert r.returncode == 1 and "Traceback" not in r.stderr and r.stdout == ""
+    assert r.stderr.splitlines() == [f"pybpfload: skipped {tmp_path / 'fleet' / 'notes.txt'}: not BTF",
+                                     f"pybpfload: error: no BTF file in {tmp_path / 'fleet'}"]
+
+
 def test_api_file_into_directory(tmp_path: Path) -> None:
     """A file source with an existing directory as output goes into it, under its own name (archive suffix off)."""
     member = tmp_path / "k.btf"

@@ -36,9 +36,9 @@ def cmd_gen_min_core_btf(args: argparse.Namespace) -> int:
         elif not args.quiet:
             print(f"{r.output}: {r.types} types, {r.size} bytes")
     if is_dir:
-        print(f"{len(results) - failed} of {len(results)} BTF files minimized into {args.output}" + (f", {failed} failed" if failed else ""))
         if not results:
             raise BPFError(f"no BTF file in {args.btf}")
+        print(f"{len(results) - failed} of {len(results)} BTF files minimized into {args.output}" + (f", {failed} failed" if failed else ""))
     return 1 if failed else 0
 
 
