@@ -29,15 +29,17 @@ Pure: bytes in, Python out; no syscall.
 
 from __future__ import annotations
 
+import ctypes
 import keyword
 import struct
+import sys
 import weakref
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..errors import BPFError
 from . import types as T
 
-__all__ = ["Codec", "CString", "EnumValue", "Value", "codec", "to_json"]
+__all__ = ["Codec", "CString", "EnumValue", "Value", "codec", "to_json", "write_back"]
 
 _SCALAR_FMT = {
     (1, False): "B",
@@ -98,7 +100,7 @@ class Value:
     def __eq__(self, other: object) -> bool:
         if isinstance(other, dict):
             return self._asdict() == {k: _plain(v) for k, v in other.items()}
-        if type(other) is not type(self):
+        if not isinstance(other, Value) or other._codec is not self._codec:  # bound or not, the same type
             return NotImplemented
         return all(getattr(self, s) == getattr(other, s) for s in self._slots)
 
@@ -352,13 +354,14 @@ class _Composite(Codec):
         self.fields: List[_Field] = []
         self.flat: Dict[str, Tuple[Tuple[str, ...], _Field]] = {}  # name -> slot path, field
         self._decode: Callable[[Any, int], Any] = self._decode_generic
+        self._ctypes = False  # value_class is a ctypes.Structure (see _ctypes_class)
 
     def decode(self, buf: Any, off: int = 0) -> Any:
         return self._decode(buf, off)
 
     def _finish(self) -> None:
         slots = tuple(f.name for f in self.fields)
-        extra = ("_raw", "_tail") if self.is_union else ("_tail",)  # _tail: a record's bytes past the type
+        extra = ("_raw", "_tail", "_home") if self.is_union else ("_tail", "_home")  # _tail: a record's bytes past the type
         flat: Dict[str, Tuple[Tuple[str, ...], _Field]] = {}
         for f in self.fields:
             if f.anon:
@@ -377,8 +380,23 @@ class _Composite(Codec):
         pyname = self.type_name.split()[-1] if self.type_name.split() else "anon"
         if not pyname.isidentifier():
             pyname = "anon"
+        ccls = _ctypes_class(self, pyname, ns)
+        if ccls is not None:  # decoded by ctypes in one C call (see _ctypes_class)
+            self.value_class = ccls
+            self.decode = ccls.from_buffer_copy  # type: ignore[method-assign]
+            self._decode = ccls.from_buffer_copy
+            self.unpack = self._unpack_c  # type: ignore[method-assign]
+            return
         self.value_class = type(pyname, (Value,), ns)
         self._compile()
+
+    def _unpack_c(self, buf: Any) -> Any:
+        try:
+            return self._decode(buf, 0)  # type: ignore[call-arg]
+        except ValueError:  # shorter than the type
+            raise BPFError(f"{self.type_name}: {len(buf)} bytes, the type is {self.size}") from None
+        except TypeError:  # not a buffer: as the generic path
+            return Codec.unpack(self, bytes(buf))
 
     def _compile(self) -> None:
         """A decoder in one struct.unpack_from for the plain members, generated code for the rest."""
@@ -465,6 +483,9 @@ class _Composite(Codec):
                 self._encode_field(hit, v, buf, off, f"{path}.{k}")
             return
         if isinstance(value, Value) and value._codec is self:
+            if self._ctypes:
+                buf[off : off + self.size] = bytes(value)  # type: ignore[call-overload]
+                return
             if self.is_union:
                 raw = getattr(value, "_raw", None)
                 if raw is not None:
@@ -534,6 +555,215 @@ def _bitfield_getter(f: _Field) -> Callable[[Any, int], Any]:
         return conv(v) if conv is not None else v
 
     return get
+
+
+# ------------------------------------------------------------------ ctypes-backed value classes
+# A struct whose members are plain numbers (and structs of those) decodes fastest as a
+# ctypes.Structure: from_buffer_copy is one C call, members are read by C descriptors.
+# Members ctypes cannot show as we do (enums, bools, char arrays, other arrays, 128-bit
+# ints, bitfields, unions...) become properties over the same memory, decoded and
+# encoded by their codecs.  Writes are checked (ctypes itself would truncate).
+_C_INTS = {
+    (1, False): ctypes.c_uint8, (1, True): ctypes.c_int8, (2, False): ctypes.c_uint16, (2, True): ctypes.c_int16,
+    (4, False): ctypes.c_uint32, (4, True): ctypes.c_int32, (8, False): ctypes.c_uint64, (8, True): ctypes.c_int64,
+}  # fmt: skip
+_C_FMT = {"B": (1, False), "b": (1, True), "H": (2, False), "h": (2, True), "I": (4, False), "i": (4, True), "Q": (8, False), "q": (8, True)}
+_C_LE = sys.byteorder == "little"  # BTF values are little-endian here (as the struct formats "<")
+
+
+def _direct_ctype(f: "_Field") -> Any:
+    """The ctypes type of a member ctypes can hold as we decode it, else None."""
+    c = f.codec
+    if f.bits or f.anon and not isinstance(c, _Composite):
+        return None
+    if isinstance(c, _Scalar) and c.conv is None:
+        if c.fmt == "f":
+            return ctypes.c_float
+        if c.fmt == "d":
+            return ctypes.c_double
+        ct = _C_FMT.get(c.fmt)
+        return _C_INTS[ct] if ct is not None else None
+    if isinstance(c, _Composite) and c._ctypes and c.value_class is not None:
+        return c.value_class
+    return None
+
+
+def _ctypes_class(comp: "_Composite", pyname: str, ns: Dict[str, Any]) -> Optional[type]:
+    if comp.is_union or not _C_LE or comp.size <= 0:
+        return None
+    names = [f.name for f in comp.fields]
+    if any(not n.isidentifier() or keyword.iskeyword(n) or n.startswith("__") or hasattr(_CValue, n) for n in names):
+        return None
+    fields: List[Tuple[str, Any]] = []
+    props: Dict[str, Any] = {}
+    direct: Dict[str, Any] = {}
+    pos = 0
+    for f in sorted(comp.fields, key=lambda f: f.off):
+        ct = _direct_ctype(f)
+        if ct is not None and f.off >= pos and f.off + f.codec.size <= comp.size:
+            if f.off > pos:
+                fields.append((f"_pad{pos}", ctypes.c_uint8 * (f.off - pos)))
+            fields.append((f.name, ct))
+            pos = f.off + f.codec.size
+            direct[f.name] = f
+        elif f.codec.size == 0 and not f.bits:  # a flexible array: set per record (events' tails)
+            props[f.name] = f.codec.decode(b"", 0)
+        else:
+            props[f.name] = _member_property(comp, f)
+    if pos < comp.size:
+        fields.append((f"_pad{pos}", ctypes.c_uint8 * (comp.size - pos)))
+    body = dict(ns)
+    body.pop("__slots__", None)
+    body.update(props)
+    body.update({"_pack_": 1, "_fields_": fields, "_direct": direct})
+    try:
+        cls = type(pyname, (_CValue,), body)
+    except (TypeError, ValueError, AttributeError):  # pragma: no cover - a layout ctypes refuses
+        return None
+    if ctypes.sizeof(cls) != comp.size:  # pragma: no cover - defensive
+        return None
+    comp._ctypes = True
+    return cls
+
+
+def _member_property(comp: "_Composite", f: "_Field") -> property:
+    """A member read and written through its codec, over the struct's own memory."""
+    size = f.nbytes if f.bits else f.codec.size
+    start = f.off
+    if f.bits:
+        getter = _bitfield_getter(f)
+
+        def get(self: Any) -> Any:
+            return getter(ctypes.string_at(ctypes.addressof(self) + start, size), -start)
+
+    else:
+        dec = f.codec.decode
+
+        def get(self: Any) -> Any:
+            v = dec(ctypes.string_at(ctypes.addressof(self) + start, size), 0)
+            if v.__class__ is list or isinstance(v, Value):  # a copy: changes to it are written back
+                v = write_back(v, lambda x, s=self: setattr(s, f.name, x), f"{_where(self)}.{f.name}")
+            return v
+
+    def set_(self: Any, v: Any) -> None:
+        buf = bytearray(ctypes.string_at(ctypes.addressof(self), comp.size))
+        comp._write(f, v, buf, 0, f"{comp.type_name}.{f.name}")
+        ctypes.memmove(ctypes.addressof(self) + start, bytes(buf[start : start + size]), size)
+        _written(self)
+
+    return property(get, set_)
+
+
+class _CValue(ctypes.Structure, Value):
+    """Base of the ctypes-backed value classes (no ``_fields_`` of its own)."""
+
+    _direct: Dict[str, "_Field"] = {}
+    _tail = b""
+
+    def __setattr__(self, name: str, v: Any) -> None:
+        f = self._direct.get(name)
+        if f is not None:  # checked and encoded by the codec (ctypes itself would truncate)
+            buf = bytearray(f.codec.size)
+            f.codec._encode_top(v, buf, 0, f"{_where(self)}.{name}")
+            ctypes.memmove(ctypes.addressof(self) + f.off, bytes(buf), f.codec.size)
+            _written(self)
+            return
+        if name in ("_tail", "_home", "_path") or isinstance(type(self).__dict__.get(name), property) or name in self._fields:
+            object.__setattr__(self, name, v)
+            return
+        from ..errors import UnknownAttributeError
+
+        raise UnknownAttributeError(f"{self._type_name} has no member {name!r}; its members: {', '.join(self._fields)}")
+
+    __eq__ = Value.__eq__  # ctypes' own come first in the MRO (and make values unhashable)
+    __ne__ = Value.__ne__
+    __hash__ = Value.__hash__
+
+    def __bytes__(self) -> bytes:
+        return ctypes.string_at(ctypes.addressof(self), ctypes.sizeof(self))
+
+    def __reduce__(self) -> Any:
+        return (_from_bytes, (self._codec, bytes(self)))
+
+
+def _from_bytes(c: "Codec", b: bytes) -> Any:
+    return c.unpack(b)
+
+
+def _where(v: Any) -> str:
+    """A value's name for errors: its variable's path (``.data.cfg``) and the members down to it."""
+    names: List[str] = []
+    cur, base = v, getattr(v, "_b_base_", None)
+    while base is not None:  # a nested ctypes struct: which member of its parent it is, by offset
+        off = ctypes.addressof(cur) - ctypes.addressof(base)
+        names.append(next((n for n, f in getattr(base, "_direct", {}).items() if f.off == off and f.codec.value_class is type(cur)), "?"))
+        cur, base = base, getattr(base, "_b_base_", None)
+    root = (cur.__dict__.get("_path") if hasattr(cur, "__dict__") else getattr(cur, "_path", None)) or cur._type_name
+    return ".".join([root, *reversed(names)])
+
+
+def _written(v: Any) -> None:
+    """After a write into a value: tell its owner (a global variable, an enclosing copy)."""
+    root = v
+    base = getattr(root, "_b_base_", None)
+    while base is not None:  # a nested ctypes struct: the memory is its parent's
+        root = base
+        base = getattr(root, "_b_base_", None)
+    home = root.__dict__.get("_home") if hasattr(root, "__dict__") else getattr(root, "_home", None)
+    if home is not None:
+        home(root)
+
+
+class _BoundList(list):  # type: ignore[type-arg]
+    """A decoded array whose changes are written back where it came from."""
+
+    __slots__ = ("_home",)
+
+    def __setitem__(self, i: Any, v: Any) -> None:
+        list.__setitem__(self, i, v)
+        self._home(self)
+
+
+def write_back(v: Any, home: Callable[[Any], None], path: str = "") -> Any:
+    """Make ``v`` (a decoded struct, union or list) write itself back with ``home`` when
+    changed; ``path`` names it in errors (``.data.cfg``)."""
+    if v.__class__ is list:
+        b = _BoundList(v)
+        b._home = home
+        for i, x in enumerate(v):  # arrays of arrays or of structs: an element's change goes through b
+            if x.__class__ is list or isinstance(x, Value):
+                list.__setitem__(b, i, write_back(x, lambda y, i=i: b.__setitem__(i, y), f"{path}[{i}]"))
+        return b
+    if isinstance(v, _CValue):
+        v.__dict__["_home"] = home
+        if path:
+            v.__dict__["_path"] = path
+        return v
+    if isinstance(v, Value):
+        bound = _BOUND.get(type(v))
+        if bound is None:
+            bound = _BOUND[type(v)] = type(type(v).__name__, (type(v),), {"__slots__": (), "__setattr__": _bound_setattr})
+        object.__setattr__(v, "__class__", bound)
+        object.__setattr__(v, "_home", home)
+        for s in v._slots:  # nested values (not ctypes): their changes go through this one
+            try:
+                child = object.__getattribute__(v, s)
+            except AttributeError:
+                continue
+            if isinstance(child, Value) or child.__class__ is list:
+                object.__setattr__(v, s, write_back(child, lambda x, p=v, n=s: setattr(p, n, x)))
+    return v
+
+
+_BOUND: Dict[type, type] = {}
+
+
+def _bound_setattr(self: Any, name: str, v: Any) -> None:
+    object.__setattr__(self, name, v)
+    if name != "_home":
+        home = getattr(self, "_home", None)
+        if home is not None:
+            home(self)
 
 
 # ------------------------------------------------------------------ building codecs

@@ -24,8 +24,8 @@ def _map_open(ref: str) -> Any:
     from ..kernel.maps import Map
 
     if ref.isdigit():
-        return Map.from_id(int(ref))
-    return Map.from_pin(ref)
+        return Map.from_id(int(ref), typed=False)  # bytes: formatted here, as bpftool does
+    return Map.from_pin(ref, typed=False)
 
 
 # ---------------------------------------------------------------- prog / map list

@@ -48,6 +48,26 @@ def record_decoder(map: Any, type_name: str, btf: Any = None) -> Callable[[Any],
         return decode_scalar
 
     flex = _flexible_member(c)
+    if getattr(c, "_ctypes", False):  # a ctypes-backed struct: one C call from the record itself
+        cdec = c.decode
+        whole = c.value_class.from_buffer_copy  # type: ignore[union-attr]
+
+        def decode_c(rec: Any) -> Any:
+            n = len(rec)
+            if n == size:
+                return cdec(rec, 0)
+            if n < size:
+                return cdec(bytes(rec).ljust(size, b"\0"), 0)  # a short record: what is missing reads as zero
+            v = cdec(rec, 0)
+            tail = bytes(rec[size:])
+            d = v.__dict__
+            d["_tail"] = tail
+            if flex is not None:
+                d[flex[0]] = flex[1](tail)
+            return v
+
+        decode_c.fast = (size, whole)  # type: ignore[attr-defined]  # for ring_callback / perf_callback
+        return decode_c
 
     def decode(rec: Any) -> Any:
         b = bytes(rec)
@@ -86,8 +106,22 @@ def _flexible_member(c: Any) -> Any:
     return None
 
 
+def _fast(decode: Any) -> Any:
+    """(size, C decoder) for a record of exactly the type's size, when the type is ctypes-backed."""
+    return getattr(decode, "fast", (None, None))
+
+
 def ring_callback(map: Any, type_name: str, btf: Any, callback: Callable[[Any], Any]) -> Callable[[Any], Any]:
     decode = record_decoder(map, type_name, btf)
+    size, cdec = _fast(decode)
+    if cdec is not None:  # one frame per record: the exact-size record straight into C
+
+        def typed_c(rec: Any) -> Any:
+            if len(rec) == size:
+                return callback(cdec(rec))
+            return callback(decode(rec))
+
+        return typed_c
 
     def typed(rec: Any) -> Any:
         return callback(decode(rec))
@@ -97,6 +131,15 @@ def ring_callback(map: Any, type_name: str, btf: Any, callback: Callable[[Any], 
 
 def perf_callback(map: Any, type_name: str, btf: Any, callback: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
     decode = record_decoder(map, type_name, btf)
+    size, cdec = _fast(decode)
+    if cdec is not None:
+
+        def typed_c(cpu: int, rec: Any) -> Any:
+            if len(rec) == size:
+                return callback(cpu, cdec(rec))
+            return callback(cpu, decode(rec))
+
+        return typed_c
 
     def typed(cpu: int, rec: Any) -> Any:
         return callback(cpu, decode(rec))

@@ -99,7 +99,12 @@ class SectionVars:
         if hit is None:
             raise self._unknown(name)
         off, c = hit
-        return _decode(c.decode, c.size, self._live_buffer(), off)
+        v = _decode(c.decode, c.size, self._live_buffer(), off)
+        if _is_aggregate(c):
+            from ..btf.values import write_back
+
+            v = write_back(v, lambda x: self._set(name, x), f"{self._section}.{name}")
+        return v
 
     def _set(self, name: str, value: Any) -> None:
         hit = self._vars.get(name)
@@ -205,8 +210,16 @@ def _decode(decode: Any, size: int, buf: Any, off: int) -> Any:
 
 def _var_property(name: str, off: int, c: "Codec") -> property:
     decode = c.decode
+    if _is_aggregate(c):  # a struct, union or array: a copy that writes itself back when changed
+        from ..btf.values import write_back
 
-    def get(self: SectionVars) -> Any:
+        def get(self: SectionVars) -> Any:
+            v = _decode(decode, c.size, self._live_buffer(), off)
+            return write_back(v, lambda x: self._set(name, x), f"{self._section}.{name}")
+
+        return property(get, lambda self, value: self._set(name, value))
+
+    def get(self: SectionVars) -> Any:  # type: ignore[no-redef]
         mm = self._mm
         if mm is not None:
             return decode(mm, off)
@@ -216,6 +229,13 @@ def _var_property(name: str, off: int, c: "Codec") -> property:
         self._set(name, value)
 
     return property(get, set_)
+
+
+def _is_aggregate(c: "Codec") -> bool:
+    """Decoded to a mutable Python object (a value object or a list): changes to it must reach the map."""
+    from ..btf import values as V
+
+    return c.value_class is not None or isinstance(c, V._List)
 
 
 def section_kind(section: str) -> Optional[str]:

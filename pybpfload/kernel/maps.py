@@ -320,6 +320,8 @@ class Map(Strict, FdObject):
     _value_format: Optional[str]
     _kstruct: Optional[struct.Struct]
     _vstruct: Optional[struct.Struct]
+    _kdec: Optional[Callable[[Any, int], Any]]  # the BTF codecs' decode (typed maps), else None
+    _vdec: Optional[Callable[[Any, int], Any]]
     _plain: bool  # no value_format and not per-CPU: a value is its bytes
 
     def _set_format(self, which: str, fmt: Optional[str]) -> None:
@@ -337,6 +339,8 @@ class Map(Strict, FdObject):
         if st is None and d.get("_typed"):
             st = d.get("_typed_" + which)  # a typed map: the BTF codec where no format is set
         d["_kstruct" if which == "key" else "_vstruct"] = st
+        # a BTF codec decodes straight from a buffer (one C call for ctypes-backed structs)
+        d["_kdec" if which == "key" else "_vdec"] = getattr(st, "decode", None)
         d["_plain"] = d.get("_vstruct") is None and not d.get("_percpu", False)
 
     def _check_format_size(self, which: str, fmt: Optional[str], st: struct.Struct) -> None:
@@ -763,10 +767,19 @@ class Map(Strict, FdObject):
         if self._percpu:
             raw = vbuf.raw
             st, vs = self._stride, self.value_size
+            vd = self._vdec
+            if vd is not None:
+                return [vd(raw, i * st) for i in range(self._ncpu)]
             return [self._decode(raw[i * st : i * st + vs]) for i in range(self._ncpu)]
+        vd = self._vdec
+        if vd is not None:
+            return vd(vbuf, 0)
         return self._decode(vbuf.raw[: self.value_size])
 
     def _decode(self, b: bytes) -> Any:
+        vd = self._vdec
+        if vd is not None:
+            return vd(b, 0)
         vs = self._vstruct
         if vs is None:
             return b
@@ -774,6 +787,9 @@ class Map(Strict, FdObject):
         return t[0] if len(t) == 1 else t
 
     def _decode_key(self, b: bytes) -> Any:
+        kd = self._kdec
+        if kd is not None:
+            return kd(b, 0)
         ks = self._kstruct
         if ks is None:
             return b
@@ -1078,20 +1094,24 @@ class Map(Strict, FdObject):
         ks, vsz = self.key_size, self._vbuf_size
         kfmt = self.key_format if self._kstruct is not None else None
         vfmt = self.value_format if (self._vstruct is not None and not self._percpu) else None
+        kd, vd = self._kdec, self._vdec
         for kbuf, vbuf, n in self._batch_walk(cmd, chunk, elem_flags):
-            keys = _splitter(kfmt, ks, n)(kbuf)
-            if self._percpu:
+            if kfmt is None and kd is not None:  # typed (BTF): decoded in place
+                keys: Sequence[Any] = [kd(kbuf, i * ks) for i in range(n)]
+            else:
+                keys = _splitter(kfmt, ks, n)(kbuf)
+            if vd is not None and (vfmt is None or self._percpu):
+                if self._percpu:
+                    st, ncpu = self._stride, self._ncpu
+                    values: Sequence[Any] = [[vd(vbuf, i * vsz + c * st) for c in range(ncpu)] for i in range(n)]
+                else:
+                    values = [vd(vbuf, i * vsz) for i in range(n)]
+            elif self._percpu:
                 st, vs, ncpu = self._stride, self.value_size, self._ncpu
                 raw = vbuf.raw
-                values: Sequence[Any] = [
-                    [self._decode(raw[i * vsz + c * st : i * vsz + c * st + vs]) for c in range(ncpu)] for i in range(n)
-                ]
+                values = [[self._decode(raw[i * vsz + c * st : i * vsz + c * st + vs]) for c in range(ncpu)] for i in range(n)]
             else:
                 values = _splitter(vfmt, vsz, n)(vbuf)
-                if vfmt is None and self._vstruct is not None:  # typed (BTF): decoded one by one
-                    values = [self._decode(v) for v in values]
-            if kfmt is None and self._kstruct is not None:
-                keys = [self._decode_key(k) for k in keys]
             yield keys, values
 
     def dump(self, chunk: Optional[int] = None) -> Dict[Any, Any]:

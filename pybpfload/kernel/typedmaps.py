@@ -48,7 +48,7 @@ _FD_MAPS = frozenset(
 class TypedFormat:
     """A BTF codec shaped like a :class:`struct.Struct` of one field."""
 
-    __slots__ = ("codec", "size", "what", "format", "_unpack")
+    __slots__ = ("codec", "size", "what", "format", "_unpack", "decode")
 
     def __init__(self, codec: "Codec", what: str) -> None:
         self.codec = codec
@@ -56,6 +56,7 @@ class TypedFormat:
         self.what = what
         self.format = None
         self._unpack = codec.unpack
+        self.decode = codec.decode  # (buffer, offset) -> value: what Map's hot paths call
 
     def unpack(self, b: Any) -> Tuple[Any]:
         return (self._unpack(b),)
