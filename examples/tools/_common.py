@@ -1,12 +1,13 @@
 """What the tools share: their BPF object, tracefs, root, Ctrl-C and error handling.
 
-Each tool calls :func:`run` with its ``main``: a clear one-line error (not a
+Each tool calls :func:`run` with its ``main`` and ``parse_args``: a clear one-line error (not a
 traceback) when not root, when the kernel refuses something or when the
 object is missing; Ctrl-C ends the tool quietly with status 0.
 """
 
 from __future__ import annotations
 
+import argparse
 import ctypes
 import errno
 import os
@@ -108,14 +109,15 @@ def _message(e: BaseException) -> str:
     return text
 
 
-def run(main: Callable[[], int]) -> None:
-    """Run a tool's ``main`` and exit with its status, turning failures into one line on stderr."""
+def run(main: Callable[[argparse.Namespace], int], parse_args: Callable[[], argparse.Namespace]) -> None:
+    """Parse the options, run ``main`` with them and exit with its status; failures become one line on stderr."""
     tool = Path(sys.argv[0]).stem
+    args = parse_args()  # --help and usage errors need no privilege
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # rows appear as they come
     try:
         if os.geteuid() != 0:
             raise ToolError("needs root (bpf(2), perf events and tracefs): run it with sudo")
-        status = main()
+        status = main(args)
         sys.stdout.flush()
     except KeyboardInterrupt:
         status = 0

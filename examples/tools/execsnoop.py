@@ -62,8 +62,7 @@ def format_args(e: Any, quote: bool, max_args: int) -> str:
     return out
 
 
-def main() -> int:
-    args = parse_args()
+def main(args: argparse.Namespace) -> int:
     require_syscall_tracepoints()
     with Object.open(object_path("execsnoop")) as obj:
         obj.rodata.ignore_failed = not args.fails
@@ -106,4 +105,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, parse_args)

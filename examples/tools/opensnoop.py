@@ -41,8 +41,7 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def main() -> int:
-    args = parse_args()
+def main(args: argparse.Namespace) -> int:
     require_syscall_tracepoints()
     with Object.open(object_path("opensnoop")) as obj:
         obj.rodata.targ_tgid = args.pid
@@ -90,4 +89,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, parse_args)

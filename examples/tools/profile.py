@@ -148,8 +148,7 @@ def attach_sampling(obj: Object, args: argparse.Namespace, links: contextlib.Exi
             links.enter_context(prog.attach_perf_event(fd))  # the link keeps its own copy of the fd
 
 
-def main() -> int:
-    args = parse_args()
+def main(args: argparse.Namespace) -> int:
     with Object.open(object_path("profile"), typed=True) as obj:
         obj.rodata.user_stacks_only = args.user_stacks_only
         obj.rodata.kernel_stacks_only = args.kernel_stacks_only
@@ -173,4 +172,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, parse_args)

@@ -87,8 +87,7 @@ def load(args: argparse.Namespace) -> Object:
     return obj
 
 
-def main() -> int:
-    args = parse_args()
+def main(args: argparse.Namespace) -> int:
     units = "msecs" if args.milliseconds else "usecs"
     with load(args) as obj:
         hists = obj.maps["hists"]
@@ -114,4 +113,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, parse_args)

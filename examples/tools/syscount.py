@@ -44,6 +44,10 @@ def parse_args() -> argparse.Namespace:
     args = ap.parse_args()
     if args.pid < 0 or args.interval < 0 or args.duration < 0 or args.top < 1:
         ap.error("PID, INTERVAL and DURATION must not be negative, TOP at least 1")
+    if args.list:  # as --help: no privilege needed
+        for nr, name in sorted(syscall_table().items()):
+            print(f"{nr:>3}: {name}")
+        raise SystemExit(0)
     if args.errno is not None:
         try:
             args.errno = int(args.errno) if args.errno.isdigit() else errno_number(args.errno)
@@ -83,12 +87,7 @@ def print_table(args: argparse.Namespace, vals: List[Tuple[int, Any]]) -> None:
     print()
 
 
-def main() -> int:
-    args = parse_args()
-    if args.list:
-        for nr, name in sorted(syscall_table().items()):
-            print(f"{nr:>3}: {name}")
-        return 0
+def main(args: argparse.Namespace) -> int:
     ensure_tracefs()
     with Object.open(object_path("syscount"), typed=True) as obj:
         obj.rodata.filter_pid = args.pid
@@ -118,4 +117,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    run(main)
+    run(main, parse_args)
