@@ -383,8 +383,8 @@ class _Composite(Codec):
         ccls = _ctypes_class(self, pyname, ns)
         if ccls is not None:  # decoded by ctypes in one C call (see _ctypes_class)
             self.value_class = ccls
-            self.decode = ccls.from_buffer_copy  # type: ignore[method-assign]
-            self._decode = ccls.from_buffer_copy
+            self.decode = ccls.from_buffer_copy  # type: ignore[attr-defined,method-assign]
+            self._decode = ccls.from_buffer_copy  # type: ignore[attr-defined]
             self.unpack = self._unpack_c  # type: ignore[method-assign]
             return
         self.value_class = type(pyname, (Value,), ns)
@@ -642,7 +642,11 @@ def _member_property(comp: "_Composite", f: "_Field") -> property:
         def get(self: Any) -> Any:
             v = dec(ctypes.string_at(ctypes.addressof(self) + start, size), 0)
             if v.__class__ is list or isinstance(v, Value):  # a copy: changes to it are written back
-                v = write_back(v, lambda x, s=self: setattr(s, f.name, x), f"{_where(self)}.{f.name}")
+
+                def home(x: Any, s: Any = self) -> None:
+                    setattr(s, f.name, x)
+
+                v = write_back(v, home, f"{_where(self)}.{f.name}")
             return v
 
     def set_(self: Any, v: Any) -> None:
@@ -718,6 +722,7 @@ class _BoundList(list):  # type: ignore[type-arg]
     """A decoded array whose changes are written back where it came from."""
 
     __slots__ = ("_home",)
+    _home: Callable[[Any], None]
 
     def __setitem__(self, i: Any, v: Any) -> None:
         list.__setitem__(self, i, v)
@@ -732,7 +737,11 @@ def write_back(v: Any, home: Callable[[Any], None], path: str = "") -> Any:
         b._home = home
         for i, x in enumerate(v):  # arrays of arrays or of structs: an element's change goes through b
             if x.__class__ is list or isinstance(x, Value):
-                list.__setitem__(b, i, write_back(x, lambda y, i=i: b.__setitem__(i, y), f"{path}[{i}]"))
+
+                def elem_home(y: Any, i: int = i) -> None:
+                    b[i] = y
+
+                list.__setitem__(b, i, write_back(x, elem_home, f"{path}[{i}]"))
         return b
     if isinstance(v, _CValue):
         v.__dict__["_home"] = home
@@ -751,7 +760,11 @@ def write_back(v: Any, home: Callable[[Any], None], path: str = "") -> Any:
             except AttributeError:
                 continue
             if isinstance(child, Value) or child.__class__ is list:
-                object.__setattr__(v, s, write_back(child, lambda x, p=v, n=s: setattr(p, n, x)))
+
+                def member_home(x: Any, p: Any = v, n: str = s) -> None:
+                    setattr(p, n, x)
+
+                object.__setattr__(v, s, write_back(child, member_home))
     return v
 
 

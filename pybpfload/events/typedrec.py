@@ -50,7 +50,7 @@ def record_decoder(map: Any, type_name: str, btf: Any = None) -> Callable[[Any],
     flex = _flexible_member(c)
     if getattr(c, "_ctypes", False):  # a ctypes-backed struct: one C call from the record itself
         cdec = c.decode
-        whole = c.value_class.from_buffer_copy  # type: ignore[union-attr]
+        whole = c.value_class.from_buffer_copy  # type: ignore[union-attr,attr-defined]
 
         def decode_c(rec: Any) -> Any:
             n = len(rec)
