@@ -48,11 +48,8 @@ def trace_obj() -> Iterator[Object]:
 
 
 def counts(obj: Object) -> Dict[Tuple[int, int], int]:
-    out = {}
-    for k, v in obj.maps["counts"].items():
-        tgid, kind = struct.unpack("=II", bytes(k))
-        out[(tgid, kind)] = struct.unpack("=Q", bytes(v))[0]
-    return out
+    # typed: struct key { __u32 tgid, kind; } -> __u64
+    return {(k.tgid, k.kind): v for k, v in obj.maps["counts"].items()}
 
 
 ME = os.getpid()  # read once: every getpid() call is counted
@@ -280,7 +277,7 @@ def test_perf_event_program_on_cpu_clock() -> None:
                         pass
                 finally:
                     os.sched_setaffinity(0, range(os.cpu_count() or 1)) if hasattr(os, "sched_setaffinity") else None
-                hits = struct.unpack("=Q", bytes(obj.maps["hits"][9]))[0]
+                hits = obj.maps["hits"][9]
                 assert hits > 100
                 assert link.is_bpf_link is kernel_has_perf_links()
                 if kernel_describes_perf_links():

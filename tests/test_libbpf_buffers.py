@@ -157,8 +157,8 @@ def user_obj() -> Iterator[Object]:
 
 def _drained(obj: Object) -> Tuple[int, int]:
     obj.programs["drain"].test_run(b"")
-    count, total = struct.unpack("=qQ", bytes(obj.maps["drained"][0]))
-    return count, total
+    totals = obj.maps["drained"][0]  # typed: struct totals { __s64 count; __u64 sum; }
+    return totals.count, totals.sum
 
 
 def _user_walk(api: str, lib: Any, obj: Object) -> List[Any]:
@@ -354,6 +354,5 @@ def test_uprobe_multi_through_libbpf_names() -> None:
         finally:
             os.close(fd)
             link.close()
-        got = {struct.unpack("=IIQ", bytes(k))[2]: struct.unpack("=Q", bytes(v))[0] for k, v in obj.maps["counts"].items()
-               if struct.unpack("=IIQ", bytes(k))[0] == pid.pid}
+        got = {k.cookie: v for k, v in obj.maps["counts"].items() if k.tgid == pid.pid}  # typed: struct key -> __u64
         assert got == {2: 2, 3: 3, 4: 4}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import struct
 import subprocess
 import sys
 from typing import Iterator
@@ -41,8 +40,7 @@ def obj() -> Iterator[Object]:
 
 
 def count(o: Object, kind: int) -> int:
-    v = o.maps["counts"].get(struct.pack("=II", ME, kind))
-    return struct.unpack("=Q", bytes(v))[0] if v is not None else 0
+    return o.maps["counts"].get({"tgid": ME, "kind": kind}, 0)  # typed: struct key -> __u64
 
 
 def getpids(n: int) -> None:

@@ -21,7 +21,6 @@ import ctypes
 import errno
 import os
 import platform
-import struct
 import subprocess
 from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
@@ -235,10 +234,8 @@ def multi_obj(request: pytest.FixtureRequest) -> Iterator[Object]:
 
 
 def counts(obj: Object) -> Dict[Tuple[int, int, int], int]:
-    out = {}
-    for k, v in obj.maps["counts"].items():
-        out[struct.unpack("=IIQ", bytes(k))] = struct.unpack("=Q", bytes(v))[0]
-    return out
+    # typed: struct key { __u32 tgid, kind; __u64 cookie; } -> __u64
+    return {(k.tgid, k.kind, k.cookie): v for k, v in obj.maps["counts"].items()}
 
 
 def by_cookie(obj: Object, kind: int, tgid: int) -> Dict[int, int]:

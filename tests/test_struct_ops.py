@@ -417,7 +417,7 @@ def test_tcp_congestion_control_registers_and_runs() -> None:
             assert [type(x) for x in links] == [StructOpsAttachment]
             assert "pyb_reno" in available_ccs()
             assert _tcp_roundtrip("pyb_reno") == "pyb_reno"
-            calls = [int.from_bytes(obj.maps["calls"][i], sys.byteorder) for i in range(4)]
+            calls = [obj.maps["calls"][i] for i in range(4)]  # typed: __u64 counts
             assert calls[0] >= 1 and calls[1] >= 1 and calls[2] > 0, calls  # init, release (client closed), cong_avoid
             info = links[0].info()
             assert info.target == {"map_id": obj.maps["pyb_reno"].id}

@@ -378,7 +378,7 @@ def loaded(no_cookie: bool = False) -> Iterator[bpf.Object]:
 
 def _spec_entries(obj: bpf.Object, ids: Any) -> Dict[int, usdt.UsdtSpec]:
     m = obj.maps["__bpf_usdt_specs"]
-    return {i: usdt.UsdtSpec.unpack(bytes(m[i])) for i in ids}
+    return {i: usdt.UsdtSpec.unpack(m.raw[i]) for i in ids}
 
 
 @pytest.mark.kernel
@@ -403,7 +403,7 @@ def test_attach_reads_arguments_and_semaphore(name: str) -> None:
                 for link in links:  # the BPF cookie of every uprobe is its spec id (0 without cookies: the ip map)
                     want = list(link.spec_ids) if _cookies() else [0] * len(link.spec_ids)
                     assert [u.info().target["cookie"] for u in link.uprobes] == want
-                ips = {int.from_bytes(bytes(k), "little") for k in obj.maps["__bpf_usdt_ip_to_spec_id"].keys()}
+                ips = set(obj.maps["__bpf_usdt_ip_to_spec_id"].keys())  # typed: long keys are ints
                 assert ips == (set() if _cookies() else {tg.abs_ip for link in links for tg in link.targets})
                 assert t.go(2) == 1  # the kernel counts the guarded probe's semaphore up while attached
             finally:
@@ -489,7 +489,7 @@ def test_without_bpf_cookies_ip_map() -> None:
             base = _load_base(pie.pid, str(fixture_path("usdt_target")))
             want = {base + tg.rel_ip: sid for tg, sid in zip(l1.targets, l1.spec_ids)}
             want.update({tg.note.loc_addr: sid for tg, sid in zip(l2.targets, l2.spec_ids)})
-            assert {int.from_bytes(bytes(k), "little"): int.from_bytes(bytes(v), "little") for k, v in ip_map.items()} == want
+            assert dict(ip_map.items()) == want  # typed: long ip -> __u32 spec id
             # the same call sites again: an IP collision (EEXIST, as libbpf), and nothing of the failed attach stays
             fds = _perf_fds()
             with pytest.raises(BPFOSError) as ei:
@@ -606,15 +606,16 @@ def _perf_fds() -> int:
 
 
 def _ip_map_by_fd(fd: int) -> Dict[int, int]:
-    m = bpf.Map.from_fd(fd)
+    m = bpf.Map.from_fd(fd)  # typed from the kernel's BTF: long ip -> __u32 spec id
     with m:
-        return {int.from_bytes(bytes(k), "little"): int.from_bytes(bytes(v), "little") for k, v in m.items()}
+        assert m.typed
+        return dict(m.items())
 
 
 def _specs_by_fd(fd: int) -> Dict[int, bytes]:
-    m = bpf.Map.from_fd(fd)
+    m = bpf.Map.from_fd(fd, typed=False)  # the specs compared byte for byte
     with m:
-        return {int.from_bytes(bytes(k), "little"): bytes(v) for k, v in m.items() if any(bytes(v))}
+        return {int.from_bytes(k, "little"): v for k, v in m.items() if any(v)}
 
 
 @pytest.mark.kernel
@@ -711,7 +712,7 @@ def test_libbpf_api_matches_libbpf() -> None:
         exe = str(fixture_path("usdt_target_O0"))  # ET_EXEC: any pid, with or without cookies
         link = L.bpf_program__attach_usdt(prog, 0, exe, "pybpfload", "consts", L.BpfUsdtOpts(usdt_cookie=9))
         assert link is not None and link.spec_ids == (0,)
-        assert usdt.UsdtSpec.unpack(bytes(obj.maps["__bpf_usdt_specs"][0])).usdt_cookie == 9
+        assert usdt.UsdtSpec.unpack(obj.maps["__bpf_usdt_specs"].raw[0]).usdt_cookie == 9
         assert link.info().target["uprobes"] == 1
         link.close()
     finally:
