@@ -13,6 +13,7 @@ from typing import Any, Iterator, List
 import pytest
 
 from pybpfload.errors import BPFError
+from pybpfload.kernel.maps import Map
 from pybpfload.object import Object
 
 from .conftest import fixture_path
@@ -94,13 +95,33 @@ def test_fd_maps_keep_fd_semantics(obj: Object) -> None:
         assert o.maps["outer_arr"]._vstruct is None and o.maps["jmp_table"]._vstruct is None
 
 
-def test_untyped_by_default() -> None:
-    with Object.open(fixture_path("typed_maps.bpf.o")) as o:
-        assert not o.maps["flows"].typed
+def test_typed_by_default_and_bytes_with_typed_false() -> None:
+    """Issue 18: Object.open, open_mem and Map.from_id type maps unless told typed=False."""
+    path = fixture_path("typed_maps.bpf.o")
+    with Object.open(path) as o:
+        assert o.maps["flows"].typed and o.maps["plain"].typed and o.maps["percpu_stats"].typed
         o.load()
         o.programs["fill"].test_run(bytes(64))
-        (v,) = o.maps["flows"].values()
-        assert isinstance(v, bytes)
+        ((k, v),) = o.maps["flows"].items()
+        assert k == FLOW and v.packets == 1 and v.comm == b"pybpfload"
+        assert o.maps["plain"][0] == 0 and isinstance(o.maps["plain"][0], int)
+        with Map.from_id(o.maps["flows"].id) as again:  # typed from the kernel's BTF too
+            assert again.typed and again[FLOW] == v._asdict()  # another BTF, another value class: compared as dicts
+        with Map.from_id(o.maps["flows"].id, typed=False) as again:
+            assert not again.typed and again[bytes(k)] == bytes(v)
+    with Object.open_mem(path.read_bytes()) as o:
+        assert o.maps["flows"].typed
+    with Object.open(path, typed=False) as o:
+        flows, plain = o.maps["flows"], o.maps["plain"]
+        assert not flows.typed and not plain.typed
+        o.load()
+        o.programs["fill"].test_run(bytes(64))
+        ((k, v),) = flows.items()
+        assert isinstance(k, bytes) and len(k) == flows.key_size
+        assert isinstance(v, bytes) and len(v) == flows.value_size
+        assert plain[0] == bytes(8)
+        per = o.maps["percpu_stats"][0]
+        assert isinstance(per, list) and all(isinstance(s, bytes) and len(s) == o.maps["percpu_stats"].value_size for s in per)
 
 
 def test_typed_ring_and_perf_buffer_records(obj: Object) -> None:
