@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import struct
 import subprocess
 import sys
 import time
@@ -21,7 +20,6 @@ from pathlib import Path
 from pybpfload import Object
 
 OBJ = Path(__file__).resolve().parent.parent / "fixtures" / "attach_syscount.bpf.o"
-STAT = struct.Struct("=Q16s")
 
 
 def main() -> int:
@@ -44,10 +42,8 @@ def main() -> int:
             while not args.count or shown < args.count:
                 time.sleep(args.interval)
                 rows = []
-                for key, value in counts.items():
-                    (pid,) = struct.unpack("=I", bytes(key))
-                    n, comm = STAT.unpack(bytes(value))
-                    rows.append((n, pid, comm.split(b"\0", 1)[0].decode(errors="replace")))
+                for pid, stat in counts.items():  # typed: __u32 -> struct stat { count; comm[16]; }
+                    rows.append((stat.count, pid, stat.comm.decode(errors="replace")))
                 counts.clear()
                 rows.sort(reverse=True)
                 print(time.strftime("%H:%M:%S"))

@@ -35,4 +35,4 @@ with Object.open(sys.argv[1] if len(sys.argv) > 1 else bundled_object()) as obj:
                 continue
             r = p.test_run(bytes(64))
             print(f"instance {n}: verdict {r.retval} ({VERDICTS[r.retval]})")
-    print(f"pkt_count[0] = {int.from_bytes(obj.maps['pkt_count'][0], sys.byteorder)}")
+    print(f"pkt_count[0] = {obj.maps['pkt_count'][0]}")  # typed from the map's BTF: an int
