@@ -48,7 +48,7 @@ def main() -> int:
     if not os.path.isdir("/sys/kernel/tracing/events"):
         subprocess.run(["mount", "-t", "tracefs", "tracefs", "/sys/kernel/tracing"], check=False)
 
-    with Object.open(OBJ, typed=True) as obj:  # typed: hists gives hist_key -> hist objects
+    with Object.open(OBJ) as obj:  # typed (the default): hists gives hist_key -> hist objects
         obj.rodata.targ_per_process = args.per_process
         obj.rodata.targ_tgid = args.pid
         obj.rodata.targ_ms = args.ms
