@@ -107,9 +107,11 @@ class SyscallError(BPFOSError):
 
 
 class VerifierError(SyscallError):
-    """The kernel refused a program; ``log`` is the whole verifier log."""
+    """The kernel refused a program; ``log`` is the whole verifier log, ``hint``
+    the loader's reading of it when it has one (a line of its own before the log)."""
 
     TAIL_LINES = 20
+    hint = ""
 
     def __init__(self, err: int, command: str, name: Optional[str], log: str) -> None:
         super().__init__(err, command, name)
@@ -121,6 +123,8 @@ class VerifierError(SyscallError):
 
     def __str__(self) -> str:
         base = super().__str__()
+        if self.hint:
+            base += "\n" + self.hint
         lines = self.log_lines
         if not lines:
             return base + "; the verifier log is empty"

@@ -30,6 +30,7 @@ __all__ = [
     "disasm",
     "helper_name",
     "opcode_name",
+    "first_cpu_v4",
     "INSN_SIZE",
 ]
 
@@ -161,6 +162,22 @@ class Insn:
         return self.code == EXIT
 
     @property
+    def is_cpu_v4(self) -> bool:
+        """One of BPF ISA v4's instructions (clang -mcpu=v4; Linux 6.6+): a sign-extending
+        load (BPF_MEMSX) or move (movsx), sdiv / smod, an unconditional byte swap
+        (BPF_ALU64 | BPF_END) or the 32-bit jump gotol (BPF_JMP32 | BPF_JA)."""
+        code, cls, op = self.code, self.code & 0x07, self.code & 0xF0
+        if cls == BPF_LDX:
+            return code & 0xE0 == BPF_MEMSX
+        if cls in (BPF_ALU, BPF_ALU64):
+            if op == BPF_END:
+                return cls == BPF_ALU64
+            if op in (BPF_DIV, BPF_MOD):
+                return self.off == 1
+            return op == BPF_MOV and code & BPF_X == BPF_X and self.off != 0
+        return cls == BPF_JMP32 and op == BPF_JA
+
+    @property
     def is_jump(self) -> bool:
         """A branch with a pc-relative offset (not call / exit)."""
         c = self.cls
@@ -192,7 +209,13 @@ class Insn:
     # ------------------------------------------------------------ names
     @property
     def name(self) -> str:
-        """Mnemonic in the kernel's naming: ``ldxw``, ``add64``, ``jeq``, ``call``, ``lddw``..."""
+        """Mnemonic in the kernel's naming: ``ldxw``, ``add64``, ``jeq``, ``call``, ``lddw``...;
+        cpu v4's: ``ldxsb``, ``movsx64 reg``, ``sdiv32 imm``, ``smod64 reg``, ``bswap16``, ``gotol``."""
+        cls, op = self.code & 0x07, self.code & 0xF0
+        if cls in (BPF_ALU, BPF_ALU64) and op in (BPF_DIV, BPF_MOD, BPF_MOV) and self.off:
+            return ("movsx" if op == BPF_MOV else "s" + _ALU_NAMES[op]) + opcode_name(self.code)[3:]
+        if cls == BPF_ALU64 and op == BPF_END:
+            return f"bswap{self.imm}"
         return opcode_name(self.code)
 
     def __str__(self) -> str:
@@ -209,8 +232,10 @@ def opcode_name(code: int) -> str:
     if cls in (BPF_LD, BPF_LDX, BPF_ST, BPF_STX):
         if code == LD_IMM64:
             return "lddw"
-        base = _CLASS_NAMES[cls] + _SIZE_NAMES[code & 0x18]
         mode = code & 0xE0
+        if cls == BPF_LDX and mode == BPF_MEMSX:  # sign-extending load (cpu v4)
+            return "ldxs" + _SIZE_NAMES[code & 0x18]
+        base = _CLASS_NAMES[cls] + _SIZE_NAMES[code & 0x18]
         if mode != BPF_MEM and not (cls == BPF_LD and mode == BPF_IMM):
             base += " " + _MODE_NAMES.get(mode, f"mode{mode:#x}")
         return base
@@ -220,6 +245,8 @@ def opcode_name(code: int) -> str:
             return "bswap" if cls == BPF_ALU64 else ("be" if code & 0x08 else "le")
         return name + ("64" if cls == BPF_ALU64 else "32") + (" reg" if code & 0x08 else " imm")
     name = _JMP_NAMES.get(code & 0xF0, f"jmp{code & 0xF0:#x}")
+    if code == BPF_JMP32 | BPF_JA:
+        return "gotol"  # the 32-bit jump (cpu v4): its offset is in imm
     if (code & 0xF0) in (BPF_CALL, BPF_EXIT, BPF_JA):
         return name + ("32" if cls == BPF_JMP32 else "")
     return name + ("32" if cls == BPF_JMP32 else "") + (" reg" if code & 0x08 else " imm")
@@ -265,6 +292,12 @@ def iter_insns(data: Union[bytes, bytearray, memoryview]) -> Iterator[Tuple[int,
 def decode(data: Union[bytes, bytearray, memoryview]) -> List[Insn]:
     """Every instruction of ``data`` (ld_imm64 as one 16-byte Insn)."""
     return [insn for _, insn in iter_insns(data)]
+
+
+def first_cpu_v4(data: Union[bytes, bytearray, memoryview, Sequence[Insn]]) -> Optional[Tuple[int, Insn]]:
+    """(slot, instruction) of the first BPF ISA v4 instruction of ``data`` (:attr:`Insn.is_cpu_v4`), or None."""
+    items: Iterable[Tuple[int, Insn]] = iter_insns(data) if isinstance(data, (bytes, bytearray, memoryview)) else _slots(data)
+    return next(((slot, i) for slot, i in items if i.is_cpu_v4), None)
 
 
 def encode(insns: Iterable[Insn]) -> bytes:

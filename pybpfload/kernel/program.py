@@ -187,7 +187,8 @@ class Program(Strict, FdObject):
                 ifindex=self.ifindex,
             )
         except VerifierError as e:
-            raise _prog_type_refused(e, int(self.type)) from None
+            refused = _prog_type_refused(e, int(self.type))
+            raise (_cpu_v4_refused(e, self._insns) if refused is e else refused) from None
         self.log = log
         self._own(fd)
         return self
@@ -427,6 +428,30 @@ def _prog_type_refused(e: VerifierError, prog_type: int) -> BPFError:
     if prog_type in _TRAMPOLINE_TYPES:
         name += " (BPF trampolines, which fentry/fexit/fmod_ret/lsm/freplace programs need)"
     return refusal(e, "program", prog_type, name)
+
+
+CPU_V4_REFUSED = "this kernel does not support BPF ISA v4 instructions (cpu v4, Linux 6.6+)"
+
+
+def _cpu_v4_refused(e: VerifierError, insns: bytes) -> VerifierError:
+    """``e`` with a hint naming the first BPF ISA v4 instruction of ``insns`` when the
+    loader's probe says the kernel lacks them (it then says "unknown opcode 91",
+    "BPF_ALU uses reserved fields"...); ``e`` unchanged otherwise."""
+    from ..elf.insn import first_cpu_v4
+
+    first = first_cpu_v4(insns)
+    if first is None:
+        return e
+    from ..syscall.features import has_cpu_v4
+
+    try:
+        if has_cpu_v4():
+            return e
+    except BPFError:
+        return e
+    slot, insn = first
+    e.hint = f"{CPU_V4_REFUSED}: insn #{slot} ({insn}) is one (clang -mcpu=v4 writes them)"
+    return e
 
 
 _TRAMPOLINE_TYPES = (ProgType.BPF_PROG_TYPE_TRACING, ProgType.BPF_PROG_TYPE_LSM, ProgType.BPF_PROG_TYPE_EXT)

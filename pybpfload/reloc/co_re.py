@@ -363,5 +363,6 @@ def explain_verifier_error(obj: Any, linked: "LinkedProgram", err: VerifierError
     if log is None:
         return err
     new = VerifierError(err.errno or 0, err.command, err.name, log)
+    new.hint = err.hint
     new.__cause__ = err.__cause__
     return new

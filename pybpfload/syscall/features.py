@@ -32,6 +32,7 @@ __all__ = [
     "has_prog_bind_map",
     "has_bpf_cookie",
     "has_uprobe_syscall",
+    "has_cpu_v4",
     "reset_cache",
     "refusal",
     "running_kernel_version",
@@ -299,6 +300,28 @@ def has_prog_bind_map() -> bool:
 def has_bpf_cookie() -> bool:
     """bpf_get_attach_cookie (5.15+)."""
     return helper_supported(ProgType.BPF_PROG_TYPE_KPROBE, FuncId.BPF_FUNC_get_attach_cookie)
+
+
+# BPF ISA v4 (Linux 6.6): one instruction of each of its classes, in a program
+# that returns 0: r0 = 0; *(u64 *)(r10 - 8) = r0; r1 = *(s8 *)(r10 - 8);
+# r1 = (s8)r1; r1 = bswap16 r1; r1 s/= 3; gotol +0; exit
+_CPU_V4 = (
+    _insn(0xB7, 0, imm=0)
+    + _insn(0x7B, 10, 0, off=-8)
+    + _insn(0x91, 1, 10, off=-8)
+    + _insn(0xBF, 1, 1, off=8)
+    + _insn(0xD7, 1, imm=16)
+    + _insn(0x37, 1, off=1, imm=3)
+    + _insn(0x06, imm=0)
+    + _insn(0x95)
+)
+
+
+@_cached
+def has_cpu_v4() -> bool:
+    """BPF ISA v4 (6.6+, clang -mcpu=v4): sign-extending loads and moves, sdiv/smod,
+    bswap, gotol (bpftool's "ISA extension v4" probes gotol alone; this loads one of each)."""
+    return _loads(ProgType.BPF_PROG_TYPE_SOCKET_FILTER, _CPU_V4)
 
 
 _NR_UPROBE = {"x86_64": 336}
