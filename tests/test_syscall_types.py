@@ -80,7 +80,7 @@ def test_attr_layouts_match_kernel_btf(kbtf: Spec) -> None:
     assert compared > 100
 
 
-@pytest.mark.parametrize("sname,cname", [("bpf_prog_info", "ProgInfo"), ("bpf_map_info", "MapInfo"), ("bpf_btf_info", "BtfInfo"), ("bpf_link_info", "LinkInfo")])
+@pytest.mark.parametrize("sname,cname", [("bpf_prog_info", "ProgInfo"), ("bpf_map_info", "MapInfo"), ("bpf_btf_info", "BtfInfo"), ("bpf_link_info", "LinkInfo"), ("bpf_token_info", "TokenInfo")])
 def test_info_layouts_match_kernel_btf(kbtf: Spec, sname: str, cname: str) -> None:
     st = kbtf.find(sname, T.Struct)
     assert _check(getattr(_types, cname), st, kbtf) >= 3

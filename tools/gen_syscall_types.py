@@ -55,6 +55,7 @@ INFO_STRUCTS = {
     "bpf_map_info": "MapInfo",
     "bpf_btf_info": "BtfInfo",
     "bpf_link_info": "LinkInfo",
+    "bpf_token_info": "TokenInfo",
 }
 ENUMS = {
     "bpf_cmd": "Cmd",
@@ -64,6 +65,12 @@ ENUMS = {
     "bpf_link_type": "LinkType",
     "bpf_func_id": "FuncId",
     "bpf_stats_type": "StatsType",
+}
+# Anonymous UAPI enums of flag bits, found by their first enumerator -> class name (enum.IntFlag).
+FLAG_ENUMS = {
+    # map_flags of BPF_MAP_CREATE; its BPF_F_TOKEN_FD is also the bit of prog_flags,
+    # btf_flags and open_flags that says a token fd is passed
+    "BPF_F_NO_PREALLOC": "MapFlag",
 }
 
 
@@ -232,6 +239,17 @@ def main(argv: List[str]) -> int:
         for v in e.values:
             if v.name.startswith("__") or v.name.startswith("MAX_"):
                 continue
+            enum_src.append(f"    {v.name} = {v.value}")
+        enum_src.append("")
+        enum_src.append("")
+    for first, cls in FLAG_ENUMS.items():
+        fe = next((t for t in spec if isinstance(t, T.Enum) and not t.name and t.values and t.values[0].name == first), None)
+        if fe is None:
+            raise SystemExit(f"no anonymous enum starting with {first} in the BTF")
+        enum_src.append(f"class {cls}(enum.IntFlag):")
+        enum_src.append(f'    """The anonymous enum of {first}... of the kernel\'s UAPI (linux/bpf.h), values from kernel BTF."""')
+        enum_src.append("")
+        for v in fe.values:
             enum_src.append(f"    {v.name} = {v.value}")
         enum_src.append("")
         enum_src.append("")

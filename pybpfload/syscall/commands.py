@@ -21,6 +21,8 @@ Cmd = t.Cmd
 OBJ_NAME_LEN = 16
 BPF_F_NUMA_NODE = 1 << 2
 BPF_F_VTYPE_BTF_OBJ_FD = 1 << 15
+# map_flags / prog_flags / btf_flags / open_flags: the command's token fd field is set (6.9+)
+BPF_F_TOKEN_FD = int(t.MapFlag.BPF_F_TOKEN_FD)
 
 # Verifier log: first size tried, and the largest we will grow to (libbpf: UINT_MAX >> 2).
 LOG_SIZE_START = 64 * 1024
@@ -94,7 +96,9 @@ def map_create(
     btf_vmlinux_value_type_id: int = 0,
     value_type_btf_obj_fd: int = 0,
     map_extra: int = 0,
+    token_fd: int = 0,
 ) -> Fd:
+    """BPF_MAP_CREATE; ``token_fd`` (a BPF token, 6.9+) is passed with BPF_F_TOKEN_FD when non-zero."""
     attr = t.MapCreateAttr(
         map_type=map_type,
         key_size=key_size,
@@ -120,6 +124,9 @@ def map_create(
             raise NotSupportedError("struct_ops value types in module BTF", "bpf_attr has no value_type_btf_obj_fd")
         attr.value_type_btf_obj_fd = value_type_btf_obj_fd
         attr.map_flags |= BPF_F_VTYPE_BTF_OBJ_FD
+    if token_fd:
+        attr.map_token_fd = token_fd
+        attr.map_flags |= BPF_F_TOKEN_FD
     return Fd(bpf(Cmd.BPF_MAP_CREATE, attr, name=name or None))
 
 
@@ -239,10 +246,12 @@ def prog_load(
     attach_prog_fd: int = 0,
     fd_array: Sequence[int] = (),
     ifindex: int = 0,
+    token_fd: int = 0,
 ) -> Tuple[Fd, str]:
     """BPF_PROG_LOAD; returns (fd, verifier log — empty unless log_level > 0).
 
-    A rejection raises :class:`VerifierError` with the whole log.
+    A rejection raises :class:`VerifierError` with the whole log.  A non-zero
+    ``token_fd`` (a BPF token, 6.9+) is passed with BPF_F_TOKEN_FD.
     """
     if len(insns) % 8:
         raise ValueError(f"instructions are {len(insns)} bytes, not a multiple of 8")
@@ -280,6 +289,9 @@ def prog_load(
         arr = (ctypes.c_int32 * len(fd_array))(*fd_array)
         attr.fd_array = ctypes.addressof(arr)
         keep.append(arr)
+    if token_fd:
+        attr.prog_token_fd = token_fd
+        attr.prog_flags |= BPF_F_TOKEN_FD
     fd, log = _with_log(
         Cmd.BPF_PROG_LOAD, attr, name or None, log_level, log_size, ("log_buf", "log_size", "log_level", "log_true_size")
     )
@@ -380,8 +392,16 @@ def iter_ids(kind: str) -> Iterable[int]:
         cur = nxt
 
 
-def get_fd_by_id(kind: str, obj_id: int, open_flags: int = 0) -> Fd:
+def get_fd_by_id(kind: str, obj_id: int, open_flags: int = 0, *, token_fd: int = 0) -> Fd:
+    """An fd of the "prog", "map", "btf" or "link" with this id.
+
+    ``token_fd``: a BPF token, passed with BPF_F_TOKEN_FD in open_flags (the
+    kernel takes one for BTF from 6.15 on; libbpf passes it for BTF only).
+    """
     attr = t.GetIdAttr(start_id=obj_id, open_flags=open_flags)
+    if token_fd:
+        attr.fd_by_id_token_fd = token_fd
+        attr.open_flags |= BPF_F_TOKEN_FD
     return Fd(bpf(_FD_BY_ID[kind], attr, name=f"{kind} id {obj_id}"))
 
 
@@ -393,15 +413,32 @@ def obj_get_info_by_fd(fd: int, info: S, *, name: Optional[str] = None) -> S:
 
 
 # ---------------------------------------------------------------- BTF
-def btf_load(data: bytes, *, log_level: int = 0, log_size: int = LOG_SIZE_START) -> Tuple[Fd, str]:
-    """BPF_BTF_LOAD; returns (fd, log). A rejection raises VerifierError with the log."""
+def btf_load(data: bytes, *, log_level: int = 0, log_size: int = LOG_SIZE_START, token_fd: int = 0) -> Tuple[Fd, str]:
+    """BPF_BTF_LOAD; returns (fd, log). A rejection raises VerifierError with the log.
+
+    A non-zero ``token_fd`` (a BPF token, 6.9+) is passed with BPF_F_TOKEN_FD.
+    """
     a, keep = addr(bytes(data))
     attr = t.BtfLoadAttr(btf=a, btf_size=len(data))
+    if token_fd:
+        attr.btf_token_fd = token_fd
+        attr.btf_flags |= BPF_F_TOKEN_FD
     fd, log = _with_log(
         Cmd.BPF_BTF_LOAD, attr, "BTF", log_level, log_size, ("btf_log_buf", "btf_log_size", "btf_log_level", "btf_log_true_size")
     )
     del keep
     return Fd(fd), log
+
+
+# ---------------------------------------------------------------- tokens
+def token_create(bpffs_fd: int, flags: int = 0, *, name: Optional[str] = None) -> Fd:
+    """BPF_TOKEN_CREATE (6.9+): a BPF token derived from the bpffs whose root ``bpffs_fd`` opens.
+
+    The token carries the commands, map, program and attach types that bpffs
+    instance delegates (its delegate_* mount options); ``name`` (the bpffs path)
+    names it in errors.  See :mod:`pybpfload.syscall.token` for the errors' meaning.
+    """
+    return Fd(bpf(Cmd.BPF_TOKEN_CREATE, t.TokenCreateAttr(flags=flags, bpffs_fd=bpffs_fd), name=name))
 
 
 # ---------------------------------------------------------------- links
