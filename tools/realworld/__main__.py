@@ -25,6 +25,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     lb.add_argument("--print-path", action="store_true", help="print the library's path alone on stdout")
     s = sub.add_parser("sweep", help="compare pybpfload with libbpf on every object (exit 1 on any difference)")
     s.add_argument("--open-only", action="store_true", help="no kernel: compare the opened objects only")
+    s.add_argument("--current", default="auto",
+                   help="second oracle: 'auto' (cached or fetched trixie libbpf), 'none', or a libbpf.so path")
     s.add_argument("files", nargs="*", type=Path)
     ns = p.parse_args(argv)
     if ns.cmd == "fetch":
@@ -39,7 +41,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         return libbpf_current.main(ns.suite or libbpf_current.DEFAULT_SUITE, ns.offline, ns.print_path)
     from .sweep import main_sweep
 
-    return main_sweep(ns.corpus, ns.files or None, load=not ns.open_only)
+    return main_sweep(ns.corpus, ns.files or None, load=not ns.open_only, current=ns.current)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ def our_open_view(path: Path) -> View:
                           "autoload": p.autoload} for p in obj.programs.values()],
             "maps": [{"name": m.name, "type": int(m.type), "key_size": m.key_size, "value_size": m.value_size,
                       "max_entries": m.max_entries, "flags": m.flags, "map_extra": m.map_extra,
-                      "pin_path": m.pin_path, "initial_value": m.initial_value,
+                      "pin_path": m.pin_path, "autocreate": m.autocreate, "initial_value": m.initial_value,
                       "btf_key_type_id": m.btf_key_type_id, "btf_value_type_id": m.btf_value_type_id}
                      for m in obj.maps.values()],
         }  # fmt: skip
@@ -229,7 +229,11 @@ def diff_load(path: Path, opened: View) -> Tuple[str, List[str]]:
     return "per-program", out
 
 
-def sweep(files: List[Path], load: bool, log: Callable[[str], None] = print) -> Dict[str, Any]:
+def sweep(files: List[Path], load: bool, log: Callable[[str], None] = print,
+          current: Optional[oracle.Libbpf] = None) -> Dict[str, Any]:  # fmt: skip
+    """Each object against libbpf 1.1, and (three-way, see threeway.py) against ``current`` libbpf too."""
+    if current is not None:
+        return _sweep_three_way(files, load, log, current)
     results: Dict[str, Any] = {}
     for path in files:
         entry: Dict[str, Any] = {}
@@ -248,8 +252,38 @@ def sweep(files: List[Path], load: bool, log: Callable[[str], None] = print) -> 
     return results
 
 
+def _sweep_three_way(files: List[Path], load: bool, log: Callable[[str], None], current: oracle.Libbpf) -> Dict[str, Any]:
+    from . import allowed, threeway
+
+    results: Dict[str, Any] = {}
+    for path in files:
+        entry: Dict[str, Any] = {}
+        try:
+            r = threeway.three_way(path, current, our_open_view, our_load_view, prepare_map, describe,
+                                   allowed.allowed, load=load, isolated=_isolated)  # fmt: skip
+            entry["load_mode"] = r.mode
+            entry["columns"] = {"1.1": r.column("1.1"), "current": r.column("current")}
+            entry["differences"] = [{"stage": d.stage, "item": d.item, "what": d.what, "verdict": d.verdict,
+                                     "rule": d.rule, "follows": d.follows,
+                                     "values": {k: threeway._show(v) for k, v in d.values.items()}}
+                                    for d in r.differences]  # fmt: skip
+            entry["fail"] = [d.line() for d in r.differences if d.verdict == "fail"]
+            lines = [d.line() for d in r.differences]
+        except Exception:  # noqa: BLE001 - a crash inside pybpfload is a finding, reported per object
+            entry["crash"] = traceback.format_exc()
+            lines = [entry["crash"]]
+        results[path.name] = entry
+        bad = entry.get("fail") or entry.get("crash")
+        cols = entry.get("columns", {})
+        log(f"{'DIFF' if bad else 'same'} {path.name} {entry.get('load_mode', '')} "
+            f"| 1.1: {cols.get('1.1', '?')} | current: {cols.get('current', '?')}")  # fmt: skip
+        for line in lines:
+            log(f"    {line}")
+    return results
+
+
 def summary(results: Dict[str, Any]) -> Tuple[int, int, Dict[str, int]]:
-    bad = sum(1 for e in results.values() if e.get("open") or e.get("load") or e.get("crash"))
+    bad = sum(1 for e in results.values() if e.get("open") or e.get("load") or e.get("crash") or e.get("fail"))
     modes: Dict[str, int] = {}
     for e in results.values():
         if "load_mode" in e:
@@ -257,12 +291,66 @@ def summary(results: Dict[str, Any]) -> Tuple[int, int, Dict[str, int]]:
     return len(results), bad, modes
 
 
-def main_sweep(corpus: Path, files: Optional[List[Path]], load: bool) -> int:
+def disagreements(results: Dict[str, Any]) -> List[str]:
+    """Where libbpf 1.1 and current libbpf disagree, or pybpfload differs from current: objects, and whom we follow."""
+    rows: Dict[Tuple[str, str], Set[str]] = {}
+    for name, e in results.items():
+        for d in e.get("differences", []):
+            v = d["values"]
+            old, cur, ours = v.get("1.1"), v.get("current"), v.get("ours")
+            follow = {"current": "current", "kept": f"{d['follows']} [{d['rule']}]", "fail": "FAIL"}[d["verdict"]]
+            if d["verdict"] != "current" and ours == old:
+                follow += ", as 1.1"
+            who = "1.1 and current differ" if old != cur else "pybpfload differs from both"
+            rows.setdefault((f"{who}: {d['what']}", follow), set()).add(name)
+    out = ["| difference | objects | we follow | e.g. |", "|---|---|---|---|"]
+    for (what, follow), names in sorted(rows.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        out.append(f"| {what} | {len(names)} | {follow} | {sorted(names)[0]} |")
+    return out
+
+
+def rules_used(results: Dict[str, Any]) -> List[str]:
+    """The allow-list rules that kept a difference, with their reasons (allowed.py)."""
+    from .allowed import RULES
+
+    used = {d["rule"] for e in results.values() for d in e.get("differences", []) if d["verdict"] == "kept"}
+    return [f"[{r.name}] follows {r.follows}: {r.reason}" for r in RULES if r.name in used]
+
+
+def current_oracle(spec: str) -> Optional[oracle.Libbpf]:
+    """``--current``: "none", "auto" (the cached or fetched trixie libbpf; none if it cannot be had) or a path."""
+    from . import libbpf_current
+
+    if spec == "none":
+        return None
+    if spec == "auto":
+        try:
+            got = libbpf_current.locate()
+        except libbpf_current.CurrentLibbpfError as e:
+            print(f"realworld: no current libbpf ({e}): comparing with libbpf 1.1 only")
+            return None
+        path = got.path
+    else:
+        path = Path(spec)
+    lib = oracle.Libbpf(path, "current")
+    lib.label = f"libbpf {lib.version()[1:]}"
+    return lib
+
+
+def main_sweep(corpus: Path, files: Optional[List[Path]], load: bool, current: str = "auto") -> int:
     import json
 
     files = files or sorted(corpus.glob("*.o"))
-    results = sweep(files, load)
+    cur = current_oracle(current)
+    if cur is not None:
+        print(f"realworld: pybpfload | libbpf {oracle.LIBBPF_1_1.version()[1:]} | {cur.label} ({cur.path})")
+    results = sweep(files, load, current=cur)
     total, bad, modes = summary(results)
-    print(f"realworld: {total} objects, {total - bad} agree with libbpf, {bad} differ; load modes {modes}")
+    if cur is not None:
+        print("\n".join(disagreements(results) + rules_used(results)))
+        print(f"realworld: {total} objects, {total - bad} agree with {cur.label} (or differ as allowed.py lists), "
+              f"{bad} differ; load modes {modes}")  # fmt: skip
+    else:
+        print(f"realworld: {total} objects, {total - bad} agree with libbpf, {bad} differ; load modes {modes}")
     (corpus / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     return 1 if bad else 0
