@@ -147,3 +147,23 @@ def test_typed_ring_and_perf_buffer_records(obj: Object) -> None:
     assert ring[0].tail == b"\xaa\xbb\xcc"  # the flexible array member (u8 tail[]) holds the tail
     with pytest.raises(BPFError, match="no type 'struct nope'"):
         RingBuffer(obj.maps["rb"], ring.append, type="struct nope")
+
+
+@pytest.mark.kernel
+def test_values_of_one_type_compare_across_btfs() -> None:
+    """The same struct decoded through two opens of the object, or through the kernel's copy
+    of its BTF (Map.from_id): equal, same hash, usable as each other's dict keys."""
+    p = fixture_path("typed_maps.bpf.o")
+    with Object.open(p) as a, Object.open(p) as b:
+        for o in (a, b):
+            o.load()
+            o.programs["fill"].test_run(bytes(64))
+        (ka, va), = a.maps["flows"].items()
+        (kb, vb), = b.maps["flows"].items()
+        assert type(va) is not type(vb)  # two BTFs, two value classes
+        assert va == vb and hash(va) == hash(vb) and {ka: 1}[kb] == 1
+        with Map.from_id(a.maps["flows"].id) as m:
+            (k2, v2), = m.items()
+            assert v2 == va and k2 == ka
+        vb.packets += 1  # a different value of the same type
+        assert va != vb

@@ -100,7 +100,7 @@ class Value:
     def __eq__(self, other: object) -> bool:
         if isinstance(other, dict):
             return self._asdict() == {k: _plain(v) for k, v in other.items()}
-        if not isinstance(other, Value) or other._codec is not self._codec:  # bound or not, the same type
+        if not isinstance(other, Value) or not _same_type(self, other):
             return NotImplemented
         return all(getattr(self, s) == getattr(other, s) for s in self._slots)
 
@@ -121,6 +121,12 @@ class Value:
 
     def __bytes__(self) -> bytes:
         return self._codec.pack(self)
+
+
+def _same_type(a: "Value", b: "Value") -> bool:
+    """One C type, whatever BTF (object, kernel copy, another open) each was decoded with."""
+    ca, cb = a._codec, b._codec
+    return ca is cb or (ca.type_name == cb.type_name and ca.size == cb.size and a._fields == b._fields)
 
 
 def _frozen(v: Any) -> Any:
