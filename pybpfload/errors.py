@@ -216,10 +216,10 @@ class StateError(BPFError, ValueError):
 
 # ---------------------------------------------------------------------------
 # libbpf's own error codes (spec section 2) and strerror
-import enum  # noqa: E402
+from .abi.intenum import IntEnum  # noqa: E402
 
 
-class LibbpfErrno(enum.IntEnum):
+class LibbpfErrno(IntEnum):
     """libbpf's error codes beyond errno (enum libbpf_errno)."""
 
     LIBELF = 4000

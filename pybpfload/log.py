@@ -15,12 +15,14 @@ Every message goes two ways:
 
 from __future__ import annotations
 
-import logging
 import sys
 import threading
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-__all__ = ["WARN", "INFO", "DEBUG", "set_print", "get_print", "warn", "info", "debug", "logger"]
+if TYPE_CHECKING:
+    import logging
+
+__all__ = ["WARN", "INFO", "DEBUG", "set_print", "get_print", "warn", "info", "debug", "logger"]  # noqa: F822 - logger: module __getattr__
 
 # libbpf_print_level
 WARN = 0
@@ -29,16 +31,42 @@ DEBUG = 2
 
 PrintFn = Callable[[int, str], object]
 
-logger = logging.getLogger("pybpfload")
-logger.addHandler(logging.NullHandler())  # no logging.lastResort echo: the print callback speaks
-_PY_LEVEL = {WARN: logging.WARNING, INFO: logging.INFO, DEBUG: logging.DEBUG}
+_PY_LEVEL = {WARN: 30, INFO: 20, DEBUG: 10}  # logging.WARNING, INFO, DEBUG
+
+# The "pybpfload" logger is made when first needed: importing logging costs every
+# command-line run ~3 ms, and an application that never imported logging cannot have
+# configured it (so nothing could be shown through it).
+_logger: "Optional[logging.Logger]" = None
+
+
+def _get_logger() -> "logging.Logger":
+    global _logger
+    if _logger is None:
+        import logging
+
+        lg = logging.getLogger("pybpfload")
+        if not any(isinstance(h, logging.NullHandler) for h in lg.handlers):
+            lg.addHandler(logging.NullHandler())  # no logging.lastResort echo: the print callback speaks
+        _logger = lg
+    return _logger
+
+
+def __getattr__(name: str) -> Any:
+    if name == "logger":  # pybpfload.log.logger: logging.getLogger("pybpfload")
+        return _get_logger()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _logging_configured() -> bool:
+    logging = sys.modules.get("logging")
+    return logging is not None and bool(logging.getLogger().handlers)
 
 
 def default_print(level: int, msg: str) -> None:
     """libbpf's __base_pr: WARN and INFO to stderr, DEBUG dropped."""
     if level == DEBUG:
         return
-    if logging.getLogger().handlers:
+    if _logging_configured():
         return  # logging is configured: it shows the message
     sys.stderr.write(msg)
 
@@ -62,7 +90,10 @@ def get_print() -> Optional[PrintFn]:
 def _emit(level: int, fmt: str, args: tuple) -> None:
     fn = _print
     pylevel = _PY_LEVEL[level]
-    to_logger = logger.isEnabledFor(pylevel)
+    lg = _logger
+    if lg is None and "logging" in sys.modules:
+        lg = _get_logger()
+    to_logger = lg is not None and lg.isEnabledFor(pylevel)
     if fn is None and not to_logger:
         return
     if fn is default_print and level == DEBUG and not to_logger:
@@ -71,7 +102,7 @@ def _emit(level: int, fmt: str, args: tuple) -> None:
     if fn is not None:
         fn(level, "pybpfload: " + msg + "\n")
     if to_logger:
-        logger.log(pylevel, msg)
+        lg.log(pylevel, msg)  # type: ignore[union-attr]
 
 
 def warn(fmt: str, *args: object) -> None:

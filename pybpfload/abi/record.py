@@ -12,7 +12,7 @@ frozen dataclass costs ~1 ms at import (its methods are generated with
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Any, ClassVar, Tuple, TypeVar
+from typing import Any, ClassVar, Optional, Tuple, TypeVar
 
 
 class FrozenInstanceError(AttributeError):
@@ -29,21 +29,26 @@ class Record:
     __slots__ = ()
     _fields: ClassVar[Tuple[str, ...]] = ()
     _values: ClassVar[attrgetter[Tuple[Any, ...]]]
+    # what dataclasses' field(compare=False) / field(repr=False) did: None is every field
+    _compare: ClassVar[Optional[Tuple[str, ...]]] = None
+    _no_repr: ClassVar[Tuple[str, ...]] = ()
+    _cmp_values: ClassVar[attrgetter[Tuple[Any, ...]]]
 
     def __init_subclass__(cls) -> None:
-        get = attrgetter(*cls._fields)
-        cls._values = get if len(cls._fields) > 1 else (lambda o: (get(o),))  # type: ignore[assignment]
+        cls._values = _getter(cls._fields)  # type: ignore[assignment]
+        cls._cmp_values = _getter(cls._fields if cls._compare is None else cls._compare)  # type: ignore[assignment]
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is self.__class__:
-            return self._values(self) == self._values(other)
+            return self._cmp_values(self) == self._cmp_values(other)
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(self._values(self))
+        return hash(self._cmp_values(self))
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__qualname__}({', '.join(f'{f}={v!r}' for f, v in zip(self._fields, self._values(self)))})"
+        shown = ((f, v) for f, v in zip(self._fields, self._values(self)) if f not in self._no_repr)
+        return f"{self.__class__.__qualname__}({', '.join(f'{f}={v!r}' for f, v in shown)})"
 
     def __setattr__(self, name: str, value: object) -> None:
         raise FrozenInstanceError(f"cannot assign to field {name!r}")
@@ -53,6 +58,14 @@ class Record:
 
     def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
         return self.__class__, self._values(self)
+
+
+def _getter(names: Tuple[str, ...]) -> Any:
+    """A function giving the tuple of these attributes (attrgetter returns a bare value for one name)."""
+    if not names:
+        return lambda o: ()
+    get = attrgetter(*names)
+    return get if len(names) > 1 else (lambda o: (get(o),))
 
 
 def replace(obj: R, **changes: Any) -> R:

@@ -8,8 +8,10 @@ Source BTF sha256: be2524840d08adc4
 import ctypes
 import enum
 
+from .intenum import IntEnum
 
-class Cmd(enum.IntEnum):
+
+class Cmd(IntEnum):
     """enum bpf_cmd of the kernel's UAPI (linux/bpf.h), values from kernel BTF."""
 
     BPF_MAP_CREATE = 0
@@ -53,7 +55,7 @@ class Cmd(enum.IntEnum):
     BPF_PROG_STREAM_READ_BY_FD = 37
 
 
-class MapType(enum.IntEnum):
+class MapType(IntEnum):
     """enum bpf_map_type of the kernel's UAPI (linux/bpf.h), values from kernel BTF."""
 
     BPF_MAP_TYPE_UNSPEC = 0
@@ -94,7 +96,7 @@ class MapType(enum.IntEnum):
     BPF_MAP_TYPE_ARENA = 33
 
 
-class ProgType(enum.IntEnum):
+class ProgType(IntEnum):
     """enum bpf_prog_type of the kernel's UAPI (linux/bpf.h), values from kernel BTF."""
 
     BPF_PROG_TYPE_UNSPEC = 0
@@ -132,7 +134,7 @@ class ProgType(enum.IntEnum):
     BPF_PROG_TYPE_NETFILTER = 32
 
 
-class AttachType(enum.IntEnum):
+class AttachType(IntEnum):
     """enum bpf_attach_type of the kernel's UAPI (linux/bpf.h), values from kernel BTF."""
 
     BPF_CGROUP_INET_INGRESS = 0
@@ -195,7 +197,7 @@ class AttachType(enum.IntEnum):
     BPF_TRACE_UPROBE_SESSION = 57
 
 
-class LinkType(enum.IntEnum):
+class LinkType(IntEnum):
     """enum bpf_link_type of the kernel's UAPI (linux/bpf.h), values from kernel BTF."""
 
     BPF_LINK_TYPE_UNSPEC = 0
@@ -215,7 +217,7 @@ class LinkType(enum.IntEnum):
     BPF_LINK_TYPE_SOCKMAP = 14
 
 
-class FuncId(enum.IntEnum):
+class FuncId(IntEnum):
     """enum bpf_func_id of the kernel's UAPI (linux/bpf.h), values from kernel BTF."""
 
     BPF_FUNC_unspec = 0
@@ -432,7 +434,7 @@ class FuncId(enum.IntEnum):
     BPF_FUNC_cgrp_storage_delete = 211
 
 
-class StatsType(enum.IntEnum):
+class StatsType(IntEnum):
     """enum bpf_stats_type of the kernel's UAPI (linux/bpf.h), values from kernel BTF."""
 
     BPF_STATS_RUN_TIME = 0

@@ -8,10 +8,10 @@ section; ``insn`` gives the instruction index.
 
 from __future__ import annotations
 
-import enum
 import struct
 from typing import Callable, ClassVar, Dict, List, Sequence, Tuple, TypeVar
 
+from ..abi.intenum import IntEnum
 from ..abi.record import Record, _set
 from ..errors import BTFError
 
@@ -27,7 +27,7 @@ LINE_INFO_MIN = 16
 CORE_RELO_MIN = 16
 
 
-class CoreReloKind(enum.IntEnum):
+class CoreReloKind(IntEnum):
     """enum bpf_core_relo_kind."""
 
     FIELD_BYTE_OFFSET = 0

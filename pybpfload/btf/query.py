@@ -9,9 +9,9 @@ Every walk is bounded, so reference loops in malformed BTF raise BTFError.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import List, Optional, Protocol, Tuple
 
+from ..abi.record import Record, _set
 from ..errors import BTFError
 from . import types as T
 
@@ -113,13 +113,19 @@ def is_packed(spec: "Spec", tid: int) -> bool:
     return alignof(spec, tid) == 1 and any(alignof(spec, m.type) > 1 for m in t.members if m.bitfield_size == 0)
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(Record):
     """A resolved member access: its type and where it lives in the outer type."""
 
+    __slots__ = ("type", "bit_offset", "bitfield_size")
+    _fields = ("type", "bit_offset", "bitfield_size")
     type: int
     bit_offset: int
     bitfield_size: int  # 0 unless a bitfield
+
+    def __init__(self, type: int, bit_offset: int, bitfield_size: int) -> None:
+        _set(self, "type", type)
+        _set(self, "bit_offset", bit_offset)
+        _set(self, "bitfield_size", bitfield_size)
 
     @property
     def offset(self) -> int:

@@ -30,9 +30,9 @@ import re
 import struct
 import threading
 import weakref
-from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, MutableSequence, Optional, Sequence, Set, Tuple, Union
 
+from ..abi.record import Record, _set, replace
 from ..errors import BTFError, RelocationError
 from . import types as T
 from .ext import CoreRelo, CoreReloKind
@@ -178,25 +178,48 @@ def _enum_raw_value(t: T.Type, idx: int) -> int:
 
 
 # ---------------------------------------------------------------- specs
-@dataclass(frozen=True)
-class Accessor:
+class Accessor(Record):
     """One high-level step of an access: a named member, or an array index (name None)."""
 
+    __slots__ = _fields = ("type_id", "idx", "name")
     type_id: int
     idx: int
     name: Optional[str]
 
+    def __init__(self, type_id: int, idx: int, name: Optional[str]) -> None:
+        _set(self, "type_id", type_id)
+        _set(self, "idx", idx)
+        _set(self, "name", name)
 
-@dataclass(frozen=True)
-class CoreSpec:
+
+class CoreSpec(Record):
     """A parsed (local) or matched (target) access: libbpf's struct bpf_core_spec."""
 
-    btf: Spec = field(repr=False, compare=False)
+    __slots__ = _fields = ("btf", "root_type_id", "kind", "raw", "accessors", "bit_offset")
+    _compare = ("root_type_id", "kind", "raw", "accessors", "bit_offset")
+    _no_repr = ("btf",)
+    btf: Spec
     root_type_id: int
     kind: CoreReloKind
-    raw: Tuple[int, ...] = ()  # the low-level access, one index per step (anonymous members included)
-    accessors: Tuple[Accessor, ...] = ()  # the high-level access: named members and array indices
-    bit_offset: int = 0
+    raw: Tuple[int, ...]  # the low-level access, one index per step (anonymous members included)
+    accessors: Tuple[Accessor, ...]  # the high-level access: named members and array indices
+    bit_offset: int
+
+    def __init__(
+        self,
+        btf: Spec,
+        root_type_id: int,
+        kind: CoreReloKind,
+        raw: Tuple[int, ...] = (),
+        accessors: Tuple[Accessor, ...] = (),
+        bit_offset: int = 0,
+    ) -> None:
+        _set(self, "btf", btf)
+        _set(self, "root_type_id", root_type_id)
+        _set(self, "kind", kind)
+        _set(self, "raw", raw)
+        _set(self, "accessors", accessors)
+        _set(self, "bit_offset", bit_offset)
 
     def format(self) -> str:
         """libbpf's rendering: ``<byte_off> [5] struct s.a[3].b (0:1:3:0 @ offset 16)``."""
@@ -695,37 +718,73 @@ def spec_match(local: CoreSpec, tbtf: Spec, tid: int) -> Optional[CoreSpec]:
 
 
 # ---------------------------------------------------------------- results
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(Record):
     """A target type a local type may relocate to; ``origin`` names its BTF ("vmlinux", a module, a file)."""
 
-    btf: Spec = field(repr=False, compare=False)
+    __slots__ = _fields = ("btf", "id", "origin")
+    _compare = ("id", "origin")
+    _no_repr = ("btf",)
+    btf: Spec
     id: int
     origin: str
+
+    def __init__(self, btf: Spec, id: int, origin: str) -> None:
+        _set(self, "btf", btf)
+        _set(self, "id", id)
+        _set(self, "origin", origin)
 
     def describe(self) -> str:
         return f"[{self.id}] {describe(self.btf, self.id)} in {self.origin}"
 
 
-@dataclass(frozen=True)
-class CoreResult:
+class CoreResult(Record):
     """The outcome of one relocation (bpf_core_relo_res), with what it was matched to."""
 
+    __slots__ = _fields = (
+        "kind", "orig_val", "new_val", "poison", "validate", "fail_memsz_adjust", "orig_sz", "new_sz",
+        "orig_type_id", "new_type_id", "local", "target", "target_origin", "candidates", "reason",
+    )  # fmt: skip
+    _compare = tuple(f for f in _fields if f not in ("local", "target"))
     kind: CoreReloKind
     orig_val: int
     new_val: int
-    poison: bool = False
-    validate: bool = True
-    fail_memsz_adjust: bool = False
-    orig_sz: int = 0
-    new_sz: int = 0
-    orig_type_id: int = 0
-    new_type_id: int = 0
-    local: Optional[CoreSpec] = field(default=None, compare=False)
-    target: Optional[CoreSpec] = field(default=None, compare=False)
-    target_origin: str = ""
-    candidates: Tuple[str, ...] = ()  # every candidate considered, described
-    reason: str = ""  # why no target was found (existence relocations and poisoned ones)
+    poison: bool
+    validate: bool
+    fail_memsz_adjust: bool
+    orig_sz: int
+    new_sz: int
+    orig_type_id: int
+    new_type_id: int
+    local: Optional[CoreSpec]
+    target: Optional[CoreSpec]
+    target_origin: str
+    candidates: Tuple[str, ...]  # every candidate considered, described
+    reason: str  # why no target was found (existence relocations and poisoned ones)
+
+    def __init__(
+        self,
+        kind: CoreReloKind,
+        orig_val: int,
+        new_val: int,
+        poison: bool = False,
+        validate: bool = True,
+        fail_memsz_adjust: bool = False,
+        orig_sz: int = 0,
+        new_sz: int = 0,
+        orig_type_id: int = 0,
+        new_type_id: int = 0,
+        local: Optional[CoreSpec] = None,
+        target: Optional[CoreSpec] = None,
+        target_origin: str = "",
+        candidates: Tuple[str, ...] = (),
+        reason: str = "",
+    ) -> None:
+        for name, v in zip(
+            self._fields,
+            (kind, orig_val, new_val, poison, validate, fail_memsz_adjust, orig_sz, new_sz,
+             orig_type_id, new_type_id, local, target, target_origin, candidates, reason),
+        ):  # fmt: skip
+            _set(self, name, v)
 
     @property
     def resolved(self) -> bool:
@@ -947,8 +1006,6 @@ def calc_relo_insn(
 
 
 def _with(res: CoreResult, origin: str, considered: Tuple[str, ...], reason: str = "") -> CoreResult:
-    from dataclasses import replace
-
     return replace(res, target_origin=origin, candidates=considered, reason=reason)
 
 

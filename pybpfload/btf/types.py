@@ -12,15 +12,15 @@ with a change with :func:`replace` (what ``dataclasses.replace`` did).
 
 from __future__ import annotations
 
-import enum
 from typing import ClassVar, Tuple
 
+from ..abi.intenum import IntEnum
 from ..abi.record import FrozenInstanceError as FrozenInstanceError  # re-exported
 from ..abi.record import Record, _set
 from ..abi.record import replace as replace  # re-exported
 
 
-class Kind(enum.IntEnum):
+class Kind(IntEnum):
     UNKN = 0
     INT = 1
     PTR = 2

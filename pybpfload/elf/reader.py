@@ -11,7 +11,8 @@ Everything malformed becomes :class:`pybpfload.errors.ELFError`.
 from __future__ import annotations
 
 import struct
-from typing import ClassVar, List, Optional, Tuple
+import sys
+from typing import Any, ClassVar, List, Optional, Tuple
 
 from ..abi.record import Record, _set
 from ..errors import ELFError
@@ -178,6 +179,64 @@ class ElfFile(Record):
         return [Rel(off, info >> 32, info & 0xFFFFFFFF) for off, info in _REL.iter_unpack(data[: n * REL_SIZE])]
 
 
+
+def _elf_structs() -> Any:
+    """pyelftools' ``ELFStructs``, imported without what it never runs here.
+
+    ``elftools.construct`` imports its debugging helpers and pretty-printer, which
+    import ``pdb``, ``inspect``, ``traceback`` and ``pprint`` (~10 ms of every
+    start-up, as much as the ELF structures themselves).  When nothing has
+    imported them yet they are bound as deferred modules (:func:`_defer`) that
+    load the real module on first use, by pyelftools or by anyone else; a header
+    parse never uses them.
+    """
+    if "elftools.elf.structs" not in sys.modules:
+        for name, names in (("pdb", ()), ("inspect", ()), ("traceback", ()), ("pprint", ("pformat",))):
+            _defer(name, names)
+    from elftools.elf.structs import ELFStructs
+
+    return ELFStructs
+
+
+def _defer(name: str, trampolines: Tuple[str, ...]) -> None:
+    """Put a stand-in for module ``name`` in sys.modules: its first attribute access
+    imports the real module (which replaces it there and fills it in); ``trampolines``
+    are functions taken by ``from name import f`` at import time, forwarding each call."""
+    if name in sys.modules:
+        return
+    import importlib
+    import importlib.util
+    import types
+
+    spec = importlib.util.find_spec(name)
+    if spec is None:  # pragma: no cover - the stdlib has them
+        return
+    stand_in = types.ModuleType(name)
+    stand_in.__spec__ = spec  # what `import name` checks: it must not trigger the load
+
+    loaded: List[types.ModuleType] = []
+
+    def load() -> types.ModuleType:
+        if not loaded:
+            if sys.modules.get(name) is stand_in:
+                del sys.modules[name]
+            real = importlib.import_module(name)
+            stand_in.__dict__.update(real.__dict__)  # holders of the stand-in see the real thing
+            loaded.append(real)
+        return loaded[0]
+
+    def __getattr__(attr: str) -> Any:
+        return getattr(load(), attr)
+
+    stand_in.__getattr__ = __getattr__  # type: ignore[method-assign]
+    for fname in trampolines:
+
+        def forward(*args: Any, _f: str = fname, **kwargs: Any) -> Any:
+            return getattr(load(), _f)(*args, **kwargs)
+
+        setattr(stand_in, fname, forward)
+    sys.modules[name] = stand_in
+
 def _string(table: bytes, off: int, what: str) -> str:
     if not 0 <= off < len(table):
         raise ELFError(f"{what}: string offset {off} outside its string table ({len(table)} bytes)")
@@ -199,7 +258,7 @@ def read_elf(data: bytes) -> ElfFile:
         raise ELFError("big-endian ELF objects are not supported")
     if data[5] != 1:
         raise ELFError(f"unknown ELF byte order {data[5]}")
-    from elftools.elf.structs import ELFStructs
+    ELFStructs = _elf_structs()
 
     try:
         structs = ELFStructs(little_endian=True, elfclass=64)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import errno
-from dataclasses import dataclass
+from ..abi.record import Record, _set
 from types import TracebackType
 from typing import Iterator, Optional, Type, Union
 
@@ -23,14 +23,20 @@ from .fd import Fd
 __all__ = ["BtfInfo", "BtfHandle", "iter_kernel_btf"]
 
 
-@dataclass(frozen=True)
-class BtfInfo:
+class BtfInfo(Record):
     """struct bpf_btf_info, decoded."""
 
+    __slots__ = _fields = ("id", "name", "kernel_btf", "size")
     id: int
     name: str  # "vmlinux" or the module name for kernel BTF; "" otherwise
     kernel_btf: bool
     size: int
+
+    def __init__(self, id: int, name: str, kernel_btf: bool, size: int) -> None:
+        _set(self, "id", id)
+        _set(self, "name", name)
+        _set(self, "kernel_btf", kernel_btf)
+        _set(self, "size", size)
 
 
 class BtfHandle:
@@ -42,17 +48,17 @@ class BtfHandle:
 
     # -- construction -------------------------------------------------------------------
     @classmethod
-    def load(cls, btf: Union[Spec, bytes], *, log_level: int = 0, log_size: int = 64 * 1024) -> "BtfHandle":
+    def load(cls, btf: Union[Spec, bytes], *, log_level: int = 0, log_size: int = 64 * 1024, token_fd: int = 0) -> "BtfHandle":
         """BPF_BTF_LOAD a Spec or a raw blob.
 
         A rejection raises :class:`~pybpfload.errors.VerifierError` whose
         ``log`` is the kernel's BTF log.  With ``log_level`` > 0 the log of a
-        success is kept in :attr:`log`.
+        success is kept in :attr:`log`.  ``token_fd``: a BPF token to load through.
         """
         from . import commands
 
         data = btf.raw if isinstance(btf, Spec) else bytes(btf)
-        fd, log = commands.btf_load(data, log_level=log_level, log_size=log_size)
+        fd, log = commands.btf_load(data, log_level=log_level, log_size=log_size, token_fd=token_fd)
         return cls(fd, log)
 
     @classmethod
