@@ -30,8 +30,8 @@ def _fake_kernel(monkeypatch: pytest.MonkeyPatch, err: int, present: Dict[int, b
 
     monkeypatch.setattr(commands, "map_create", refuse)
     monkeypatch.setattr(commands, "prog_load", refuse_prog)
-    monkeypatch.setattr(features, "map_type_supported", lambda t: present.get(t, True))
-    monkeypatch.setattr(features, "prog_type_supported", lambda t: present.get(t, True))
+    monkeypatch.setattr(features, "map_type_supported", lambda t, token=None: present.get(t, True))
+    monkeypatch.setattr(features, "prog_type_supported", lambda t, token=None: present.get(t, True))
 
 
 @pytest.mark.parametrize("err", [errno.EINVAL, errno.EPERM, _ENOTSUPP, errno.EOPNOTSUPP])
@@ -66,11 +66,23 @@ def test_eperm_everywhere_is_privilege_not_absence(monkeypatch: pytest.MonkeyPat
     assert not isinstance(ei.value, NotSupportedError) and ei.value.errno == errno.EPERM
 
 
+def test_eperm_for_the_basic_type_itself_is_privilege(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An array map (or socket filter) refused with EPERM: no privilege (an unprivileged
+    process without a token), never an absent type."""
+    _fake_kernel(monkeypatch, errno.EPERM, {MapType.BPF_MAP_TYPE_ARRAY: False, ProgType.BPF_PROG_TYPE_SOCKET_FILTER: False})
+    with pytest.raises(SyscallError) as ei:
+        Map.create(MapType.BPF_MAP_TYPE_ARRAY, 4, 4, 1, name="a")
+    assert not isinstance(ei.value, NotSupportedError) and ei.value.errno == errno.EPERM
+    with pytest.raises(SyscallError) as ei:
+        Program.load(EXIT0, ProgType.BPF_PROG_TYPE_SOCKET_FILTER, name="s")
+    assert not isinstance(ei.value, NotSupportedError) and ei.value.errno == errno.EPERM
+
+
 def test_verifier_rejection_is_not_absence(monkeypatch: pytest.MonkeyPatch) -> None:
     def reject(*a: Any, **kw: Any) -> Any:
         raise VerifierError(errno.EACCES, "BPF_PROG_LOAD", kw.get("name"), "0: R0 !read_ok\n")
 
     monkeypatch.setattr(commands, "prog_load", reject)
-    monkeypatch.setattr(features, "prog_type_supported", lambda t: False)
+    monkeypatch.setattr(features, "prog_type_supported", lambda t, token=None: False)
     with pytest.raises(VerifierError):
         Program.load(EXIT0, ProgType.BPF_PROG_TYPE_XDP, name="x")

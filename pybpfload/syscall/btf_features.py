@@ -2,18 +2,22 @@
 (the probes behind :class:`~pybpfload.btf.fixup.BtfFeatures`).
 
 Each probe builds a few types with :class:`~.encode.Builder` and tries
-BPF_BTF_LOAD; the answers are cached for the life of the process.  The
-result is a :class:`BtfFeatures`, the input of :func:`.fixup.sanitize`.
+BPF_BTF_LOAD; the answers are cached for the life of the process, or on the
+BPF token the blobs were loaded through (as libbpf probes with an object's
+token).  The result is a :class:`BtfFeatures`, the input of :func:`.fixup.sanitize`.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import Callable, Dict, Optional
+from typing import TYPE_CHECKING, Callable, Dict, Optional
 
 from ..btf import types as T
 from ..btf.encode import Builder
 from ..btf.fixup import BtfFeatures
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .token import Token
 
 
 def _int(b: Builder, name: str = "int") -> int:
@@ -92,22 +96,31 @@ _lock = threading.Lock()
 _cached: Optional[BtfFeatures] = None
 
 
-def _accepted(blob: bytes) -> bool:
+def _accepted(blob: bytes, token_fd: int = 0) -> bool:
     from ..errors import SyscallError
     from . import commands
 
     try:
-        fd, _ = commands.btf_load(blob)
+        fd, _ = commands.btf_load(blob, token_fd=token_fd)
     except SyscallError:
         return False
     fd.close()
     return True
 
 
-def probe(refresh: bool = False) -> BtfFeatures:
-    """Probe the running kernel (once per process unless ``refresh``)."""
+def probe(refresh: bool = False, *, token: "Optional[Token]" = None) -> BtfFeatures:
+    """Probe the running kernel (once per process unless ``refresh``).
+
+    With a ``token`` the blobs are loaded through it and the answer is cached on it.
+    """
     global _cached
     with _lock:
+        if token is not None:
+            hit = token._features.get(("btf_features",))
+            if hit is None or refresh:
+                hit = BtfFeatures(**{name: _accepted(make(), token.fd) for name, make in PROBES.items()})
+                token._features[("btf_features",)] = hit
+            return hit  # type: ignore[no-any-return]
         if _cached is None or refresh:
             _cached = BtfFeatures(**{name: _accepted(make()) for name, make in PROBES.items()})
         return _cached

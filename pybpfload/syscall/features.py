@@ -2,7 +2,12 @@
 
 Each probe creates the smallest object that needs the feature and closes it
 at once.  Results are cached: a kernel does not change under a process.
-Probes of BTF features live in :mod:`pybpfload.btf` (they load BTF blobs).
+Probes of BTF features live in :mod:`pybpfload.syscall.btf_features` (they load BTF blobs).
+
+The probes take an optional ``token`` (a :class:`~pybpfload.syscall.token.Token`):
+the objects they create then go through that token, and their answers are cached
+on the token, apart from those made without one — as libbpf probes an object's
+features with the object's token, in a cache of that object's own.
 
 Public, as libbpf's: :func:`prog_type_supported`, :func:`map_type_supported`,
 :func:`helper_supported` (libbpf_probe_bpf_prog_type / _map_type / _helper).
@@ -14,11 +19,14 @@ import errno
 import os
 import struct
 import threading
-from typing import Any, Callable, Dict, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, TypeVar
 
 from ..errors import BPFError, BPFOSError, NotSupportedError, SyscallError, VerifierError
 from . import commands
 from ..abi.uapi import AttachType, FuncId, MapType, ProgType
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .token import Token
 
 __all__ = [
     "prog_type_supported",
@@ -32,6 +40,7 @@ __all__ = [
     "has_prog_bind_map",
     "has_bpf_cookie",
     "has_uprobe_syscall",
+    "has_bpf_token",
     "has_cpu_v4",
     "reset_cache",
     "refusal",
@@ -45,14 +54,19 @@ _lock = threading.Lock()
 
 
 def _cached(fn: F) -> F:
-    def wrapper(*args: int) -> bool:
+    """Cache ``fn(*args)`` per process, or on ``token`` when one is given (passed on
+    to ``fn`` when it takes a ``token``: probes that make no bpf() call do not)."""
+    takes_token = "token" in fn.__code__.co_varnames[: fn.__code__.co_argcount + fn.__code__.co_kwonlyargcount]
+
+    def wrapper(*args: int, token: "Optional[Token]" = None) -> bool:
+        cache = _cache if token is None else token._features
         key = (fn.__name__, *args)
-        hit = _cache.get(key)
+        hit = cache.get(key)
         if hit is not None:
             return hit
-        result = fn(*args)
+        result = fn(*args, token=token) if takes_token else fn(*args)
         with _lock:
-            _cache[key] = result
+            cache[key] = result
         return result
 
     wrapper.__name__ = fn.__name__
@@ -61,7 +75,7 @@ def _cached(fn: F) -> F:
 
 
 def reset_cache() -> None:
-    """Forget every probe result (for tests)."""
+    """Forget every probe result made without a token (for tests)."""
     with _lock:
         _cache.clear()
 
@@ -77,9 +91,14 @@ def _ldimm64(dst: int, src: int, imm: int, imm2: int = 0) -> bytes:
     return _insn(0x18, dst, src, imm=imm) + _insn(0, imm=imm2)
 
 
-def _loads(prog_type: int, insns: bytes, **kw: Any) -> bool:
+def _tfd(token: "Optional[Token]") -> int:
+    """The token's fd, 0 without one (what the commands' ``token_fd`` takes)."""
+    return token.fd if token is not None else 0
+
+
+def _loads(prog_type: int, insns: bytes, token: "Optional[Token]" = None, **kw: Any) -> bool:
     try:
-        fd, _ = commands.prog_load(prog_type, insns, "GPL", **kw)
+        fd, _ = commands.prog_load(prog_type, insns, "GPL", token_fd=_tfd(token), **kw)
     except SyscallError:
         return False
     fd.close()
@@ -107,13 +126,15 @@ BPF_F_SLEEPABLE = 1 << 4
 
 
 @_cached
-def prog_type_supported(prog_type: int) -> bool:
+def prog_type_supported(prog_type: int, *, token: "Optional[Token]" = None) -> bool:
     """Whether the kernel can load programs of ``prog_type`` (libbpf_probe_bpf_prog_type)."""
     target = _PROG_TARGET_PROBES.get(prog_type)  # type: ignore[call-overload]
     if target is not None:
         exp_attach, msg = target
         try:
-            fd, _ = commands.prog_load(prog_type, _RET0, "GPL", expected_attach_type=int(exp_attach), attach_btf_id=1, log_level=1)
+            fd, _ = commands.prog_load(
+                prog_type, _RET0, "GPL", expected_attach_type=int(exp_attach), attach_btf_id=1, log_level=1, token_fd=_tfd(token)
+            )
         except VerifierError as e:
             return e.errno in (errno.EINVAL, _ENOTSUPP) and msg in e.log
         except SyscallError:
@@ -122,7 +143,7 @@ def prog_type_supported(prog_type: int) -> bool:
         return True
     exp = _PROG_EXPECTED_ATTACH.get(prog_type, 0)  # type: ignore[call-overload]
     flags = BPF_F_SLEEPABLE if prog_type == ProgType.BPF_PROG_TYPE_SYSCALL else 0
-    return _loads(prog_type, _RET0, expected_attach_type=int(exp), flags=flags)
+    return _loads(prog_type, _RET0, token, expected_attach_type=int(exp), flags=flags)
 
 
 _MAP_ARGS: Dict[int, tuple] = {
@@ -155,7 +176,7 @@ _LOCAL_STORAGES = {
 }
 
 
-def refusal(e: BPFOSError, kind: str, type_value: int, type_name: str) -> BPFError:
+def refusal(e: BPFOSError, kind: str, type_value: int, type_name: str, token: "Optional[Token]" = None) -> BPFError:
     """``e`` (a failed map create or program load) as NotSupportedError when the
     loader's own probe says the kernel lacks ``type_value`` (``kind``: "map" or
     "program"), whatever errno the kernel build answered (EINVAL, EPERM...).
@@ -163,14 +184,16 @@ def refusal(e: BPFOSError, kind: str, type_value: int, type_name: str) -> BPFErr
     The error names the type and keeps the kernel's errno.  ``e`` is returned
     unchanged when the type exists, when the probe itself cannot run, and for
     EPERM when even the most basic type is refused (no privilege, not an absent type).
+    ``token``: the token the refused call went through (the probes use it too).
     """
     probe, basic = (
         (map_type_supported, MapType.BPF_MAP_TYPE_ARRAY) if kind == "map" else (prog_type_supported, ProgType.BPF_PROG_TYPE_SOCKET_FILTER)
     )
     try:
-        if probe(type_value):
+        if probe(type_value, token=token):
             return e
-        if e.errno == errno.EPERM and type_value != basic and not probe(basic):
+        # EPERM for the basic type itself (an array, a socket filter): no privilege, never an absent type
+        if e.errno == errno.EPERM and (type_value == basic or not probe(basic, token=token)):
             return e
     except BPFError:
         return e
@@ -178,32 +201,33 @@ def refusal(e: BPFOSError, kind: str, type_value: int, type_name: str) -> BPFErr
 
 
 @_cached
-def map_type_supported(map_type: int) -> bool:
+def map_type_supported(map_type: int, *, token: "Optional[Token]" = None) -> bool:
     """Whether the kernel can create maps of ``map_type`` (libbpf_probe_bpf_map_type)."""
     ks, vs, n, flags = _MAP_ARGS.get(map_type, (4, 4, 1, 0))
+    tfd = _tfd(token)
     if map_type in (MapType.BPF_MAP_TYPE_ARRAY_OF_MAPS, MapType.BPF_MAP_TYPE_HASH_OF_MAPS):
-        with commands.map_create(MapType.BPF_MAP_TYPE_ARRAY, 4, 4, 1) as inner:
+        with commands.map_create(MapType.BPF_MAP_TYPE_ARRAY, 4, 4, 1, token_fd=tfd) as inner:
             try:
-                commands.map_create(map_type, 4, 4, 1, inner_map_fd=inner.fileno()).close()
+                commands.map_create(map_type, 4, 4, 1, inner_map_fd=inner.fileno(), token_fd=tfd).close()
             except SyscallError:
                 return False
             return True
     if map_type in _LOCAL_STORAGES:
         try:
-            btf, _ = commands.btf_load(_storage_btf())
+            btf, _ = commands.btf_load(_storage_btf(), token_fd=tfd)
         except BPFError:
             return False
         with btf:
             try:
                 commands.map_create(
-                    map_type, 4, 8, 0, flags=1, btf_fd=btf.fileno(), btf_key_type_id=1, btf_value_type_id=3
+                    map_type, 4, 8, 0, flags=1, btf_fd=btf.fileno(), btf_key_type_id=1, btf_value_type_id=3, token_fd=tfd
                 ).close()
             except SyscallError:
                 return False
             return True
     try:
         vmlinux_vt = 1 if map_type == MapType.BPF_MAP_TYPE_STRUCT_OPS else 0
-        commands.map_create(map_type, ks, vs, n, flags=flags, btf_vmlinux_value_type_id=vmlinux_vt).close()
+        commands.map_create(map_type, ks, vs, n, flags=flags, btf_vmlinux_value_type_id=vmlinux_vt, token_fd=tfd).close()
     except SyscallError as e:
         # struct_ops maps need a real vmlinux value type: the kernel knows the
         # map type when it rejects type id 1 with ENOTSUPP (as libbpf checks)
@@ -212,12 +236,12 @@ def map_type_supported(map_type: int) -> bool:
 
 
 @_cached
-def helper_supported(prog_type: int, helper_id: int) -> bool:
+def helper_supported(prog_type: int, helper_id: int, *, token: "Optional[Token]" = None) -> bool:
     """Whether programs of ``prog_type`` may call helper ``helper_id`` (libbpf_probe_bpf_helper)."""
     exp = _PROG_EXPECTED_ATTACH.get(prog_type, 0)  # type: ignore[call-overload]
     code = _insn(0x85, imm=helper_id) + _RET0
     try:
-        fd, _ = commands.prog_load(prog_type, code, "GPL", expected_attach_type=int(exp or 0), log_level=1)
+        fd, _ = commands.prog_load(prog_type, code, "GPL", expected_attach_type=int(exp or 0), log_level=1, token_fd=_tfd(token))
     except VerifierError as e:
         # As libbpf: the verifier says "invalid func" for an id it does not
         # know and "unknown func" for a helper this type may not call; any
@@ -233,59 +257,60 @@ def helper_supported(prog_type: int, helper_id: int) -> bool:
 
 
 @_cached
-def has_prog_name() -> bool:
+def has_prog_name(*, token: "Optional[Token]" = None) -> bool:
     """Programs and maps accept a name (4.15+)."""
-    return _loads(ProgType.BPF_PROG_TYPE_SOCKET_FILTER, _RET0, name="test")
+    return _loads(ProgType.BPF_PROG_TYPE_SOCKET_FILTER, _RET0, token, name="test")
 
 
 @_cached
-def has_global_data() -> bool:
+def has_global_data(*, token: "Optional[Token]" = None) -> bool:
     """ld_imm64 BPF_PSEUDO_MAP_VALUE: global variables in array maps (5.2+)."""
     try:
-        m = commands.map_create(MapType.BPF_MAP_TYPE_ARRAY, 4, 32, 1)
+        m = commands.map_create(MapType.BPF_MAP_TYPE_ARRAY, 4, 32, 1, token_fd=_tfd(token))
     except BPFError:
         return False
     with m:
         code = _ldimm64(1, 2, m.fileno()) + _insn(0x7A, 1, off=0, imm=42) + _RET0  # *(u64 *)(r1 + 0) = 42
-        return _loads(ProgType.BPF_PROG_TYPE_SOCKET_FILTER, code)
+        return _loads(ProgType.BPF_PROG_TYPE_SOCKET_FILTER, code, token)
 
 
 @_cached
-def has_array_mmap() -> bool:
+def has_array_mmap(*, token: "Optional[Token]" = None) -> bool:
     """BPF_F_MMAPABLE arrays (5.5+)."""
     try:
-        commands.map_create(MapType.BPF_MAP_TYPE_ARRAY, 4, 4, 1, flags=1 << 10).close()
+        commands.map_create(MapType.BPF_MAP_TYPE_ARRAY, 4, 4, 1, flags=1 << 10, token_fd=_tfd(token)).close()
     except BPFError:
         return False
     return True
 
 
 @_cached
-def has_exp_attach_type() -> bool:
+def has_exp_attach_type(*, token: "Optional[Token]" = None) -> bool:
     """expected_attach_type at load for cgroup sock programs (4.17+)."""
     return _loads(
         ProgType.BPF_PROG_TYPE_CGROUP_SOCK,
         _RET0,
+        token,
         expected_attach_type=int(AttachType.BPF_CGROUP_INET_SOCK_CREATE),
     )
 
 
 @_cached
-def has_probe_read_kernel() -> bool:
+def has_probe_read_kernel(*, token: "Optional[Token]" = None) -> bool:
     """bpf_probe_read_kernel (5.5+); without it libbpf falls back to bpf_probe_read."""
-    return helper_supported(ProgType.BPF_PROG_TYPE_KPROBE, FuncId.BPF_FUNC_probe_read_kernel)
+    return helper_supported(ProgType.BPF_PROG_TYPE_KPROBE, FuncId.BPF_FUNC_probe_read_kernel, token=token)
 
 
 @_cached
-def has_prog_bind_map() -> bool:
+def has_prog_bind_map(*, token: "Optional[Token]" = None) -> bool:
     """BPF_PROG_BIND_MAP (5.10+)."""
     try:
-        m = commands.map_create(MapType.BPF_MAP_TYPE_ARRAY, 4, 4, 1)
+        m = commands.map_create(MapType.BPF_MAP_TYPE_ARRAY, 4, 4, 1, token_fd=_tfd(token))
     except BPFError:
         return False
     with m:
         try:
-            fd, _ = commands.prog_load(ProgType.BPF_PROG_TYPE_SOCKET_FILTER, _RET0)
+            fd, _ = commands.prog_load(ProgType.BPF_PROG_TYPE_SOCKET_FILTER, _RET0, token_fd=_tfd(token))
         except BPFError:
             return False
         with fd:
@@ -297,9 +322,9 @@ def has_prog_bind_map() -> bool:
 
 
 @_cached
-def has_bpf_cookie() -> bool:
+def has_bpf_cookie(*, token: "Optional[Token]" = None) -> bool:
     """bpf_get_attach_cookie (5.15+)."""
-    return helper_supported(ProgType.BPF_PROG_TYPE_KPROBE, FuncId.BPF_FUNC_get_attach_cookie)
+    return helper_supported(ProgType.BPF_PROG_TYPE_KPROBE, FuncId.BPF_FUNC_get_attach_cookie, token=token)
 
 
 # BPF ISA v4 (Linux 6.6): one instruction of each of its classes, in a program
@@ -342,6 +367,32 @@ def has_uprobe_syscall() -> bool:
     if nr is None:
         return False
     return syscall(nr) < 0 and get_errno() == errno.ENXIO
+
+
+def has_bpf_token() -> bool:
+    """BPF tokens: the kernel has BPF_TOKEN_CREATE (6.9+); cached per process.
+
+    Decided by the kernel's answer to the command with fd -1: EBADF from a
+    kernel that knows the command, EINVAL (unknown command) from one that does
+    not.  Any other answer decides nothing and is raised (a
+    :class:`~pybpfload.errors.SyscallError`, not cached): an LSM refusing
+    bpf(), or the EPERM kernels before 6.5 give unprivileged callers for every
+    command when unprivileged BPF is disabled.
+    """
+    key = ("has_bpf_token",)
+    hit = _cache.get(key)
+    if hit is not None:
+        return hit
+    try:
+        commands.token_create(-1).close()  # pragma: no cover - no kernel takes fd -1
+        result = True
+    except SyscallError as e:
+        if e.errno not in (errno.EBADF, errno.EINVAL):
+            raise
+        result = e.errno == errno.EBADF
+    with _lock:
+        _cache[key] = result
+    return result
 
 
 # ---------------------------------------------------------------- the kernel release
