@@ -10,11 +10,13 @@ class, decoded, relocated (CO-RE on sign-extending loads) and loaded.
   (fail_memsz_adjust), sign-extending load or not.  Relocated instructions are
   compared with libbpf 1.1's (ctypes, captured before BPF_PROG_LOAD, so on
   every kernel).
-- On kernels with v4 (by the loader's probe, features.has_cpu_v4) the programs
-  run (BPF_PROG_TEST_RUN) and compute what a model of the ISA says, with the
-  program tags of libbpf 1.1's loads (bpftool prog loadall); on kernels without,
-  the load is a VerifierError whose text says "this kernel does not support
-  BPF ISA v4 instructions (cpu v4, Linux 6.6+)" and names the first one.
+- Where the kernel takes the v4 classes a program uses (by the loader's probes,
+  features.cpu_v4_supported: kernels are not all or nothing, Debian's 6.1 takes
+  gotol alone) the programs run (BPF_PROG_TEST_RUN) and compute what a model
+  of the ISA says, with the program tags of libbpf 1.1's loads (bpftool prog
+  loadall); elsewhere the load is a VerifierError whose text says "this kernel
+  does not support BPF ISA v4 instructions (cpu v4, Linux 6.6+)" and names the
+  first instruction of a class the kernel lacks.
 """
 
 from __future__ import annotations
@@ -67,6 +69,22 @@ def _programs(path: Path) -> Dict[str, List[I.Insn]]:
     return {p.name: I.decode(p.insns) for p in model.programs}
 
 
+def _classes(path: Path, prog: Optional[str] = None) -> Set[str]:
+    """The v4 classes the programs of ``path`` (or just ``prog``) use."""
+    return {c for name, insns in _programs(path).items() if prog in (None, name) for i in insns for c in [i.cpu_v4_class] if c}
+
+
+def _missing(classes: Set[str]) -> Set[str]:
+    """Those of ``classes`` this kernel does not take, by the loader's probes."""
+    return {c for c in classes if not features.cpu_v4_supported(c)}
+
+
+def _need(classes: Set[str]) -> None:
+    missing = _missing(classes)
+    if missing:
+        pytest.skip(f"this kernel lacks BPF ISA v4's {', '.join(sorted(missing))} (the clear error is tested instead)")
+
+
 # ---------------------------------------------------------------- decoding (pure)
 def test_every_v4_class_is_in_the_fixtures() -> None:
     seen: Dict[str, Set[str]] = {}
@@ -113,7 +131,12 @@ def test_names_and_text_of_v4_instructions() -> None:
     ]
     for insn, name, text in cases:
         assert (insn.name, I.format_insn(insn), insn.is_cpu_v4) == (name, text, True)
+        assert insn.cpu_v4_class in I.CPU_V4_CLASSES
         assert I.first_cpu_v4([I.Insn(0xB7), insn, I.Insn(0x95)]) == (1, insn)
+    mixed = [I.Insn(0x06, imm=3), I.Insn(0xB7), I.Insn(0x37, 0, 0, 1, 3), I.Insn(0x95)]
+    assert [i.cpu_v4_class for i in mixed] == ["gotol", None, "sdiv", None]
+    assert I.first_cpu_v4(mixed) == (0, mixed[0]) and I.first_cpu_v4(mixed, ["sdiv", "ldsx"]) == (2, mixed[2])
+    assert I.first_cpu_v4(mixed, []) is None
     for older in (I.Insn(0x3F, 1, 2), I.Insn(0xBF, 1, 2), I.Insn(0x61, 1, 2), I.Insn(0xDC, 1, imm=16), I.Insn(0x05, off=3), I.Insn(0x16, 1, off=2)):
         assert not older.is_cpu_v4, older
     assert I.opcode_name(0x91) == "ldxsb" and I.opcode_name(0x06) == "gotol"
@@ -143,6 +166,9 @@ def test_text_matches_llvm_objdump_19(path: Path) -> None:
             assert (insn.encode().hex(" "), I.format_insn(insn)) == (hexb, text), (p.name, slot)
             compared += 1
     assert compared == sum(p.insn_cnt - sum(1 for i in I.decode(p.insns) if i.is_ldimm64) for p in model.programs)
+
+
+_ALL_V4 = [i for path in OBJECTS for insns in _programs(path).values() for i in insns if i.is_cpu_v4]
 
 
 # ---------------------------------------------------------------- CO-RE (pure)
@@ -263,39 +289,55 @@ def _assert_v4_refused(exc: BaseException, prog: Optional[str] = None) -> None:
     assert exc.log, "the kernel's own words are kept"
     if prog is not None:
         assert prog in text, text
+    assert re.search(r"insn #(\d+) \((.*)\) is one", exc.hint), exc.hint
+
+
+def _hinted(exc: VerifierError) -> I.Insn:
+    """The instruction the hint names, as the verifier log shows it too: "N: (code) ..."."""
     m = re.search(r"insn #(\d+) \((.*)\) is one", exc.hint)
     assert m, exc.hint
+    slot = int(m.group(1))
+    line = re.search(rf"^{slot}: \(([0-9a-f]{{2}})\)", exc.log, re.M)
+    code = int(line.group(1), 16) if line else None
+    found = [i for i in _ALL_V4 if I.format_insn(i) == m.group(2) and code in (None, i.code)]
+    assert found, exc.hint
+    return found[0]
 
 
 @pytest.mark.kernel
 @pytest.mark.parametrize("path", [ALU, GOTOL], ids=["cpuv4", "cpuv4_gotol"])
 def test_loads_where_the_kernel_has_v4_else_clear_error(path: Path) -> None:
+    missing = _missing(_classes(path))
     with Object.open(path) as obj:
-        if features.has_cpu_v4():
+        if not missing:
             obj.load()
             assert all(p.loaded for p in obj.programs.values())
             return
         with pytest.raises(VerifierError) as ei:
             obj.load()
         assert not any(p.loaded for p in obj.programs.values())
-    _assert_v4_refused(ei.value, "v4_sdiv" if path == ALU else "v4_long_jump")
+    # the first program (in the object's order) with an instruction of a class the kernel lacks
+    first = next(name for name in _programs(path) if _classes(path, name) & missing)
+    _assert_v4_refused(ei.value, first)
+    assert _hinted(ei.value).cpu_v4_class in missing
 
 
 @pytest.mark.kernel
 def test_core_object_refused_clearly_without_v4() -> None:
-    if features.has_cpu_v4():
-        pytest.skip("the kernel has BPF ISA v4: test_core_sign_extending_loads_compute_as_libbpf runs instead")
+    if not _missing({"ldsx"}):
+        pytest.skip("the kernel takes sign-extending loads: test_core_sign_extending_loads_compute_as_libbpf runs instead")
     with Object.open(CORE, btf_custom_path=str(TARGET)) as obj:
         with pytest.raises(VerifierError) as ei:
             obj.load()
     _assert_v4_refused(ei.value, "v4_core_sx")
+    assert _hinted(ei.value).cpu_v4_class == "ldsx"
 
 
 @pytest.mark.kernel
 def test_hint_only_for_programs_with_v4_instructions(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A refused program with a v4 instruction gets the hint when the probe says no v4
-    (forced here, so that the check holds on every kernel); one without never does."""
-    monkeypatch.setattr(features, "has_cpu_v4", lambda: False)
+    """A refused program with a v4 instruction gets the hint when the probes say its class
+    is missing (forced here, so that the check holds on every kernel); one without never does."""
+    monkeypatch.setattr(features, "cpu_v4_supported", lambda what, token=None: False)
     bad_movsx = [I.Insn(0xB7, 0), I.Insn(0xBF, 0, 0, 7), I.Insn(0x95)]  # r0 = (s7)r0: no such width
     with pytest.raises(VerifierError) as ei:
         Program.load(bad_movsx, ProgType.BPF_PROG_TYPE_SOCKET_FILTER, name="v4_bad")
@@ -309,8 +351,7 @@ def test_hint_only_for_programs_with_v4_instructions(monkeypatch: pytest.MonkeyP
 
 @pytest.mark.kernel
 def test_probe_agrees_with_the_verifier() -> None:
-    """has_cpu_v4 says what loading the same instructions one by one says."""
-    has = features.has_cpu_v4()
+    """cpu_v4_supported says, class by class, what loading such an instruction says."""
     singles = {
         "movsx": [I.Insn(0xB7, 0), I.Insn(0xBF, 0, 0, 8), I.Insn(0x95)],
         "sdiv": [I.Insn(0xB7, 0), I.Insn(0x37, 0, 0, 1, 3), I.Insn(0x95)],
@@ -325,22 +366,18 @@ def test_probe_agrees_with_the_verifier() -> None:
         except VerifierError as e:
             _assert_v4_refused(e)
             loaded = False
-        assert loaded == has, what
+        assert loaded == features.cpu_v4_supported(what), what
+    assert features.has_cpu_v4() == all(features.cpu_v4_supported(c) for c in I.CPU_V4_CLASSES)
 
 
 # ---------------------------------------------------------------- kernel: run where v4 is
-def _need_v4() -> None:
-    if not features.has_cpu_v4():
-        pytest.skip("no BPF ISA v4 in this kernel (test_loads_where_the_kernel_has_v4_else_clear_error checks the refusal)")
-
-
 def _out(obj: Object, n: int) -> List[int]:
     return list(obj.bss.out)[:n]
 
 
 @pytest.mark.kernel
 def test_programs_compute_what_the_isa_says() -> None:
-    _need_v4()
+    _need(_classes(ALU))
     with Object.open(ALU) as obj:
         obj.load()
         d, progs = obj.data, obj.programs
@@ -373,7 +410,7 @@ def _proc_exit_signal(tid: Optional[int] = None) -> int:
 def test_core_sign_extending_load_of_task_exit_signal() -> None:
     """(long)task->exit_signal: a thread's is -1, sign-extended to 64 bits; the kernel's
     /proc stat says the same; pid is the caller's thread id."""
-    _need_v4()
+    _need(_classes(ALU, "v4_core_task"))
     with Object.open(ALU) as obj:
         for name, p in obj.programs.items():
             p.autoload = name == "v4_core_task"
@@ -447,7 +484,7 @@ def _run_core_libbpf() -> List[int]:
 @pytest.mark.kernel
 @pytest.mark.oracle
 def test_core_sign_extending_loads_compute_as_libbpf() -> None:
-    _need_v4()
+    _need(_classes(CORE, "v4_core_sx"))
     ours = _run_core_ours()
     # b, h, w moved; u read as s8 locally, 16 bits in the target: the load widened
     # and still sign-extending, so the 16-bit 0x80ff comes back as -32513
@@ -457,7 +494,7 @@ def test_core_sign_extending_loads_compute_as_libbpf() -> None:
 
 @pytest.mark.kernel
 def test_core_poisoned_sign_extending_load_is_explained() -> None:
-    _need_v4()
+    """Poisoned, the program holds no v4 instruction: the same explained error on every kernel."""
     with Object.open(CORE, btf_custom_path=str(TARGET)) as obj:
         obj.programs["v4_core_sx"].autoload = False
         with pytest.raises(VerifierError) as ei:
@@ -467,7 +504,7 @@ def test_core_poisoned_sign_extending_load_is_explained() -> None:
 
 @pytest.mark.kernel
 def test_long_jump_runs_both_ways() -> None:
-    _need_v4()
+    _need(_classes(GOTOL))
     with Object.open(GOTOL) as obj:
         obj.load()
         prog = obj.programs["v4_long_jump"]
@@ -488,7 +525,7 @@ def test_same_tags_as_libbpf(path: Path, bpffs: Path) -> None:
     try:
         theirs, _ = _libbpf_load(path, bpffs)
     except LibbpfRefused as refused:
-        assert not features.has_cpu_v4(), f"libbpf could not load it: {refused}"
+        assert _missing(_classes(path)), f"libbpf could not load it: {refused}"
         with Object.open(path) as obj:
             with pytest.raises(VerifierError) as ei:
                 obj.load()
@@ -502,8 +539,10 @@ def test_same_tags_as_libbpf(path: Path, bpffs: Path) -> None:
         assert tag == theirs[name]["tag"], name
 
 
-def test_probe_program_is_v4_throughout() -> None:
-    """Every instruction of the probe's program but the first two and exit is a v4 one, one per class."""
-    insns = I.decode(features._CPU_V4)  # noqa: SLF001
-    names = [i.name for i in insns if i.is_cpu_v4]
-    assert names == ["ldxsb", "movsx64 reg", "bswap16", "sdiv64 imm", "gotol"]
+def test_each_probe_holds_its_class_alone() -> None:
+    probes = features._CPU_V4_PROBES  # noqa: SLF001
+    assert tuple(probes) == I.CPU_V4_CLASSES
+    for what, insns in probes.items():
+        assert {i.cpu_v4_class for i in I.decode(insns) if i.is_cpu_v4} == {what}
+    with pytest.raises(ValueError, match="ldsx, movsx, sdiv, bswap, gotol"):
+        features.cpu_v4_supported("mulx")

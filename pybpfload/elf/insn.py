@@ -31,6 +31,7 @@ __all__ = [
     "helper_name",
     "opcode_name",
     "first_cpu_v4",
+    "CPU_V4_CLASSES",
     "INSN_SIZE",
 ]
 
@@ -50,6 +51,8 @@ BPF_NEG, BPF_MOD, BPF_XOR, BPF_MOV, BPF_ARSH, BPF_END = 0x80, 0x90, 0xA0, 0xB0, 
 # jmp ops
 BPF_JA, BPF_JEQ, BPF_JGT, BPF_JGE, BPF_JSET, BPF_JNE, BPF_JSGT, BPF_JSGE = 0x00, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70
 BPF_CALL, BPF_EXIT, BPF_JLT, BPF_JLE, BPF_JSLT, BPF_JSLE = 0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0
+# the instruction classes of BPF ISA v4 (Insn.cpu_v4_class)
+CPU_V4_CLASSES = ("ldsx", "movsx", "sdiv", "bswap", "gotol")
 # atomic ops (imm of BPF_ATOMIC)
 BPF_FETCH, BPF_XCHG, BPF_CMPXCHG = 0x01, 0xE0 | 0x01, 0xF0 | 0x01
 
@@ -162,20 +165,25 @@ class Insn:
         return self.code == EXIT
 
     @property
-    def is_cpu_v4(self) -> bool:
-        """One of BPF ISA v4's instructions (clang -mcpu=v4; Linux 6.6+): a sign-extending
-        load (BPF_MEMSX) or move (movsx), sdiv / smod, an unconditional byte swap
-        (BPF_ALU64 | BPF_END) or the 32-bit jump gotol (BPF_JMP32 | BPF_JA)."""
+    def cpu_v4_class(self) -> Optional[str]:
+        """The BPF ISA v4 class of this instruction (clang -mcpu=v4; Linux 6.6+), None for
+        older ones: "ldsx" (a sign-extending load, BPF_MEMSX), "movsx", "sdiv" (sdiv and
+        smod), "bswap" (BPF_ALU64 | BPF_END) or "gotol" (BPF_JMP32 | BPF_JA)."""
         code, cls, op = self.code, self.code & 0x07, self.code & 0xF0
         if cls == BPF_LDX:
-            return code & 0xE0 == BPF_MEMSX
+            return "ldsx" if code & 0xE0 == BPF_MEMSX else None
         if cls in (BPF_ALU, BPF_ALU64):
             if op == BPF_END:
-                return cls == BPF_ALU64
+                return "bswap" if cls == BPF_ALU64 else None
             if op in (BPF_DIV, BPF_MOD):
-                return self.off == 1
-            return op == BPF_MOV and code & BPF_X == BPF_X and self.off != 0
-        return cls == BPF_JMP32 and op == BPF_JA
+                return "sdiv" if self.off == 1 else None
+            return "movsx" if op == BPF_MOV and code & BPF_X == BPF_X and self.off != 0 else None
+        return "gotol" if cls == BPF_JMP32 and op == BPF_JA else None
+
+    @property
+    def is_cpu_v4(self) -> bool:
+        """One of BPF ISA v4's instructions (:attr:`cpu_v4_class`)."""
+        return self.cpu_v4_class is not None
 
     @property
     def is_jump(self) -> bool:
@@ -294,10 +302,14 @@ def decode(data: Union[bytes, bytearray, memoryview]) -> List[Insn]:
     return [insn for _, insn in iter_insns(data)]
 
 
-def first_cpu_v4(data: Union[bytes, bytearray, memoryview, Sequence[Insn]]) -> Optional[Tuple[int, Insn]]:
-    """(slot, instruction) of the first BPF ISA v4 instruction of ``data`` (:attr:`Insn.is_cpu_v4`), or None."""
+def first_cpu_v4(
+    data: Union[bytes, bytearray, memoryview, Sequence[Insn]], classes: Iterable[str] = CPU_V4_CLASSES
+) -> Optional[Tuple[int, Insn]]:
+    """(slot, instruction) of the first BPF ISA v4 instruction of ``data`` whose
+    :attr:`Insn.cpu_v4_class` is one of ``classes`` (any, by default), or None."""
+    wanted = frozenset(classes)
     items: Iterable[Tuple[int, Insn]] = iter_insns(data) if isinstance(data, (bytes, bytearray, memoryview)) else _slots(data)
-    return next(((slot, i) for slot, i in items if i.is_cpu_v4), None)
+    return next(((slot, i) for slot, i in items if i.cpu_v4_class in wanted), None)
 
 
 def encode(insns: Iterable[Insn]) -> bytes:

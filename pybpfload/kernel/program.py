@@ -434,23 +434,25 @@ CPU_V4_REFUSED = "this kernel does not support BPF ISA v4 instructions (cpu v4, 
 
 
 def _cpu_v4_refused(e: VerifierError, insns: bytes) -> VerifierError:
-    """``e`` with a hint naming the first BPF ISA v4 instruction of ``insns`` when the
-    loader's probe says the kernel lacks them (it then says "unknown opcode 91",
+    """``e`` with a hint naming the first BPF ISA v4 instruction of ``insns`` of a class
+    that the loader's probes say the kernel lacks (it then says "unknown opcode 91",
     "BPF_ALU uses reserved fields"...); ``e`` unchanged otherwise."""
-    from ..elf.insn import first_cpu_v4
+    from ..elf.insn import CPU_V4_CLASSES, first_cpu_v4
 
-    first = first_cpu_v4(insns)
-    if first is None:
+    if first_cpu_v4(insns) is None:
         return e
-    from ..syscall.features import has_cpu_v4
+    from ..syscall.features import cpu_v4_supported
 
     try:
-        if has_cpu_v4():
-            return e
+        taken = [c for c in CPU_V4_CLASSES if cpu_v4_supported(c)]
     except BPFError:
         return e
+    first = first_cpu_v4(insns, [c for c in CPU_V4_CLASSES if c not in taken])
+    if first is None:
+        return e
     slot, insn = first
-    e.hint = f"{CPU_V4_REFUSED}: insn #{slot} ({insn}) is one (clang -mcpu=v4 writes them)"
+    partly = f"; of them it takes {', '.join(taken)} only" if taken else ""
+    e.hint = f"{CPU_V4_REFUSED}: insn #{slot} ({insn}) is one (clang -mcpu=v4 writes them){partly}"
     return e
 
 

@@ -42,6 +42,7 @@ __all__ = [
     "has_uprobe_syscall",
     "has_bpf_token",
     "has_cpu_v4",
+    "cpu_v4_supported",
     "reset_cache",
     "refusal",
     "running_kernel_version",
@@ -327,26 +328,33 @@ def has_bpf_cookie(*, token: "Optional[Token]" = None) -> bool:
     return helper_supported(ProgType.BPF_PROG_TYPE_KPROBE, FuncId.BPF_FUNC_get_attach_cookie, token=token)
 
 
-# BPF ISA v4 (Linux 6.6): one instruction of each of its classes, in a program
-# that returns 0: r0 = 0; *(u64 *)(r10 - 8) = r0; r1 = *(s8 *)(r10 - 8);
-# r1 = (s8)r1; r1 = bswap16 r1; r1 s/= 3; gotol +0; exit
-_CPU_V4 = (
-    _insn(0xB7, 0, imm=0)
-    + _insn(0x7B, 10, 0, off=-8)
-    + _insn(0x91, 1, 10, off=-8)
-    + _insn(0xBF, 1, 1, off=8)
-    + _insn(0xD7, 1, imm=16)
-    + _insn(0x37, 1, off=1, imm=3)
-    + _insn(0x06, imm=0)
-    + _insn(0x95)
-)
+# BPF ISA v4 (Linux 6.6), by class (elf.insn.CPU_V4_CLASSES): a program that
+# returns 0 through one instruction of the class.  Kernels are not all or
+# nothing: Debian's 6.1 (6.1.176) takes gotol and none of the others.
+_CPU_V4_PROBES = {
+    "ldsx": _insn(0x7A, 10, off=-8, imm=0) + _insn(0x91, 0, 10, off=-8),  # *(u64 *)(r10 - 8) = 0; r0 = *(s8 *)(r10 - 8)
+    "movsx": _insn(0xB7, 0, imm=0) + _insn(0xBF, 0, 0, off=8),  # r0 = 0; r0 = (s8)r0
+    "sdiv": _insn(0xB7, 0, imm=0) + _insn(0x37, 0, off=1, imm=3) + _insn(0x97, 0, off=1, imm=3),  # r0 s/= 3; r0 s%= 3
+    "bswap": _insn(0xB7, 0, imm=0) + _insn(0xD7, 0, imm=16),  # r0 = bswap16 r0
+    "gotol": _insn(0xB7, 0, imm=0) + _insn(0x06, imm=0),  # gotol +0
+}
 
 
 @_cached
-def has_cpu_v4() -> bool:
-    """BPF ISA v4 (6.6+, clang -mcpu=v4): sign-extending loads and moves, sdiv/smod,
-    bswap, gotol (bpftool's "ISA extension v4" probes gotol alone; this loads one of each)."""
-    return _loads(ProgType.BPF_PROG_TYPE_SOCKET_FILTER, _CPU_V4)
+def cpu_v4_supported(what: str, *, token: "Optional[Token]" = None) -> bool:
+    """Whether the kernel takes BPF ISA v4's instructions of class ``what``: "ldsx"
+    (sign-extending loads), "movsx", "sdiv" (sdiv and smod), "bswap" or "gotol"."""
+    try:
+        insns = _CPU_V4_PROBES[what]
+    except KeyError:
+        raise ValueError(f"no BPF ISA v4 instruction class {what!r} (one of {', '.join(_CPU_V4_PROBES)})") from None
+    return _loads(ProgType.BPF_PROG_TYPE_SOCKET_FILTER, insns + _insn(0x95), token)
+
+
+def has_cpu_v4(*, token: "Optional[Token]" = None) -> bool:
+    """BPF ISA v4 (6.6+, clang -mcpu=v4), every class of it: sign-extending loads and
+    moves, sdiv/smod, bswap, gotol (bpftool's "ISA extension v4" probes gotol alone)."""
+    return all(cpu_v4_supported(what, token=token) for what in _CPU_V4_PROBES)
 
 
 _NR_UPROBE = {"x86_64": 336}
