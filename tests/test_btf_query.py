@@ -141,6 +141,27 @@ def test_corrupt_or_foreign_cache_is_ignored(cache_dir: Path) -> None:
     assert _cache.load(_cache.content_key(memoryview(_blob())), Spec.from_bytes(_blob(), cache=False)._words) is None
 
 
+def test_cache_carries_the_name_words(cache_dir: Path) -> None:
+    """A warm open has every record's name word from the cache: name lookups need no scan,
+    and a name word that does not match its record makes the entry refused."""
+    cold = Spec.from_bytes(_blob(), cache=True)
+    want = cold._name_words()
+    warm = Spec.from_bytes(_blob(), cache=True)
+    assert warm._names is not None and warm._names == want
+    some = sorted({t.name for t in list(cold)[1:400] if t.name})[:20]
+    assert [warm.find_ids(n) for n in some] == [Spec.from_bytes(_blob(), cache=False).find_ids(n) for n in some]
+    (path,) = cache_dir.iterdir()
+    other = bytearray(path.read_bytes())
+    words = memoryview(other)[_cache._HEAD.size :].cast("I")
+    words[len(words) // 2] ^= 1  # the first record's name word
+    import struct
+    import zlib
+
+    struct.pack_into("<I", other, _cache._HEAD.size - 4, zlib.crc32(bytes(other[_cache._HEAD.size :])))
+    path.write_bytes(bytes(other))
+    assert _cache.load(_cache.content_key(memoryview(_blob())), Spec.from_bytes(_blob(), cache=False)._words) is None
+
+
 def test_unwritable_or_disabled_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ro = tmp_path / "ro"
     ro.mkdir()

@@ -27,8 +27,9 @@ from typing import Optional, Sequence, Tuple
 
 from ._index import record_words
 
-MAGIC = b"PYBTFIX2"
+MAGIC = b"PYBTFIX3"  # 3: the name_off words follow the offsets
 _HEAD = struct.Struct("<8sIIIII")  # magic, data len, crc32, edges adler32, type count, payload crc32
+# payload: the word offset of every record, then its name_off word (both native 32-bit words)
 MIN_CACHED_BYTES = 256 * 1024  # smaller BTF walks faster than a cache round trip
 SAMPLES = 256
 
@@ -69,8 +70,8 @@ def _path(d: str, key: Tuple[int, int, int]) -> str:
     return os.path.join(d, "btf-%d-%08x-%08x.idx" % key)
 
 
-def load(key: Tuple[int, int, int], words: Sequence[int]) -> "Optional[array[int]]":
-    """The offsets index cached for this content, or None."""
+def load(key: Tuple[int, int, int], words: Sequence[int]) -> "Optional[Tuple[array[int], bytes]]":
+    """(record offsets, name_off words as native bytes) cached for this content, or None."""
     d = cache_dir()
     if d is None:
         return None
@@ -83,13 +84,24 @@ def load(key: Tuple[int, int, int], words: Sequence[int]) -> "Optional[array[int
         return None
     magic, dlen, crc, edges, count, pcrc = _HEAD.unpack_from(blob)
     payload = memoryview(blob)[_HEAD.size :]
-    if magic != MAGIC or (dlen, crc, edges) != key or len(payload) != 4 * count or zlib.crc32(payload) != pcrc:
+    if magic != MAGIC or (dlen, crc, edges) != key or len(payload) != 8 * count or zlib.crc32(payload) != pcrc:
         return None
     offsets = array("I")
-    offsets.frombytes(payload)
-    if not _plausible(words, offsets):
+    offsets.frombytes(payload[: 4 * count])
+    names = bytes(payload[4 * count :])
+    if not _plausible(words, offsets) or not _names_plausible(words, offsets, names):
         return None
-    return offsets
+    return offsets, names
+
+
+def _names_plausible(words: Sequence[int], offsets: "array[int]", names: bytes) -> bool:
+    """A sample of the name words against the records' own."""
+    count = len(offsets)
+    if not count:
+        return True
+    got = memoryview(names).cast("I")
+    step = max(1, count // SAMPLES)
+    return all(got[j] == words[offsets[j]] for j in list(range(0, count, step)) + [count - 1])
 
 
 def _plausible(words: Sequence[int], offsets: "array[int]") -> bool:
@@ -111,12 +123,12 @@ def _plausible(words: Sequence[int], offsets: "array[int]") -> bool:
     return True
 
 
-def store(key: Tuple[int, int, int], offsets: "array[int]") -> None:
+def store(key: Tuple[int, int, int], offsets: "array[int]", names: bytes) -> None:
     """Write an entry atomically; failures (read-only home, full disk) are ignored."""
     d = cache_dir()
     if d is None:
         return
-    payload = offsets.tobytes()
+    payload = offsets.tobytes() + names
     head = _HEAD.pack(MAGIC, key[0], key[1], key[2], len(offsets), zlib.crc32(payload))
     import tempfile  # only when writing: it imports random and hashlib
 

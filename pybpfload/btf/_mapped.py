@@ -27,6 +27,8 @@ def _lib() -> Any:
         libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
         libc.munmap.restype = ctypes.c_int
         libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        libc.memmem.restype = ctypes.c_void_p
+        libc.memmem.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
         _libc = libc
     return _libc
 
@@ -57,3 +59,13 @@ def map_file(path: "str | os.PathLike[str]") -> Optional[Any]:
     arr = (ctypes.c_char * size).from_address(addr)
     weakref.finalize(arr, libc.munmap, addr, size)
     return memoryview(arr).cast("B").toreadonly()
+
+
+def find(view: Any, needle: bytes, start: int, end: int) -> int:
+    """``bytes.find`` over a view made by :func:`map_file` (libc's memmem, no copy); -1 when absent."""
+    obj = getattr(view, "obj", None)
+    if not isinstance(obj, ctypes.Array) or not 0 <= start <= end <= len(view):
+        return bytes(view[start:end]).find(needle) + start if needle in bytes(view[start:end]) else -1
+    base = ctypes.addressof(obj)
+    hit = _lib().memmem(base + start, end - start, needle, len(needle))
+    return -1 if not hit else hit - base

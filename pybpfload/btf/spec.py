@@ -115,9 +115,9 @@ class Spec:
         self.str_base: int = 0 if base is None else base.str_base + base._str_len
         self._cache_key: Optional[Tuple[int, int, int]] = _file_key
         self._words: Any = None
+        self._names: Optional[bytes] = None  # see _name_words
         self._offsets = self._build_index(mv, cache)
         self._types: Dict[int, T.Type] = {}
-        self._names: Optional[bytes] = None  # see _name_words
         self._scans = 0
 
     def _build_index(self, mv: memoryview, cache: Optional[bool]) -> "array[int]":
@@ -129,13 +129,14 @@ class Spec:
             self._words = tsec.cast("I") if self._tstart % 4 == 0 else array("I", tsec.tobytes())
             hit = _cache.load(self._cache_key, self._words)
             if hit is not None:
-                return hit
+                offsets, self._names = hit  # the name words too: name lookups need no scan
+                return offsets
         words = array("I")
         words.frombytes(tsec)
         self._words = words
         offsets = _index.walk(words)
         if use_cache and self._cache_key is not None:
-            _cache.store(self._cache_key, offsets)
+            _cache.store(self._cache_key, offsets, _index.names_of(words, offsets).tobytes())
         return offsets
 
     # -- construction -------------------------------------------------------------
@@ -385,6 +386,15 @@ class Spec:
                 if k < n and offsets[k] == rel >> 2:
                     out.append(first + k)
         return out
+
+    def _find(self, needle: bytes, start: int, end: int) -> int:
+        """``bytes.find`` over the raw BTF (a mapped file's too, without copying it)."""
+        buf = self._buf
+        if isinstance(buf, bytes):
+            return buf.find(needle, start, end)
+        from ._mapped import find
+
+        return find(buf, needle, start, end)
 
     def _name_words(self) -> bytes:
         """The name_off word of every record, in id order, as native 32-bit words."""
