@@ -65,7 +65,8 @@ def find(view: Any, needle: bytes, start: int, end: int) -> int:
     """``bytes.find`` over a view made by :func:`map_file` (libc's memmem, no copy); -1 when absent."""
     obj = getattr(view, "obj", None)
     if not isinstance(obj, ctypes.Array) or not 0 <= start <= end <= len(view):
-        return bytes(view[start:end]).find(needle) + start if needle in bytes(view[start:end]) else -1
+        i = bytes(view[start:end]).find(needle)
+        return i + start if i >= 0 else -1
     base = ctypes.addressof(obj)
     hit = _lib().memmem(base + start, end - start, needle, len(needle))
     return -1 if not hit else hit - base
