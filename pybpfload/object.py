@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .kernel.globalvars import SectionVars
     from .kernel.maps import Map
     from .kernel.program import Program
+    from .syscall.token import Token
 
 __all__ = ["Object", "running_kernel_version", "parse_kconfig"]
 
@@ -36,6 +37,8 @@ def running_kernel_version() -> int:
     return version()
 
 BPF_OBJ_NAME_LEN = 16
+# read by open() when bpf_token_path is not given (syscall.token.TOKEN_PATH_ENV: opening imports no syscall layer)
+TOKEN_PATH_ENV = "LIBBPF_BPF_TOKEN_PATH"
 PATH_MAX = 4096
 _LOG_LEVEL_BITS = 1 | 2 | 4  # BPF_LOG_LEVEL1 | BPF_LOG_LEVEL2 | BPF_LOG_STATS
 
@@ -84,6 +87,7 @@ class Object(Strict):
         btf_custom_path: Optional[str] = None,
         kernel_log_level: int = 0,
         typed: bool = True,
+        bpf_token_path: Optional[str] = None,
     ) -> None:
         from .kernel.program import Program
 
@@ -96,6 +100,9 @@ class Object(Strict):
         self.kconfig_values: Dict[str, str] = parse_kconfig(kconfig) if kconfig is not None else {}
         self.btf_custom_path = btf_custom_path
         self.kernel_log_level = kernel_log_level
+        # as opened: the option, else LIBBPF_BPF_TOKEN_PATH; "" no token, None the optional /sys/fs/bpf attempt
+        self.bpf_token_path = bpf_token_path
+        self._token: Optional["Token"] = None  # made by load(), closed by close()
         self._kversion: Optional[int] = model.kversion
         self._btf: Optional["Spec"] = None  # with libbpf's open-time fix-ups
         self._btf_file: Optional["Spec"] = None  # as in the file
@@ -187,6 +194,7 @@ class Object(Strict):
         btf_custom_path: Optional[str] = None,
         kernel_log_level: int = 0,
         typed: bool = True,
+        bpf_token_path: Optional[str] = None,
     ) -> "Object":
         """Open a BPF ELF file (bpf_object__open_file with bpf_object_open_opts).
 
@@ -199,10 +207,17 @@ class Object(Strict):
         every program; ``typed`` (the default) decodes every map's keys and values
         with their BTF types (``map.typed``; ``typed=False``: bytes, and ``map.raw``
         is always bytes).  Invalid options raise :class:`ParseError` here.
+
+        ``bpf_token_path`` is a bpffs mount to create a BPF token from (Linux 6.9+,
+        in a user namespace the bpffs delegates to): :meth:`load` then creates maps,
+        BTF and programs and runs its feature probes through the token, and fails if
+        it cannot be made.  Unset, the ``LIBBPF_BPF_TOKEN_PATH`` environment variable
+        is read instead; ``""`` (from either) makes no token; with neither, load tries
+        /sys/fs/bpf and goes on without a token when that gives none — libbpf's rules.
         """
         spath = os.fspath(path)
         _check_path_option("path", spath)
-        opts = _check_options(object_name, relaxed_maps, pin_root_path, kconfig, btf_custom_path, kernel_log_level)
+        opts = _check_options(object_name, relaxed_maps, pin_root_path, kconfig, btf_custom_path, kernel_log_level, bpf_token_path)
         opts["typed"] = bool(typed)
         try:
             with open(spath, "rb") as f:
@@ -227,6 +242,7 @@ class Object(Strict):
         btf_custom_path: Optional[str] = None,
         kernel_log_level: int = 0,
         typed: bool = True,
+        bpf_token_path: Optional[str] = None,
     ) -> "Object":
         """Open a BPF ELF object held in memory (bpf_object__open_mem); options as :meth:`open`.
 
@@ -235,7 +251,7 @@ class Object(Strict):
         buf = bytes(data)
         if not buf:
             raise ParseError("open_mem: empty buffer")
-        opts = _check_options(object_name, relaxed_maps, pin_root_path, kconfig, btf_custom_path, kernel_log_level)
+        opts = _check_options(object_name, relaxed_maps, pin_root_path, kconfig, btf_custom_path, kernel_log_level, bpf_token_path)
         opts["typed"] = bool(typed)
         if object_name is not None:
             name = object_name[: BPF_OBJ_NAME_LEN - 1]
@@ -413,6 +429,10 @@ class Object(Strict):
             raise StateError(f"object {self.name!r} is closed")
         if self._loaded:
             raise StateError(f"object {self.name!r} is already loaded")
+        if self._token is None:
+            from .syscall.token import prepare
+
+            self._token = prepare(self.bpf_token_path, self.name)
         done = load_object(self)
         self._btf_handle = done.btf_handle
         self._linked = done.linked
@@ -422,6 +442,18 @@ class Object(Strict):
     @property
     def loaded(self) -> bool:
         return self._loaded
+
+    @property
+    def token(self) -> Optional["Token"]:
+        """The BPF token the object loads through (see :meth:`open`'s ``bpf_token_path``):
+        made by :meth:`load`, closed by :meth:`close`; None before load and without one."""
+        return self._token
+
+    @property
+    def token_fd(self) -> int:
+        """The fd of :attr:`token`, -1 without one (bpf_object__token_fd)."""
+        t = self._token
+        return t.fd if t is not None and not t.closed else -1
 
     @property
     def btf_fd(self) -> int:
@@ -551,6 +583,8 @@ class Object(Strict):
             m.close()
         if self._btf_handle is not None:
             self._btf_handle.close()
+        if self._token is not None:
+            self._token.close()
 
     def __enter__(self) -> "Object":
         return self
@@ -593,7 +627,7 @@ class Object(Strict):
         base = self._programs.get(name)
         if base is None:
             raise BPFError(f"object {self.name!r} has no program {name!r}")
-        return load_variants(base, prep, count)
+        return load_variants(base, prep, count, self._token)
 
 
 def _check_options(
@@ -603,6 +637,7 @@ def _check_options(
     kconfig: Optional[str],
     btf_custom_path: Optional[str],
     kernel_log_level: int,
+    bpf_token_path: Optional[str] = None,
 ) -> Dict[str, Any]:
     if object_name is not None and (not isinstance(object_name, str) or not object_name or "\0" in object_name):
         raise ParseError(f"option object_name: expected a non-empty name, got {object_name!r}")
@@ -616,12 +651,22 @@ def _check_options(
         parse_kconfig(kconfig)
     if isinstance(kernel_log_level, bool) or not isinstance(kernel_log_level, int) or kernel_log_level & ~_LOG_LEVEL_BITS:
         raise ParseError(f"option kernel_log_level: expected a combination of 1, 2 and 4, got {kernel_log_level!r}")
+    token_option = "bpf_token_path"
+    if bpf_token_path is None:  # as libbpf: the variable stands for an unset option ("" included)
+        bpf_token_path = os.environ.get(TOKEN_PATH_ENV)
+        token_option = TOKEN_PATH_ENV
+    if bpf_token_path is not None:
+        if not isinstance(bpf_token_path, str) or "\0" in bpf_token_path:
+            raise ParseError(f"option {token_option}: expected a path or \"\", got {bpf_token_path!r}")
+        if len(bpf_token_path.encode()) >= PATH_MAX:
+            raise ParseError(f"option {token_option}: path longer than {PATH_MAX - 1} bytes")
     return dict(
         relaxed_maps=relaxed_maps,
         pin_root_path=pin_root_path,
         kconfig=kconfig,
         btf_custom_path=btf_custom_path,
         kernel_log_level=kernel_log_level,
+        bpf_token_path=bpf_token_path,
     )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-from typing import Any, Iterator, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Tuple, Union
 
 from ..syscall import pinning
 from .._fdobject import FdObject
@@ -18,6 +18,9 @@ from ..syscall import commands
 from ..abi.names import prog_type_name as _type_name
 from ..abi.uapi import AttachType, ProgInfo as _ProgInfo, ProgType
 from ..syscall.fd import Fd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..syscall.token import Token
 
 __all__ = ["Program", "ProgType", "AttachType", "ProgramInfo", "TestRun"]
 
@@ -146,10 +149,15 @@ class Program(Strict, FdObject):
 
     # ------------------------------------------------------------ loading
     @classmethod
-    def load(cls, insns: Insns, type: int, *, name: str = "", license: str = "GPL", **kwargs: Any) -> "Program":
-        """Load an instruction list; raises VerifierError (with the log) on rejection."""
+    def load(
+        cls, insns: Insns, type: int, *, name: str = "", license: str = "GPL", token: Optional["Token"] = None, **kwargs: Any
+    ) -> "Program":
+        """Load an instruction list; raises VerifierError (with the log) on rejection.
+
+        ``token``: a :class:`~pybpfload.syscall.token.Token` to load it through.
+        """
         p = cls(name, type, insns, license, **kwargs)
-        return p._load()
+        return p._load(token=token)
 
     def _load(
         self,
@@ -162,7 +170,9 @@ class Program(Strict, FdObject):
         fd_array: Sequence[int] = (),
         log_level: Optional[int] = None,
         log_size: int = commands.LOG_SIZE_START,
+        token: Optional["Token"] = None,
     ) -> "Program":
+        """BPF_PROG_LOAD this definition (through ``token``, a BPF token, when given)."""
         self._check_definable()
         try:
             fd, log = commands.prog_load(
@@ -185,9 +195,10 @@ class Program(Strict, FdObject):
                 attach_prog_fd=self.attach_prog_fd,
                 fd_array=fd_array,
                 ifindex=self.ifindex,
+                token_fd=token.fd if token is not None else 0,
             )
         except VerifierError as e:
-            refused = _prog_type_refused(e, int(self.type))
+            refused = _prog_type_refused(e, int(self.type), token)
             raise (_cpu_v4_refused(e, self._insns) if refused is e else refused) from None
         self.log = log
         self._own(fd)
@@ -417,7 +428,7 @@ class Program(Strict, FdObject):
         return attach_netfilter(self, pf, hook, priority, **opts)
 
 
-def _prog_type_refused(e: VerifierError, prog_type: int) -> BPFError:
+def _prog_type_refused(e: VerifierError, prog_type: int, token: Optional["Token"] = None) -> BPFError:
     """``e`` as NotSupportedError when the kernel refused the load because it lacks the program type
     (refused before the verifier ran: an empty log; any errno, as the loader's probe decides)."""
     if e.log.strip():
@@ -427,7 +438,7 @@ def _prog_type_refused(e: VerifierError, prog_type: int) -> BPFError:
     name = _type_name(prog_type)
     if prog_type in _TRAMPOLINE_TYPES:
         name += " (BPF trampolines, which fentry/fexit/fmod_ret/lsm/freplace programs need)"
-    return refusal(e, "program", prog_type, name)
+    return refusal(e, "program", prog_type, name, token)
 
 
 CPU_V4_REFUSED = "this kernel does not support BPF ISA v4 instructions (cpu v4, Linux 6.6+)"

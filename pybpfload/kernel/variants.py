@@ -36,6 +36,7 @@ from ..errors import BPFError, NotSupportedError, StateError
 
 if TYPE_CHECKING:  # pragma: no cover
     from .program import Insns, Program
+    from ..syscall.token import Token
 
 __all__ = ["ProgramVariants", "load_variants", "Prep"]
 
@@ -128,7 +129,7 @@ class ProgramVariants:
         return f"<ProgramVariants {self.name!r} fds={self.fds}>"
 
 
-def load_variants(base: "Program", prep: Prep, count: int) -> ProgramVariants:
+def load_variants(base: "Program", prep: Prep, count: int, token: Optional["Token"] = None) -> ProgramVariants:
     """Load ``count`` variants of the loaded program ``base`` (of a loaded object:
     :meth:`pybpfload.Object.program_variants` checks the object and finds the program).
 
@@ -136,7 +137,8 @@ def load_variants(base: "Program", prep: Prep, count: int) -> ProgramVariants:
     per slot) and returns instance ``n``'s instructions (bytes or
     :class:`~pybpfload.elf.insn.Insn` objects), or None to skip instance ``n``.
     A failure (prep raising, the verifier refusing) closes the instances
-    already loaded and propagates.
+    already loaded and propagates.  ``token``: the BPF token ``base``'s object
+    loaded through (the variants go through it too).
     """
     from .program import Program
 
@@ -169,7 +171,7 @@ def load_variants(base: "Program", prep: Prep, count: int) -> ProgramVariants:
                 ifindex=base.ifindex,
                 log_level=base.log_level,
             )
-            out.append(p._load())
+            out.append(p._load(token=token))
     except BaseException:
         for q in out:
             if q is not None:

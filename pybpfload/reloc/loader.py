@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..btf.encode import Builder
     from ..btf.ext import ExtInfo
     from ..syscall.btf_handle import BtfHandle
+    from ..syscall.token import Token
     from ..elf.model import ElfModel, ExternSpec, ProgramSpec
     from .extern_values import KsymValue
     from ..kernel.maps import Map
@@ -75,6 +76,12 @@ class LoadTarget(Protocol):
 
     @property
     def maps(self) -> Mapping[str, "Map"]: ...
+
+    @property
+    def token(self) -> Optional["Token"]:
+        """The BPF token to load through (None: none); made before the load, as libbpf's
+        bpf_object_prepare_token."""
+        ...
 
     def program_spec(self, name: str) -> Optional["ProgramSpec"]: ...
 
@@ -155,6 +162,9 @@ class _Load:
         self._ext_cache: Optional["ExtInfo"] = None
         self._ext_decoded = False
         self.st_ops_plan: Optional["StructOpsPlan"] = None
+        # every map, BTF and program creation and every feature probe goes through it (libbpf)
+        self.token: Optional["Token"] = getattr(obj, "token", None)
+        self.token_fd = self.token.fd if self.token is not None else 0
 
     # ------------------------------------------------------------ driver
     def run(self) -> None:
@@ -270,7 +280,7 @@ class _Load:
                 kmap.value_size,
                 config_text=text,  # type: ignore[arg-type]
                 kernel_version=running_kernel_version(),
-                has_bpf_cookie=features.has_bpf_cookie,
+                has_bpf_cookie=lambda: features.has_bpf_cookie(token=self.token),
                 has_syscall_wrapper=_has_syscall_wrapper,
             )
             m = self.obj.maps[kmap.name]
@@ -288,7 +298,7 @@ class _Load:
         from ..btf.fixup import mark_funcs_static, needs_sanitizing, sanitize
         from ..syscall.btf_handle import BtfHandle
 
-        feats = probe()
+        feats = probe(token=self.token)
         if not feats.btf:
             log.info("kernel doesn't support BTF, skipping uploading it")
             return
@@ -298,7 +308,7 @@ class _Load:
         if needs_sanitizing(feats):
             sanitize(b, feats)
         try:
-            self.btf_handle = BtfHandle.load(b.encode(), log_level=self.obj.kernel_log_level)
+            self.btf_handle = BtfHandle.load(b.encode(), log_level=self.obj.kernel_log_level, token_fd=self.token_fd)
         except BPFError as e:
             # libbpf: BTF is optional unless struct_ops need it
             if self.st_ops_plan is not None and self.st_ops_plan.maps:
@@ -325,7 +335,7 @@ class _Load:
                 continue
             if ms.internal:
                 if global_data is None:
-                    global_data = features.has_global_data()
+                    global_data = features.has_global_data(token=self.token)
                 if not global_data:
                     raise NotSupportedError("global data", f"map {name!r} needs BPF_PSEUDO_MAP_VALUE (kernel 5.2+)")
             if m.pinning == 1 and m.pin_path and self._reuse_pinned(m):
@@ -369,16 +379,16 @@ class _Load:
             m.btf_key_type_id = 0
             m.btf_value_type_id = 0
         use_btf = btf_fd if (m.btf_key_type_id or m.btf_value_type_id) else 0
-        name = kernel_name if features.has_prog_name() else ""
+        name = kernel_name if features.has_prog_name(token=self.token) else ""
         try:
-            m._create(btf_fd=use_btf, name=name)
+            m._create(btf_fd=use_btf, name=name, token=self.token)
         except BPFError as e:
             if not use_btf or not isinstance(e, OSError):
                 raise
             log.warn("map '%s': failed to create with BTF: %s; retrying without BTF", m.name, e)
             m.btf_key_type_id = 0
             m.btf_value_type_id = 0
-            m._create(btf_fd=0, name=name)
+            m._create(btf_fd=0, name=name, token=self.token)
         self.created_maps.append(m)
         log.debug("map '%s': created, fd %d", m.name, m.fd)
 
@@ -395,7 +405,7 @@ class _Load:
         m.btf_key_type_id = 0
         m.btf_value_type_id = 0
         try:
-            m._create(btf_fd=btf_fd, name=kernel_name if features.has_prog_name() else "")
+            m._create(btf_fd=btf_fd, name=kernel_name if features.has_prog_name(token=self.token) else "", token=self.token)
         finally:
             m.__dict__["btf_value_type_id"] = tid
         self.created_maps.append(m)
@@ -485,7 +495,7 @@ class _Load:
         # every map of a .rodata / .rodata.* section (string literals in .rodata.str1.1,
         # constants in .rodata.cst16...) is bound to every program, in map order, as libbpf does
         rodata = [self.obj.maps[ms.name] for ms in self.model.maps if ms.kind is MapKind.RODATA]
-        bind = bool(rodata) and features.has_prog_bind_map()
+        bind = bool(rodata) and features.has_prog_bind_map(token=self.token)
         for name, prog in self.obj.programs.items():
             spec = self.obj.program_spec(name)
             assert spec is not None
@@ -528,6 +538,7 @@ class _Load:
                     line_info=line_info,
                     line_info_rec_size=li_size,
                     fd_array=fd_array,
+                    token=self.token,
                 )
             except VerifierError as e:
                 if not core_insns:
@@ -622,7 +633,7 @@ class _Load:
 
     def _fixup_helpers(self, insns: bytearray) -> None:
         """bpf_probe_read_{kernel,user}[_str] -> bpf_probe_read[_str] on kernels without them (libbpf)."""
-        if features.has_probe_read_kernel():
+        if features.has_probe_read_kernel(token=self.token):
             return
         for i in range(0, len(insns), 8):
             if insns[i] == 0x85 and insns[i + 1] >> 4 == 0:
