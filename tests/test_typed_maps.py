@@ -167,3 +167,27 @@ def test_values_of_one_type_compare_across_btfs() -> None:
             assert v2 == va and k2 == ka
         vb.packets += 1  # a different value of the same type
         assert va != vb
+
+
+def test_per_cpu_struct_values_aggregate_member_by_member(obj: Object) -> None:
+    """v.sum() / max() / min() / avg() of a per-CPU struct value, and the toolkit's percpu_*
+    on the same map from its BTF alone: numeric members (enums too) reduced, others left out."""
+    import random
+
+    from pybpfload.toolkit import percpu
+
+    m = obj.maps["percpu_stats"]
+    n = len(m[0])
+    rnd = random.Random(5)
+    rows = [{"packets": rnd.randrange(1 << 40), "delta": rnd.randrange(-1000, 1000), "state": rnd.randrange(3)} for _ in range(n)]
+    m[0] = rows
+    v = m[0]
+    for how, fn in (("sum", sum), ("max", max), ("min", min)):
+        want = {k: fn(r[k] for r in rows) for k in ("packets", "delta", "state")}
+        got = getattr(v, how)()
+        assert {k: got[k] for k in want} == want and "comm" not in got
+        assert getattr(percpu, f"percpu_{how}")(m, 0) == got  # the toolkit, from the BTF layout
+    assert v.avg().packets == pytest.approx(sum(r["packets"] for r in rows) / n)
+    totals = percpu.percpu_sum_all(m)
+    assert sorted(totals) == [0, 1] and totals[0] == v.sum()  # keys decoded as the map decodes them
+    assert obj.maps["percpu_stats"].lookup_batch is not None and list(m.dump().values())[0].sum() == v.sum()

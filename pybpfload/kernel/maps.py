@@ -31,7 +31,7 @@ import struct
 import sys
 import threading
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..syscall import pinning
 from .._fdobject import FdObject
@@ -39,12 +39,10 @@ from .._strict import Strict
 from ..errors import BPFError, PinError, StateError, SyscallError
 from ..syscall import commands
 from ..syscall._raw import NR_BPF, get_errno, syscall
+from .typedmaps import PerCpu
 from ..abi.names import map_type_name as _type_name
 from ..abi.uapi import Cmd, MapElemAttr, MapInfo as _MapInfo, MapType
 from ..syscall.fd import Fd
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..syscall.token import Token
 
 __all__ = ["Map", "MapType", "MapInfo", "MapKeyError", "possible_cpus", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_LOCK"]
 
@@ -136,12 +134,12 @@ Key = Union[bytes, bytearray, memoryview, int, Tuple[Any, ...]]
 
 
 
-def _map_type_refused(e: SyscallError, map_type: int, token: Optional["Token"] = None) -> BPFError:
+def _map_type_refused(e: SyscallError, map_type: int) -> BPFError:
     """``e`` (a failed BPF_MAP_CREATE) as NotSupportedError when the kernel lacks the map type
     (any errno: the loader's own probe decides)."""
     from ..syscall.features import refusal
 
-    return refusal(e, "map", map_type, _type_name(map_type), token)
+    return refusal(e, "map", map_type, _type_name(map_type))
 
 
 class _Bufs:
@@ -442,24 +440,18 @@ class Map(Strict, FdObject):
         *,
         name: str = "",
         btf_fd: int = 0,
-        token: Optional["Token"] = None,
         **kwargs: Any,
     ) -> "Map":
-        """Create a map in the kernel (cilium/ebpf's NewMap); see :class:`Map` for options.
-
-        ``token``: a :class:`~pybpfload.syscall.token.Token` to create it through.
-        """
+        """Create a map in the kernel (cilium/ebpf's NewMap); see :class:`Map` for options."""
         m = cls(name, type, key_size, value_size, max_entries, flags, **kwargs)
-        return m._create(btf_fd=btf_fd, token=token)
+        return m._create(btf_fd=btf_fd)
 
-    def _create(self, btf_fd: int = 0, name: Optional[str] = None, token: Optional["Token"] = None) -> "Map":
+    def _create(self, btf_fd: int = 0, name: Optional[str] = None) -> "Map":
         """Create the map from its definition; returns self.
 
         ``name`` is the name given to the kernel when it differs from
-        :attr:`name` (internal maps of an object); ``token``: a BPF token to
-        create it (and an inner map template) through.
+        :attr:`name` (internal maps of an object).
         """
-        token_fd = token.fd if token is not None else 0
         self._check_definable()
         self._check_formats()
         init = self._initial_value if self.type == MapType.BPF_MAP_TYPE_ARRAY else None
@@ -475,7 +467,7 @@ class Map(Strict, FdObject):
             else:  # a template: create it for the duration of the call, as libbpf does
                 im = self.inner_map
                 inner_tmp = commands.map_create(
-                    im.type, im.key_size, im.value_size, im.max_entries or 1, name=im.name, flags=im.flags, token_fd=token_fd
+                    im.type, im.key_size, im.value_size, im.max_entries or 1, name=im.name, flags=im.flags
                 )
                 inner_fd = inner_tmp.fileno()
         try:
@@ -495,10 +487,9 @@ class Map(Strict, FdObject):
                 btf_vmlinux_value_type_id=self.btf_vmlinux_value_type_id,
                 value_type_btf_obj_fd=self.value_type_btf_obj_fd,
                 map_extra=self.map_extra,
-                token_fd=token_fd,
             )
         except SyscallError as e:
-            raise _map_type_refused(e, int(self.type), token) from None
+            raise _map_type_refused(e, int(self.type)) from None
         finally:
             if inner_tmp is not None:
                 inner_tmp.close()
@@ -779,8 +770,8 @@ class Map(Strict, FdObject):
             st, vs = self._stride, self.value_size
             vd = self._vdec
             if vd is not None:
-                return [vd(raw, i * st) for i in range(self._ncpu)]
-            return [self._decode(raw[i * st : i * st + vs]) for i in range(self._ncpu)]
+                return PerCpu([vd(raw, i * st) for i in range(self._ncpu)])
+            return PerCpu([self._decode(raw[i * st : i * st + vs]) for i in range(self._ncpu)])
         vd = self._vdec
         if vd is not None:
             return vd(vbuf, 0)
@@ -1113,13 +1104,13 @@ class Map(Strict, FdObject):
             if vd is not None and (vfmt is None or self._percpu):
                 if self._percpu:
                     st, ncpu = self._stride, self._ncpu
-                    values: Sequence[Any] = [[vd(vbuf, i * vsz + c * st) for c in range(ncpu)] for i in range(n)]
+                    values: Sequence[Any] = [PerCpu([vd(vbuf, i * vsz + c * st) for c in range(ncpu)]) for i in range(n)]
                 else:
                     values = [vd(vbuf, i * vsz) for i in range(n)]
             elif self._percpu:
                 st, vs, ncpu = self._stride, self.value_size, self._ncpu
                 raw = vbuf.raw
-                values = [[self._decode(raw[i * vsz + c * st : i * vsz + c * st + vs]) for c in range(ncpu)] for i in range(n)]
+                values = [PerCpu([self._decode(raw[i * vsz + c * st : i * vsz + c * st + vs]) for c in range(ncpu)]) for i in range(n)]
             else:
                 values = _splitter(vfmt, vsz, n)(vbuf)
             yield keys, values

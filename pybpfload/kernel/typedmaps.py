@@ -15,7 +15,7 @@ fast paths are unchanged.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Tuple
 
 from ..abi.uapi import MapType
 from ..errors import BPFError
@@ -103,6 +103,90 @@ def typed_formats(m: "Map") -> Tuple[Optional[TypedFormat], Optional[TypedFormat
     return kf, vf
 
 
+class Aggregate(dict):  # type: ignore[type-arg]
+    """Field-wise totals of struct values (``per_cpu.sum()``): the numeric members by name,
+    as keys and as attributes (nested structs nested); other members are left out."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"no numeric member {name!r}; the totals are of: {', '.join(self)}") from None
+
+    def __repr__(self) -> str:
+        return f"Aggregate({', '.join(f'{k}={v!r}' for k, v in self.items())})"
+
+
+def _numeric(v: Any) -> Any:
+    """A value's numbers: an int or float, or a dict of a struct's numeric members (nested
+    structs nested, anonymous ones flattened; bitfields, arrays and unions left out, as the
+    toolkit's percpu_* leave them), or None."""
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, (int, float)):
+        return int(v) if isinstance(v, int) else v
+    codec = getattr(v, "_codec", None)
+    if codec is None or getattr(codec, "is_union", True):
+        return None
+    out: Dict[str, Any] = {}
+    for f in codec.fields:
+        if f.bits:
+            continue
+        x = _numeric(getattr(v, f.name))
+        if x is None:
+            continue
+        if f.anon and isinstance(x, dict):
+            out.update(x)
+        else:
+            out[f.name] = x
+    return out
+
+
+def aggregate(values: "List[Any]", how: str) -> Any:
+    """sum / max / min / avg of values (ints, or structs member by member into an Aggregate)."""
+    nums = [_numeric(v) for v in values]
+    if not nums:
+        raise BPFError(f"{how} of no values")
+    return _combine(nums, how, len(nums))
+
+
+def _combine(nums: "List[Any]", how: str, n: int) -> Any:
+    first = nums[0]
+    if isinstance(first, dict):
+        return Aggregate({k: _combine([x[k] for x in nums], how, n) for k in first})
+    if first is None:
+        raise BPFError(f"values without numbers cannot be combined ({how})")
+    if how == "sum":
+        return sum(nums)
+    if how == "max":
+        return max(nums)
+    if how == "min":
+        return min(nums)
+    return sum(nums) / n
+
+
+class PerCpu(list):  # type: ignore[type-arg]
+    """A per-CPU map's value: one value per possible CPU, with bcc's aggregations.
+
+    ``sum()``, ``max()``, ``min()`` and ``avg()`` (the sum over the number of
+    possible CPUs, as bcc's ``average``) reduce ints, and struct values member
+    by member into an :class:`Aggregate` (``v.sum().packets``)."""
+
+    __slots__ = ()
+
+    def sum(self) -> Any:
+        return aggregate(self, "sum")
+
+    def max(self) -> Any:
+        return aggregate(self, "max")
+
+    def min(self) -> Any:
+        return aggregate(self, "min")
+
+    def avg(self) -> Any:
+        return aggregate(self, "avg")
+
+
 class RawView:
     """A map seen as bytes: keys and values in and out as ``bytes``, whatever its formats."""
 
@@ -155,4 +239,4 @@ class RawView:
         return f"<raw view of map {self._m.name!r}>"
 
 
-__all__ = ["RawView", "TypedFormat", "typed_formats"]
+__all__ = ["Aggregate", "PerCpu", "RawView", "TypedFormat", "aggregate", "typed_formats"]

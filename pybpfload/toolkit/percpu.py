@@ -58,6 +58,16 @@ class _Layout:
         name = raw.name
         if not raw.percpu:
             raise BPFError(f"map {name!r} is not a per-CPU map (its type is {int(raw.map.type)}); read it with lookup()")
+        self.stride = raw.stride
+        self.ncpu = raw.ncpu
+        self.names: Optional[List[str]] = None  # typed struct values: each field's dotted member name
+        btf_fields = _btf_fields(raw.map) if fmt is None else None
+        if btf_fields:
+            self.fmt = None
+            self.names = [n for n, _ in btf_fields]
+            self.fields = [f for _, f in btf_fields]
+            self.single = False
+            return
         if fmt is None:
             code = _NATIVE_INT.get(raw.value_size)
             if code is None:
@@ -70,8 +80,6 @@ class _Layout:
         if whole.size > raw.stride:
             raise BPFError(f"map {name!r}: value_format {fmt!r} is {whole.size} bytes, values are {raw.value_size}")
         self.fmt = fmt
-        self.stride = raw.stride
-        self.ncpu = raw.ncpu
         self.fields = _fields(fmt, name)
         self.single = len(self.fields) == 1
 
@@ -130,9 +138,49 @@ def _fields(fmt: str, name: str) -> List[Tuple[int, str, int, bool]]:
     return fields
 
 
+def _btf_fields(m: "Map") -> Optional[List[Tuple[str, Tuple[int, str, int, bool]]]]:
+    """(dotted member name, field) of every number in a typed map's struct value (its BTF), else None.
+
+    Integers, bools, enums and floats, in nested structs too; bitfields, arrays and
+    unions are left out (as bcc sums only numbers)."""
+    from ..btf import values as V
+
+    vs = m.__dict__.get("_vstruct") if m.typed else None
+    c = getattr(vs, "codec", None)
+    if not isinstance(c, V._Composite):
+        return None
+    out: List[Tuple[str, Tuple[int, str, int, bool]]] = []
+
+    def walk(comp: Any, base: int, prefix: str) -> None:
+        for f in comp.fields:
+            fc = f.codec
+            if f.bits:
+                continue
+            if isinstance(fc, V._Scalar) and fc.fmt in _CAST_OK:
+                code = fc.fmt
+                castable = struct.calcsize("@" + code) == fc.size and _NATIVE_LITTLE
+                out.append((prefix + f.name, (base + f.off, code if castable else "<" + code, fc.size, castable)))
+            elif isinstance(fc, V._Composite) and not fc.is_union:
+                walk(fc, base + f.off, "" if f.anon else prefix + f.name + ".")
+
+    walk(c, 0, "")
+    return out or None
+
+
 def _result(vals: List[Any], layout: _Layout, as_type: Optional[Callable[..., Any]]) -> Any:
     if as_type is not None:
         return as_type(*vals)
+    if layout.names is not None:  # a typed struct: member by member, nested as the struct
+        from ..kernel.typedmaps import Aggregate
+
+        agg = Aggregate()
+        for name, v in zip(layout.names, vals):
+            *path, last = name.split(".")
+            d = agg
+            for p in path:
+                d = d.setdefault(p, Aggregate())
+            d[last] = v
+        return agg
     return vals[0] if layout.single else tuple(vals)
 
 
@@ -152,19 +200,13 @@ def _all(m: "Map", how: str, value_format: Optional[str], as_type: Optional[Call
 
     raw = RawMap(m)
     layout = _Layout(raw, value_format)
-    ks = struct.Struct(m.key_format) if m.key_format else None
     out: Dict[Any, Any] = {}
     red = "sum" if how == "avg" else how
     for kb, buf in raw.raw_items():
         vals = layout.reduce(buf, red)
         if how == "avg":
             vals = [v / layout.ncpu for v in vals]
-        if ks is not None:
-            t = ks.unpack(kb)
-            key: Any = t[0] if len(t) == 1 else t
-        else:
-            key = kb
-        out[key] = _result(vals, layout, as_type)
+        out[m._decode_key(kb)] = _result(vals, layout, as_type)  # noqa: SLF001 - as the map decodes its keys
     return out
 
 
