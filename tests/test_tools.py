@@ -319,7 +319,7 @@ def wake_up_often(n: int) -> None:
 @pytest.mark.kernel
 def test_runqlat_per_process_histogram_whichever_programs_load(tools: List[Tool]) -> None:
     me = os.getpid()
-    t = start(tools, "runqlat", "-v", "-P", "-p", str(me), "1", "1")
+    t = start(tools, "runqlat", "-v", "-P", "-p", str(me), "2", "1")
     t.wait_for("Tracing run queue latency... Hit Ctrl-C to end.")
     wake_up_often(100)
     out, err = t.finish()
@@ -432,7 +432,7 @@ def test_profile_user_stacks_of_a_busy_process(tools: List[Tool], busy: Callable
         assert b[-2] == f"    {'-':<16} {comm_of(child.pid)} ({child.pid})", b
         assert re.fullmatch(r" {8}\d+", b[-1]) and all(f.startswith("    ") for f in b[:-2]), b
         total += int(b[-1])
-    assert total >= 100, out  # ~400 samples: 199 Hz for 2 s of a process always running
+    assert total >= 20, out  # up to ~400 (199 Hz for 2 s of a process always running), fewer on a busy machine
     if exports(child.pid, "_PyEval_EvalFrameDefault"):  # the interpreter's loop: where a spinning python is
         heaviest = max(blocks, key=lambda b: int(b[-1]))
         assert heaviest[0] == "    _PyEval_EvalFrameDefault", out
@@ -448,4 +448,4 @@ def test_profile_folded_kernel_stacks(tools: List[Tool], busy: Callable[[str], s
     lines = out.splitlines()
     assert lines and all(re.fullmatch(rf"{re.escape(comm)}(;[^;]+)* \d+", line) for line in lines), out
     reads = sum(int(line.rsplit(" ", 1)[1]) for line in lines if "vfs_read" in line.rsplit(" ", 1)[0].split(";"))
-    assert reads >= 50, out  # reading /dev/zero: most samples in the kernel, under vfs_read
+    assert reads >= 20, out  # reading /dev/zero: most samples in the kernel, under vfs_read

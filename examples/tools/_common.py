@@ -1,15 +1,15 @@
 """What the tools share: their BPF object, tracefs, root, Ctrl-C and error handling.
 
-Each tool calls :func:`run` with its ``main`` and ``parse_args``: a clear one-line error (not a
-traceback) when not root, when the kernel refuses something or when the
-object is missing; Ctrl-C ends the tool quietly with status 0.
+Each tool calls :func:`run` with its ``main`` and ``parse_args``: a clear
+one-line error (not a traceback) when not root, when the kernel refuses
+something or when the object is missing; Ctrl-C ends the tool quietly with
+status 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import ctypes
-import errno
 import os
 import signal
 import sys
@@ -76,6 +76,12 @@ def sleep(seconds: float) -> bool:
         return False
 
 
+def warn_lost(dropped: int) -> None:
+    """The events the BPF side could not send (its ring buffer was full), as libbpf-tools warns of lost ones."""
+    if dropped:
+        print(f"WARNING: {dropped} event(s) lost: the ring buffer was full", file=sys.stderr)
+
+
 def poll_for(buffer: Any, duration: Optional[float]) -> None:
     """Poll a RingBuffer until ``duration`` seconds have passed (None or 0: until Ctrl-C)."""
     end = time.monotonic() + duration if duration else None
@@ -101,14 +107,6 @@ def print_log2_hist(slots: Sequence[int], unit: str) -> None:
     print(text.replace(" : count     distribution\n", " : count    distribution\n", 1), end="")
 
 
-def _message(e: BaseException) -> str:
-    text = str(e)
-    err = getattr(e, "errno", None)
-    if err in (errno.EPERM, errno.EACCES) and os.geteuid() != 0:
-        text += " (run as root)"
-    return text
-
-
 def run(main: Callable[[argparse.Namespace], int], parse_args: Callable[[], argparse.Namespace]) -> None:
     """Parse the options, run ``main`` with them and exit with its status; failures become one line on stderr."""
     tool = Path(sys.argv[0]).stem
@@ -125,6 +123,6 @@ def run(main: Callable[[argparse.Namespace], int], parse_args: Callable[[], argp
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
         status = 0
     except (ToolError, BPFError, OSError) as e:
-        print(f"{tool}: {_message(e)}", file=sys.stderr)
+        print(f"{tool}: {e}", file=sys.stderr)
         status = 1
     sys.exit(status)

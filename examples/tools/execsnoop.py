@@ -14,7 +14,7 @@ import argparse
 import time
 from typing import Any
 
-from _common import ToolError, object_path, poll_for, require_syscall_tracepoints, run, strftime
+from _common import object_path, poll_for, require_syscall_tracepoints, run, strftime, warn_lost
 
 from pybpfload import Object, RingBuffer
 
@@ -88,8 +88,7 @@ def main(args: argparse.Namespace) -> int:
                 prefix += f"{e.uid:<6}"
             print(f"{prefix}{comm:<16} {e.pid:<6} {e.ppid:<6} {e.retval:>3} {argv}")
 
-        rb = RingBuffer(obj.maps["events"], show, type="struct event")
-        with rb:
+        with RingBuffer(obj.maps["events"], show, type="struct event") as rb:
             header = ""
             if args.time:
                 header += f"{'TIME':<9}"
@@ -99,8 +98,7 @@ def main(args: argparse.Namespace) -> int:
                 header += f"{'UID':<6} "
             print(f"{header}{'PCOMM':<16} {'PID':<6} {'PPID':<6} {'RET':>3} ARGS")
             poll_for(rb, args.duration)
-        if obj.bss.dropped:
-            raise ToolError(f"{obj.bss.dropped} event(s) lost: the ring buffer was full")
+        warn_lost(obj.bss.dropped)
     return 0
 
 

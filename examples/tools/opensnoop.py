@@ -14,7 +14,7 @@ import argparse
 import os
 from typing import Any
 
-from _common import ToolError, object_path, poll_for, require_syscall_tracepoints, run, strftime, tracepoint_exists
+from _common import object_path, poll_for, require_syscall_tracepoints, run, strftime, tracepoint_exists, warn_lost
 
 from pybpfload import Object, RingBuffer
 
@@ -83,8 +83,7 @@ def main(args: argparse.Namespace) -> int:
                 header += f"{'FLAGS':<8} {'MODE':<5} "
             print(header + "PATH")
             poll_for(rb, args.duration)
-        if obj.bss.dropped:
-            raise ToolError(f"{obj.bss.dropped} event(s) lost: the ring buffer was full")
+        warn_lost(obj.bss.dropped)
     return 0
 
 

@@ -88,7 +88,8 @@ def stack(stacks: Any, stack_id: int, pid: Optional[int], depth: int, missed: st
         ips = stack_ips(stacks, stack_id)[:depth]
     except BPFError:  # a negative id (bpf_get_stackid's error) or a stack no longer there
         return [missed]
-    return symbolize(ips, pid, kernel=pid is None, show_module=False, show_offset=False)
+    names: List[str] = symbolize(ips, pid, kernel=pid is None, show_module=False, show_offset=False)
+    return names
 
 
 def print_count(args: argparse.Namespace, stacks: Any, key: Any, count: int) -> None:
