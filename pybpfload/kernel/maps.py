@@ -31,7 +31,7 @@ import struct
 import sys
 import threading
 from functools import lru_cache
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..syscall import pinning
 from .._fdobject import FdObject
@@ -43,6 +43,9 @@ from .typedmaps import PerCpu
 from ..abi.names import map_type_name as _type_name
 from ..abi.uapi import Cmd, MapElemAttr, MapInfo as _MapInfo, MapType
 from ..syscall.fd import Fd
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..syscall.token import Token
 
 __all__ = ["Map", "MapType", "MapInfo", "MapKeyError", "possible_cpus", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_LOCK"]
 
@@ -134,12 +137,12 @@ Key = Union[bytes, bytearray, memoryview, int, Tuple[Any, ...]]
 
 
 
-def _map_type_refused(e: SyscallError, map_type: int) -> BPFError:
+def _map_type_refused(e: SyscallError, map_type: int, token: Optional["Token"] = None) -> BPFError:
     """``e`` (a failed BPF_MAP_CREATE) as NotSupportedError when the kernel lacks the map type
     (any errno: the loader's own probe decides)."""
     from ..syscall.features import refusal
 
-    return refusal(e, "map", map_type, _type_name(map_type))
+    return refusal(e, "map", map_type, _type_name(map_type), token)
 
 
 class _Bufs:
@@ -440,18 +443,24 @@ class Map(Strict, FdObject):
         *,
         name: str = "",
         btf_fd: int = 0,
+        token: Optional["Token"] = None,
         **kwargs: Any,
     ) -> "Map":
-        """Create a map in the kernel (cilium/ebpf's NewMap); see :class:`Map` for options."""
-        m = cls(name, type, key_size, value_size, max_entries, flags, **kwargs)
-        return m._create(btf_fd=btf_fd)
+        """Create a map in the kernel (cilium/ebpf's NewMap); see :class:`Map` for options.
 
-    def _create(self, btf_fd: int = 0, name: Optional[str] = None) -> "Map":
+        ``token``: a :class:`~pybpfload.syscall.token.Token` to create it through.
+        """
+        m = cls(name, type, key_size, value_size, max_entries, flags, **kwargs)
+        return m._create(btf_fd=btf_fd, token=token)
+
+    def _create(self, btf_fd: int = 0, name: Optional[str] = None, token: Optional["Token"] = None) -> "Map":
         """Create the map from its definition; returns self.
 
         ``name`` is the name given to the kernel when it differs from
-        :attr:`name` (internal maps of an object).
+        :attr:`name` (internal maps of an object); ``token``: a BPF token to
+        create it (and an inner map template) through.
         """
+        token_fd = token.fd if token is not None else 0
         self._check_definable()
         self._check_formats()
         init = self._initial_value if self.type == MapType.BPF_MAP_TYPE_ARRAY else None
@@ -467,7 +476,7 @@ class Map(Strict, FdObject):
             else:  # a template: create it for the duration of the call, as libbpf does
                 im = self.inner_map
                 inner_tmp = commands.map_create(
-                    im.type, im.key_size, im.value_size, im.max_entries or 1, name=im.name, flags=im.flags
+                    im.type, im.key_size, im.value_size, im.max_entries or 1, name=im.name, flags=im.flags, token_fd=token_fd
                 )
                 inner_fd = inner_tmp.fileno()
         try:
@@ -487,9 +496,10 @@ class Map(Strict, FdObject):
                 btf_vmlinux_value_type_id=self.btf_vmlinux_value_type_id,
                 value_type_btf_obj_fd=self.value_type_btf_obj_fd,
                 map_extra=self.map_extra,
+                token_fd=token_fd,
             )
         except SyscallError as e:
-            raise _map_type_refused(e, int(self.type)) from None
+            raise _map_type_refused(e, int(self.type), token) from None
         finally:
             if inner_tmp is not None:
                 inner_tmp.close()
