@@ -265,7 +265,7 @@ def main(argv: List[str]) -> int:
     body = "\n\n".join(em.out)
     table = "ATTR_MEMBERS = {\n" + "".join(f"    {cls!r}: {name!r},\n" for name, cls in attr_classes) + "}\n"
     src = header + "\n\n".join(s.rstrip("\n") for s in ["\n".join(enum_src)]) + "\n\n\n" + body + "\n\n" + table
-    ns: Dict[str, object] = {}
+    ns: Dict[str, object] = {"__name__": "pybpfload.abi.uapi", "__package__": "pybpfload.abi"}  # its relative import
     exec(compile(src, "uapi.py", "exec"), ns)
     verify(spec, ns, em.checks)
     sys.stdout.write(src)
