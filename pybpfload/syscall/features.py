@@ -405,10 +405,12 @@ def has_bpf_token() -> bool:
 
 # ---------------------------------------------------------------- the kernel release
 def running_kernel_version() -> int:
-    """KERNEL_VERSION(major, minor, patch) of the running kernel, as libbpf computes it.
+    """KERNEL_VERSION(major, minor, patch) of the running kernel, as current libbpf computes it.
 
-    Ubuntu's /proc/version_signature wins over uname's release; the patch
-    level saturates at 255.
+    Ubuntu's /proc/version_signature wins, then Debian's version string
+    ("#1 SMP ... Debian 6.1.176-1 (...)": its uname release is the ABI name,
+    6.1.0-50-amd64, libbpf 1.3+), then uname's release; the patch level
+    saturates at 255.
     """
     try:
         with open("/proc/version_signature") as f:
@@ -417,8 +419,15 @@ def running_kernel_version() -> int:
             return _kv(parts[2])
     except (OSError, ValueError):
         pass
+    uname = os.uname()
+    at = uname.version.find("Debian ")
+    if at >= 0:
+        try:
+            return _kv(uname.version[at + len("Debian ") :].split()[0])
+        except (IndexError, ValueError):
+            pass  # libbpf falls back to the release too
     try:
-        return _kv(os.uname().release)
+        return _kv(uname.release)
     except ValueError:
         return 0
 
