@@ -4,7 +4,9 @@ A subclass lists its fields in ``_fields`` (all of them, the base's first),
 declares its own in ``__slots__`` and writes its ``__init__`` with
 ``_set(self, name, value)``.  It gets field-wise ``==`` between instances of
 one class, ``hash``, a dataclass-style ``repr``, pickling and copying, and
-refuses assignment; :func:`replace` copies one with changes.  Defining a
+refuses assignment; :func:`replace` copies one with changes and
+``_asdict()`` gives its fields as a dict (what ``dataclasses.asdict`` gave,
+without recursing into nested records).  Defining a
 frozen dataclass costs ~1 ms at import (its methods are generated with
 ``exec``); these cost nothing beyond their .pyc.
 """
@@ -12,7 +14,7 @@ frozen dataclass costs ~1 ms at import (its methods are generated with
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Any, ClassVar, Optional, Tuple, TypeVar
+from typing import Any, ClassVar, Dict, Optional, Tuple, TypeVar
 
 
 class FrozenInstanceError(AttributeError):
@@ -58,6 +60,10 @@ class Record:
 
     def __reduce__(self) -> Tuple[Any, Tuple[Any, ...]]:
         return self.__class__, self._values(self)
+
+    def _asdict(self) -> Dict[str, Any]:
+        """The fields, in order, as a new dict (field name -> value; values are not copied)."""
+        return {f: getattr(self, f) for f in self._fields}
 
 
 def _getter(names: Tuple[str, ...]) -> Any:

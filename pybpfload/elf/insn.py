@@ -16,9 +16,9 @@ Pure: no syscalls.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, replace
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
+from ..abi.record import Record, _set
 from ..errors import ParseError
 
 __all__ = [
@@ -97,15 +97,26 @@ _JMP_SYMS = {
 _ATOMIC_ALU = {BPF_ADD: "add", BPF_OR: "or", BPF_AND: "and", BPF_XOR: "xor"}
 
 
-@dataclass(frozen=True)
-class Insn:
-    """One instruction; ld_imm64 is one Insn of 16 bytes with a 64-bit ``imm``."""
+class Insn(Record):
+    """One instruction; ld_imm64 is one Insn of 16 bytes with a 64-bit ``imm``.
 
+    An immutable record (:mod:`pybpfload.abi.record`): field-wise ``==`` and hash,
+    copied with changes by ``pybpfload.abi.record.replace``.
+    """
+
+    __slots__ = _fields = ("code", "dst", "src", "off", "imm")
     code: int
-    dst: int = 0
-    src: int = 0
-    off: int = 0
-    imm: int = 0
+    dst: int
+    src: int
+    off: int
+    imm: int
+
+    def __init__(self, code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> None:
+        _set(self, "code", code)
+        _set(self, "dst", dst)
+        _set(self, "src", src)
+        _set(self, "off", off)
+        _set(self, "imm", imm)
 
     # ------------------------------------------------------------ fields
     @property
@@ -192,10 +203,10 @@ class Insn:
         return c in (BPF_JMP, BPF_JMP32) and self.op not in (BPF_CALL, BPF_EXIT)
 
     def with_imm(self, imm: int) -> "Insn":
-        return replace(self, imm=imm)
+        return Insn(self.code, self.dst, self.src, self.off, imm)
 
     def with_src(self, src: int) -> "Insn":
-        return replace(self, src=src)
+        return Insn(self.code, self.dst, src, self.off, self.imm)
 
     # ------------------------------------------------------------ bytes
     def encode(self) -> bytes:

@@ -1,6 +1,6 @@
 """The object model: what a BPF ELF object declares, before anything is loaded.
 
-Plain frozen dataclasses, built by :func:`pybpfload.elf.parse_object`.
+Immutable records (:mod:`pybpfload.abi.record`), built by :func:`pybpfload.elf.parse_object`.
 Relocations are symbolic (a map name, a data section, an extern, a .text
 offset) so that the loader can resolve them against kernel objects later.
 """

@@ -226,6 +226,10 @@ def _defer(name: str, trampolines: Tuple[str, ...]) -> None:
         return loaded[0]
 
     def __getattr__(attr: str) -> Any:
+        if attr == "__path__" and spec.submodule_search_locations is None:
+            # `from name import f` asks a module for __path__ (is it a package?):
+            # none of these is, and answering must not load the real module
+            raise AttributeError(attr)
         return getattr(load(), attr)
 
     stand_in.__getattr__ = __getattr__  # type: ignore[method-assign]
