@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import subprocess
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Dict, Set, Tuple
 
 import pytest
 
+from pybpfload.abi.record import replace
 from pybpfload.btf import Spec
 from pybpfload.btf import types as T
 from pybpfload.btf.encode import Builder, StringTable
@@ -258,18 +258,18 @@ def test_sanitize_only_touches_missing_features() -> None:
     before = list(b)
     sanitize(b, BtfFeatures())
     assert list(b) == before
-    sanitize(b, dataclasses.replace(BtfFeatures(), func_global=False))
+    sanitize(b, replace(BtfFeatures(), func_global=False))
     assert b.type(ids["func"]).linkage == T.LINKAGE_STATIC
     assert [t for t in b if t.id != ids["func"]] == [t for t in before if t.id != ids["func"]]
 
 
 @pytest.mark.kernel
-@pytest.mark.parametrize("feature", ["none"] + [f.name for f in dataclasses.fields(BtfFeatures)])
+@pytest.mark.parametrize("feature", ["none"] + list(BtfFeatures._fields))
 def test_sanitized_btf_loads(feature: str) -> None:
     from pybpfload.syscall.btf_handle import BtfHandle
 
     # what this kernel lacks is always sanitised (probed), and one feature more
-    feats = BtfFeatures.none() if feature == "none" else dataclasses.replace(probe(), **{feature: False})
+    feats = BtfFeatures.none() if feature == "none" else replace(probe(), **{feature: False})
     b = Builder()
     _every_kind(b, varargs=False)  # libbpf's FUNC_PROTO -> ENUM needs named params
     sanitize(b, feats)

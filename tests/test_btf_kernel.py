@@ -143,7 +143,7 @@ def test_feature_probes() -> None:
             assert getattr(feats, name), name
     if feats.qmark_datasec:  # '?' names came after DATASEC itself
         assert feats.datasec
-    assert set(PROBES) == {f for f in BtfFeatures.__dataclass_fields__}
+    assert set(PROBES) == set(BtfFeatures._fields)
     # a blob of a kind the kernel does not know must fail (the probe can fail)
     b = Builder()
     b.add(T.Int(0, "int", 4, T.INT_SIGNED, 0, 32))

@@ -13,31 +13,61 @@ All of them edit a :class:`~.encode.Builder` in place.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
 from typing import Collection, Mapping
 
+from ..abi.record import Record, _set
 from ..errors import BTFError
 from . import types as T
 from .encode import Builder
 
-@dataclass(frozen=True)
-class BtfFeatures:
-    """What BTF the kernel understands (libbpf's FEAT_BTF_* probes)."""
 
-    btf: bool = True
-    func: bool = True  # FUNC and FUNC_PROTO
-    func_global: bool = True  # FUNC with global linkage
-    datasec: bool = True  # VAR and DATASEC
-    qmark_datasec: bool = True  # DATASEC names starting with '?'
-    float: bool = True
-    decl_tag: bool = True
-    type_tag: bool = True
-    enum64: bool = True
+class BtfFeatures(Record):
+    """What BTF the kernel understands (libbpf's FEAT_BTF_* probes).
+
+    An immutable record (:mod:`pybpfload.abi.record`), not a dataclass: the
+    field names are ``BtfFeatures._fields``, ``_asdict()`` gives them as a dict
+    and ``pybpfload.abi.record.replace(features, float=False)`` a copy with changes.
+    """
+
+    __slots__ = _fields = (
+        "btf", "func", "func_global", "datasec", "qmark_datasec", "float", "decl_tag", "type_tag", "enum64",
+    )  # fmt: skip
+    btf: bool
+    func: bool  # FUNC and FUNC_PROTO
+    func_global: bool  # FUNC with global linkage
+    datasec: bool  # VAR and DATASEC
+    qmark_datasec: bool  # DATASEC names starting with '?'
+    float: bool
+    decl_tag: bool
+    type_tag: bool
+    enum64: bool
+
+    def __init__(
+        self,
+        btf: bool = True,
+        func: bool = True,
+        func_global: bool = True,
+        datasec: bool = True,
+        qmark_datasec: bool = True,
+        float: bool = True,
+        decl_tag: bool = True,
+        type_tag: bool = True,
+        enum64: bool = True,
+    ) -> None:
+        _set(self, "btf", btf)
+        _set(self, "func", func)
+        _set(self, "func_global", func_global)
+        _set(self, "datasec", datasec)
+        _set(self, "qmark_datasec", qmark_datasec)
+        _set(self, "float", float)
+        _set(self, "decl_tag", decl_tag)
+        _set(self, "type_tag", type_tag)
+        _set(self, "enum64", enum64)
 
     @classmethod
     def none(cls) -> "BtfFeatures":
         """A kernel without any of the optional kinds (sanitises everything)."""
-        return cls(**{f.name: False for f in fields(cls)})
+        return cls(**{f: False for f in cls._fields})
 
 
 KCONFIG_SEC = ".kconfig"
