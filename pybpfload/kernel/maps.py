@@ -23,7 +23,6 @@ call raises StateError, a call already under way may fail with EBADF.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import errno
 import itertools
 import mmap as _mmap
@@ -40,6 +39,7 @@ from ..errors import BPFError, PinError, StateError, SyscallError
 from ..syscall import commands
 from ..syscall._raw import NR_BPF, get_errno, syscall
 from .typedmaps import PerCpu
+from ..abi.record import Record, _set
 from ..abi.names import map_type_name as _type_name
 from ..abi.uapi import Cmd, MapElemAttr, MapInfo as _MapInfo, MapType
 from ..syscall.fd import Fd
@@ -111,10 +111,17 @@ class MapKeyError(SyscallError, KeyError):
         return SyscallError.__str__(self)
 
 
-@dataclasses.dataclass(frozen=True)
-class MapInfo:
-    """What the kernel reports about a map (BPF_OBJ_GET_INFO_BY_FD)."""
+class MapInfo(Record):
+    """What the kernel reports about a map (BPF_OBJ_GET_INFO_BY_FD).
 
+    An immutable record (:mod:`pybpfload.abi.record`), not a dataclass: ``==``,
+    hash and repr field by field; ``_asdict()`` gives the fields as a dict.
+    """
+
+    __slots__ = _fields = (
+        "type", "id", "key_size", "value_size", "max_entries", "flags", "name", "ifindex",
+        "btf_id", "btf_key_type_id", "btf_value_type_id", "map_extra",
+    )  # fmt: skip
     type: int
     id: int
     key_size: int
@@ -127,6 +134,34 @@ class MapInfo:
     btf_key_type_id: int
     btf_value_type_id: int
     map_extra: int
+
+    def __init__(
+        self,
+        type: int,
+        id: int,
+        key_size: int,
+        value_size: int,
+        max_entries: int,
+        flags: int,
+        name: str,
+        ifindex: int,
+        btf_id: int,
+        btf_key_type_id: int,
+        btf_value_type_id: int,
+        map_extra: int,
+    ) -> None:
+        _set(self, "type", type)
+        _set(self, "id", id)
+        _set(self, "key_size", key_size)
+        _set(self, "value_size", value_size)
+        _set(self, "max_entries", max_entries)
+        _set(self, "flags", flags)
+        _set(self, "name", name)
+        _set(self, "ifindex", ifindex)
+        _set(self, "btf_id", btf_id)
+        _set(self, "btf_key_type_id", btf_key_type_id)
+        _set(self, "btf_value_type_id", btf_value_type_id)
+        _set(self, "map_extra", map_extra)
 
     @property
     def type_name(self) -> str:

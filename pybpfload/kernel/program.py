@@ -7,7 +7,6 @@ of an ELF object are :class:`Program` objects too, loaded by their object.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Tuple, Union
 
 from ..syscall import pinning
@@ -15,6 +14,7 @@ from .._fdobject import FdObject
 from .._strict import Strict
 from ..errors import BPFError, StateError, VerifierError
 from ..syscall import commands
+from ..abi.record import Record, _set
 from ..abi.names import prog_type_name as _type_name
 from ..abi.uapi import AttachType, ProgInfo as _ProgInfo, ProgType
 from ..syscall.fd import Fd
@@ -38,20 +38,38 @@ def insns_bytes(insns: Insns) -> bytes:
     return b
 
 
-@dataclasses.dataclass(frozen=True)
-class TestRun:
-    """The result of BPF_PROG_TEST_RUN."""
+class TestRun(Record):
+    """The result of BPF_PROG_TEST_RUN.
 
+    An immutable record (:mod:`pybpfload.abi.record`), not a dataclass: ``==``,
+    hash and repr field by field; ``_asdict()`` gives the fields as a dict.
+    """
+
+    __slots__ = _fields = ("retval", "duration", "data", "ctx")
     retval: int
     duration: int  # average ns per run
     data: bytes
     ctx: bytes
 
+    def __init__(self, retval: int, duration: int, data: bytes, ctx: bytes) -> None:
+        _set(self, "retval", retval)
+        _set(self, "duration", duration)
+        _set(self, "data", data)
+        _set(self, "ctx", ctx)
 
-@dataclasses.dataclass(frozen=True)
-class ProgramInfo:
-    """What the kernel reports about a program (BPF_OBJ_GET_INFO_BY_FD)."""
 
+class ProgramInfo(Record):
+    """What the kernel reports about a program (BPF_OBJ_GET_INFO_BY_FD).
+
+    An immutable record (:mod:`pybpfload.abi.record`), not a dataclass: ``==``,
+    hash and repr field by field; ``_asdict()`` gives the fields as a dict.
+    """
+
+    __slots__ = _fields = (
+        "type", "id", "tag", "name", "jited_prog_len", "xlated_prog_len", "load_time", "created_by_uid",
+        "map_ids", "btf_id", "gpl_compatible", "run_time_ns", "run_cnt", "verified_insns",
+        "attach_btf_id", "attach_btf_obj_id",
+    )  # fmt: skip
     type: int
     id: int
     tag: str
@@ -68,6 +86,42 @@ class ProgramInfo:
     verified_insns: int
     attach_btf_id: int
     attach_btf_obj_id: int
+
+    def __init__(
+        self,
+        type: int,
+        id: int,
+        tag: str,
+        name: str,
+        jited_prog_len: int,
+        xlated_prog_len: int,
+        load_time: int,
+        created_by_uid: int,
+        map_ids: Tuple[int, ...],
+        btf_id: int,
+        gpl_compatible: bool,
+        run_time_ns: int,
+        run_cnt: int,
+        verified_insns: int,
+        attach_btf_id: int,
+        attach_btf_obj_id: int,
+    ) -> None:
+        _set(self, "type", type)
+        _set(self, "id", id)
+        _set(self, "tag", tag)
+        _set(self, "name", name)
+        _set(self, "jited_prog_len", jited_prog_len)
+        _set(self, "xlated_prog_len", xlated_prog_len)
+        _set(self, "load_time", load_time)
+        _set(self, "created_by_uid", created_by_uid)
+        _set(self, "map_ids", map_ids)
+        _set(self, "btf_id", btf_id)
+        _set(self, "gpl_compatible", gpl_compatible)
+        _set(self, "run_time_ns", run_time_ns)
+        _set(self, "run_cnt", run_cnt)
+        _set(self, "verified_insns", verified_insns)
+        _set(self, "attach_btf_id", attach_btf_id)
+        _set(self, "attach_btf_obj_id", attach_btf_obj_id)
 
 
 class Program(Strict, FdObject):
