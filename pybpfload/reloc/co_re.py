@@ -20,9 +20,9 @@ import os
 import re
 import threading
 import weakref
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..abi.record import Record, _set
 from ..errors import BPFError, BTFError, RelocationError, VerifierError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -45,18 +45,40 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class RelocationRecord:
+class RelocationRecord(Record):
     """One CO-RE relocation of one function, and what became of it."""
 
+    __slots__ = _fields = ("function", "section", "insn", "relo", "result", "poisoned", "error", "spec_id")
+    _compare = ("function", "section", "insn", "relo", "result", "poisoned", "error")
+    _no_repr = ("spec_id",)
     function: str  # the ProgramSpec's name
     section: str
     insn: int  # index within the function
     relo: "CoreRelo"
     result: Optional["CoreResult"]  # None when the relocation failed (see error)
-    poisoned: bool = False
-    error: str = ""  # why libbpf would fail the load on this relocation
-    spec_id: int = field(default=0, compare=False, repr=False)  # id() of the ProgramSpec
+    poisoned: bool
+    error: str  # why libbpf would fail the load on this relocation
+    spec_id: int  # id() of the ProgramSpec (left out of == and repr)
+
+    def __init__(
+        self,
+        function: str,
+        section: str,
+        insn: int,
+        relo: "CoreRelo",
+        result: Optional["CoreResult"],
+        poisoned: bool = False,
+        error: str = "",
+        spec_id: int = 0,
+    ) -> None:
+        _set(self, "function", function)
+        _set(self, "section", section)
+        _set(self, "insn", insn)
+        _set(self, "relo", relo)
+        _set(self, "result", result)
+        _set(self, "poisoned", poisoned)
+        _set(self, "error", error)
+        _set(self, "spec_id", spec_id)
 
     def local_access(self) -> str:
         """The local access in libbpf's format (``<byte_off> [3] struct s.a (0:0 @ offset 0)``)."""
@@ -86,12 +108,16 @@ def _kind(relo: "CoreRelo") -> str:
     return kind_str(relo.kind)
 
 
-@dataclass(frozen=True)
-class ObjectRelocation:
+class ObjectRelocation(Record):
     """Every CO-RE relocation of an object, and the patched instructions of each function."""
 
+    __slots__ = _fields = ("records", "insns")
     records: Tuple[RelocationRecord, ...]
     insns: Dict[int, bytes]  # id(ProgramSpec) -> that function's relocated instructions
+
+    def __init__(self, records: Tuple[RelocationRecord, ...], insns: Dict[int, bytes]) -> None:
+        _set(self, "records", records)
+        _set(self, "insns", insns)
 
     @property
     def ok(self) -> bool:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import gzip
 import os
-from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .. import log
+from ..abi.record import Record, _set
 from ..btf import types as T
 from ..elf.model import ExternKind, ExternSpec, KcfgType
 from ..errors import BPFError, NotSupportedError
@@ -177,14 +177,20 @@ def kallsyms(names: Iterable[str], path: str = "/proc/kallsyms") -> Dict[str, in
     return out
 
 
-@dataclass(frozen=True)
-class KsymValue:
+class KsymValue(Record):
     """What a ksym extern resolves to."""
 
-    addr: int = 0  # untyped ksym: the kernel address
-    btf_id: int = 0  # typed ksym / kfunc: id in the kernel BTF that has it (0: unresolved weak)
-    btf_obj: str = "vmlinux"  # "vmlinux" or the module whose BTF has it
-    resolved: bool = True
+    __slots__ = _fields = ("addr", "btf_id", "btf_obj", "resolved")
+    addr: int  # untyped ksym: the kernel address
+    btf_id: int  # typed ksym / kfunc: id in the kernel BTF that has it (0: unresolved weak)
+    btf_obj: str  # "vmlinux" or the module whose BTF has it
+    resolved: bool
+
+    def __init__(self, addr: int = 0, btf_id: int = 0, btf_obj: str = "vmlinux", resolved: bool = True) -> None:
+        _set(self, "addr", addr)
+        _set(self, "btf_id", btf_id)
+        _set(self, "btf_obj", btf_obj)
+        _set(self, "resolved", resolved)
 
 
 # (module name or "vmlinux", spec) pairs, vmlinux first

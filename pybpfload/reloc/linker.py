@@ -18,9 +18,9 @@ program tags then match):
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ..abi.record import Record, _set
 from ..elf.model import ElfModel, ProgramSpec, Reloc, RelocKind
 from ..errors import RelocationError
 
@@ -38,22 +38,32 @@ _LD_IMM64 = 0x18
 _INSN = struct.Struct("<BBhi")
 
 
-@dataclass(frozen=True)
-class Piece:
+class Piece(Record):
     """A function placed in the linked program: its spec and first instruction there."""
 
+    __slots__ = _fields = ("spec", "start")
     spec: ProgramSpec
     start: int
 
+    def __init__(self, spec: ProgramSpec, start: int) -> None:
+        _set(self, "spec", spec)
+        _set(self, "start", start)
 
-@dataclass(frozen=True)
-class LinkedProgram:
+
+class LinkedProgram(Record):
     """An entry program with its subprograms appended; references still symbolic."""
 
+    __slots__ = _fields = ("name", "insns", "pieces", "refs")
     name: str
     insns: bytes
     pieces: Tuple[Piece, ...]  # the entry program first, then subprograms in append order
     refs: Tuple[Tuple[int, Reloc], ...]  # (instruction index in insns, MAP / DATA / EXTERN_* relocation)
+
+    def __init__(self, name: str, insns: bytes, pieces: Tuple[Piece, ...], refs: Tuple[Tuple[int, Reloc], ...]) -> None:
+        _set(self, "name", name)
+        _set(self, "insns", insns)
+        _set(self, "pieces", pieces)
+        _set(self, "refs", refs)
 
     @property
     def insn_cnt(self) -> int:

@@ -19,7 +19,6 @@ programs, the verifier log.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, Protocol, Tuple
@@ -88,12 +87,17 @@ class LoadTarget(Protocol):
     def map_spec(self, name: str) -> Any: ...
 
 
-@dataclasses.dataclass
 class LoadResult:
     """What a load leaves its object: the BTF fd in the kernel and each program's linked form."""
 
-    btf_handle: Optional["BtfHandle"]
-    linked: Dict[str, "LinkedProgram"]
+    __slots__ = ("btf_handle", "linked")
+
+    def __init__(self, btf_handle: Optional["BtfHandle"], linked: Dict[str, "LinkedProgram"]) -> None:
+        self.btf_handle = btf_handle
+        self.linked = linked
+
+    def __repr__(self) -> str:
+        return f"LoadResult(btf_handle={self.btf_handle!r}, linked={self.linked!r})"
 
 # Current libbpf poisons calls of unresolved weak kfuncs with this base + extern
 # index: a helper call the verifier reports as "invalid func unknown#2002000000+N"

@@ -12,11 +12,11 @@ expected_attach_type.  Errors carry libbpf's messages.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import sys
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from ..abi.record import Record, _set
 from ..btf import Spec
 from ..btf import types as T
 from ..errors import BPFError, StructOpsError
@@ -40,19 +40,26 @@ STRUCT_OPS_VALUE_PREFIX = "bpf_struct_ops_"
 KernelBtfs = Callable[[], Iterable[Tuple[str, Spec]]]
 
 
-@dataclasses.dataclass(frozen=True)
-class KernTypes:
+class KernTypes(Record):
+    __slots__ = _fields = ("btf_name", "btf", "type_id", "vtype_id", "data_offset")
     btf_name: str  # "vmlinux" or the module's name
     btf: Spec
     type_id: int  # struct <name>
     vtype_id: int  # struct bpf_struct_ops_<name>
     data_offset: int  # byte offset of the <name> member in the value type
 
+    def __init__(self, btf_name: str, btf: Spec, type_id: int, vtype_id: int, data_offset: int) -> None:
+        _set(self, "btf_name", btf_name)
+        _set(self, "btf", btf)
+        _set(self, "type_id", type_id)
+        _set(self, "vtype_id", vtype_id)
+        _set(self, "data_offset", data_offset)
 
-@dataclasses.dataclass(frozen=True)
-class KernStructOps:
+
+class KernStructOps(Record):
     """One struct_ops map as the kernel will take it."""
 
+    __slots__ = _fields = ("map_name", "btf_name", "kern_type_id", "kern_vtype_id", "value", "prog_slots")
     map_name: str
     btf_name: str  # where the kernel types are: "vmlinux" or a module
     kern_type_id: int
@@ -60,19 +67,45 @@ class KernStructOps:
     value: bytes  # the kernel's value type, data members copied, program slots zero
     prog_slots: Tuple[Tuple[str, int], ...]  # (program, byte offset of its fd in value)
 
+    def __init__(
+        self,
+        map_name: str,
+        btf_name: str,
+        kern_type_id: int,
+        kern_vtype_id: int,
+        value: bytes,
+        prog_slots: Tuple[Tuple[str, int], ...],
+    ) -> None:
+        _set(self, "map_name", map_name)
+        _set(self, "btf_name", btf_name)
+        _set(self, "kern_type_id", kern_type_id)
+        _set(self, "kern_vtype_id", kern_vtype_id)
+        _set(self, "value", value)
+        _set(self, "prog_slots", prog_slots)
 
-@dataclasses.dataclass(frozen=True)
-class ProgAttach:
+
+class ProgAttach(Record):
+    __slots__ = _fields = ("btf_name", "attach_btf_id", "member_idx")
     btf_name: str
     attach_btf_id: int  # the kernel struct
     member_idx: int  # expected_attach_type
 
+    def __init__(self, btf_name: str, attach_btf_id: int, member_idx: int) -> None:
+        _set(self, "btf_name", btf_name)
+        _set(self, "attach_btf_id", attach_btf_id)
+        _set(self, "member_idx", member_idx)
 
-@dataclasses.dataclass(frozen=True)
-class Plan:
+
+class Plan(Record):
+    __slots__ = _fields = ("maps", "progs", "autoload")
     maps: Dict[str, KernStructOps]
     progs: Dict[str, ProgAttach]
     autoload: Dict[str, bool]  # struct_ops programs referenced by some map: load or not
+
+    def __init__(self, maps: Dict[str, KernStructOps], progs: Dict[str, ProgAttach], autoload: Dict[str, bool]) -> None:
+        _set(self, "maps", maps)
+        _set(self, "progs", progs)
+        _set(self, "autoload", autoload)
 
 
 def essential_name(name: str) -> str:
@@ -213,16 +246,32 @@ def _init_kern(
     return KernStructOps(map_name, kt.btf_name, kt.type_id, kt.vtype_id, bytes(value), tuple(slots))
 
 
-@dataclasses.dataclass(frozen=True)
-class MapInput:
+class MapInput(Record):
     """A struct_ops map as the loader hands it over: the object's declaration and the user's current data."""
 
+    __slots__ = _fields = ("name", "type_name", "type_id", "data", "programs", "autocreate")
     name: str
     type_name: str
     type_id: int
     data: bytes
     programs: Tuple[Optional[str], ...]
     autocreate: bool
+
+    def __init__(
+        self,
+        name: str,
+        type_name: str,
+        type_id: int,
+        data: bytes,
+        programs: Tuple[Optional[str], ...],
+        autocreate: bool,
+    ) -> None:
+        _set(self, "name", name)
+        _set(self, "type_name", type_name)
+        _set(self, "type_id", type_id)
+        _set(self, "data", data)
+        _set(self, "programs", programs)
+        _set(self, "autocreate", autocreate)
 
 
 def plan_struct_ops(
