@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass
 from typing import Any, Iterator, List, Optional, Tuple
 
+from ..abi.record import Record, _set
 from ..errors import BPFError, ELFError
 
 __all__ = ["SymbolLocation", "find_binary", "symbol_offset", "resolve_function"]
@@ -23,14 +23,20 @@ _STT_IFUNC = "STT_LOOS"  # pyelftools' name for STT_GNU_IFUNC (10)
 _MAX_SYMBOLS = 5_000_000
 
 
-@dataclass(frozen=True)
-class SymbolLocation:
-    """A function found in an ELF file."""
+class SymbolLocation(Record):
+    """A function found in an ELF file (an immutable record: :mod:`pybpfload.abi.record`)."""
 
+    __slots__ = _fields = ("path", "symbol", "offset", "address")
     path: str  # the file to probe (the binary, or the library defining the function)
     symbol: str
     offset: int  # file offset of the function's first instruction
     address: int  # st_value
+
+    def __init__(self, path: str, symbol: str, offset: int, address: int) -> None:
+        _set(self, "path", path)
+        _set(self, "symbol", symbol)
+        _set(self, "offset", offset)
+        _set(self, "address", address)
 
 
 def _multiarch_dirs() -> List[str]:

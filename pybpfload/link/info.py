@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..abi import uapi as t
+from ..abi.record import Record, _set
 from ..syscall import commands
 
 __all__ = ["LinkInfo", "link_info", "PERF_EVENT_TYPES"]
@@ -20,8 +20,7 @@ PERF_EVENT_TYPES = {1: "uprobe", 2: "uretprobe", 3: "kprobe", 4: "kretprobe", 5:
 _NAME_MAX = 4096
 
 
-@dataclass(frozen=True)
-class LinkInfo:
+class LinkInfo(Record):
     """A link as the kernel describes it.
 
     ``type`` is a :class:`~pybpfload.syscall.LinkType` value; ``target`` holds
@@ -29,13 +28,32 @@ class LinkInfo:
     ``ifindex``, ``cgroup_id``, ``target_name``...), strings decoded.
     Attachments that are not kernel links (socket filters, PROG_ATTACH,
     netlink tc filters, perf events attached by ioctl) report type 0 and id 0.
+
+    An immutable record (:mod:`pybpfload.abi.record`), not a dataclass: ``==``,
+    hash and repr field by field; ``_asdict()`` gives the fields as a dict and
+    ``pybpfload.abi.record.replace(info, ...)`` a copy with changes.
     """
 
+    __slots__ = _fields = ("type", "id", "prog_id", "attach_type", "target")
     type: int
     id: int
     prog_id: int
-    attach_type: Optional[int] = None
-    target: Mapping[str, Any] = field(default_factory=dict)
+    attach_type: Optional[int]
+    target: Mapping[str, Any]
+
+    def __init__(
+        self,
+        type: int,
+        id: int,
+        prog_id: int,
+        attach_type: Optional[int] = None,
+        target: Optional[Mapping[str, Any]] = None,
+    ) -> None:
+        _set(self, "type", type)
+        _set(self, "id", id)
+        _set(self, "prog_id", prog_id)
+        _set(self, "attach_type", attach_type)
+        _set(self, "target", {} if target is None else target)
 
     @property
     def type_name(self) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import BPFError, BPFOSError, NotSupportedError, SyscallError
@@ -181,12 +180,17 @@ def _read_lines(path: str) -> List[str]:
 
 
 # ---------------------------------------------------------------- attributes
-@dataclass
 class MultiAttr:
     """LINK_CREATE attributes and the arrays they point at (kept alive with them)."""
 
-    attr: t.LinkCreateAttr
-    keep: List[Any] = field(default_factory=list)
+    __slots__ = ("attr", "keep")
+
+    def __init__(self, attr: t.LinkCreateAttr, keep: Optional[List[Any]] = None) -> None:
+        self.attr = attr
+        self.keep: List[Any] = [] if keep is None else keep
+
+    def __repr__(self) -> str:
+        return f"MultiAttr(attr={self.attr!r}, keep={self.keep!r})"
 
 
 def _u64s(values: Optional[Sequence[int]], what: str, cnt: int, keep: List[Any]) -> int:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import dataclasses
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Union
 
 from ..errors import NotSupportedError, SyscallError
 from ..syscall import perf
+from ..abi.record import replace
 from ..abi.uapi import AttachType
 from ..syscall.fd import Fd
 from ._attach_cmd import ENOTSUPP, link_create, link_create_attr
@@ -103,7 +103,7 @@ class PerfEventLink(Link):
         info = super().info()
         if info.target.get("perf_event_type") not in PERF_EVENT_TYPES.values():
             # Linux < 6.6 has perf links but does not describe their event
-            info = dataclasses.replace(info, target=MappingProxyType({**self._describe, **_known(info.target)}))
+            info = replace(info, target=MappingProxyType({**self._describe, **_known(info.target)}))
         return info
 
     def detach(self) -> None:

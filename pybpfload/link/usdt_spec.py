@@ -44,9 +44,9 @@ from __future__ import annotations
 import errno
 import re
 import struct
-from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from ..abi.record import Record, _set
 from ..errors import BPFOSError, ELFError, NotSupportedError, ParseError
 
 __all__ = [
@@ -130,17 +130,35 @@ def x86_64_reg_offset(name: str) -> int:
 
 
 # ------------------------------------------------------------------ specs
-@dataclass(frozen=True)
-class UsdtArgSpec:
+class UsdtArgSpec(Record):
     """One argument: where it is (``arg_type`` + ``val_off`` / ``reg_off`` / SIB fields) and how to cast it."""
 
+    __slots__ = _fields = ("arg_type", "val_off", "reg_off", "arg_signed", "arg_bitshift", "idx_reg_off", "scale_bitshift")
     arg_type: int
-    val_off: int = 0  # constant value, or memory offset
-    reg_off: int = 0  # pt_regs offset of the (base) register
-    arg_signed: bool = False
-    arg_bitshift: int = 0  # 64 - size * 8
-    idx_reg_off: int = 0  # SIB: pt_regs offset of the index register
-    scale_bitshift: int = 0  # SIB: log2(scale)
+    val_off: int  # constant value, or memory offset
+    reg_off: int  # pt_regs offset of the (base) register
+    arg_signed: bool
+    arg_bitshift: int  # 64 - size * 8
+    idx_reg_off: int  # SIB: pt_regs offset of the index register
+    scale_bitshift: int  # SIB: log2(scale)
+
+    def __init__(
+        self,
+        arg_type: int,
+        val_off: int = 0,
+        reg_off: int = 0,
+        arg_signed: bool = False,
+        arg_bitshift: int = 0,
+        idx_reg_off: int = 0,
+        scale_bitshift: int = 0,
+    ) -> None:
+        _set(self, "arg_type", arg_type)
+        _set(self, "val_off", val_off)
+        _set(self, "reg_off", reg_off)
+        _set(self, "arg_signed", arg_signed)
+        _set(self, "arg_bitshift", arg_bitshift)
+        _set(self, "idx_reg_off", idx_reg_off)
+        _set(self, "scale_bitshift", scale_bitshift)
 
     @property
     def size(self) -> int:
@@ -171,12 +189,16 @@ class UsdtArgSpec:
         return cls(at, val, reg, bool(sgn), shift, idx, scale)
 
 
-@dataclass(frozen=True)
-class UsdtSpec:
+class UsdtSpec(Record):
     """``struct __bpf_usdt_spec``: the arguments of one call site and the USDT cookie."""
 
-    args: Tuple[UsdtArgSpec, ...] = ()
-    usdt_cookie: int = 0
+    __slots__ = _fields = ("args", "usdt_cookie")
+    args: Tuple[UsdtArgSpec, ...]
+    usdt_cookie: int
+
+    def __init__(self, args: Tuple[UsdtArgSpec, ...] = (), usdt_cookie: int = 0) -> None:
+        _set(self, "args", args)
+        _set(self, "usdt_cookie", usdt_cookie)
 
     def pack(self, layout: int = 2) -> bytes:
         """The map value (208 bytes in layout 1, 304 in layout 2)."""
@@ -281,16 +303,24 @@ def parse_spec(args: str, usdt_cookie: int = 0, arch: str = "x86_64") -> UsdtSpe
 
 
 # ------------------------------------------------------------------ notes
-@dataclass(frozen=True)
-class UsdtNote:
+class UsdtNote(Record):
     """One NT_STAPSDT note: a probe call site."""
 
+    __slots__ = _fields = ("provider", "name", "args", "loc_addr", "base_addr", "sema_addr")
     provider: str
     name: str
     args: str
     loc_addr: int
     base_addr: int
     sema_addr: int
+
+    def __init__(self, provider: str, name: str, args: str, loc_addr: int, base_addr: int, sema_addr: int) -> None:
+        _set(self, "provider", provider)
+        _set(self, "name", name)
+        _set(self, "args", args)
+        _set(self, "loc_addr", loc_addr)
+        _set(self, "base_addr", base_addr)
+        _set(self, "sema_addr", sema_addr)
 
 
 def _align4(n: int) -> int:
@@ -340,26 +370,48 @@ def parse_notes(data: bytes, *, ptr_size: int = 8, little_endian: bool = True) -
 
 
 # ------------------------------------------------------------------ ELF files
-@dataclass(frozen=True)
-class Segment:
+class Segment(Record):
     """An address range and the file offset it maps (PT_LOAD segment, or a line of /proc/PID/maps)."""
 
+    __slots__ = _fields = ("start", "end", "offset", "is_exec")
     start: int
     end: int
     offset: int
     is_exec: bool
 
+    def __init__(self, start: int, end: int, offset: int, is_exec: bool) -> None:
+        _set(self, "start", start)
+        _set(self, "end", end)
+        _set(self, "offset", offset)
+        _set(self, "is_exec", is_exec)
 
-@dataclass
+
 class UsdtElf:
     """What USDT attach needs of an ELF file."""
 
-    path: str
-    e_type: str  # "ET_EXEC" or "ET_DYN"
-    machine: str  # pyelftools' e_machine ("EM_X86_64")
-    segments: List[Segment]
-    base_addr: int  # sh_addr of .stapsdt.base, 0 without it
-    notes: List[UsdtNote] = field(default_factory=list)
+    __slots__ = ("path", "e_type", "machine", "segments", "base_addr", "notes")
+
+    def __init__(
+        self,
+        path: str,
+        e_type: str,
+        machine: str,
+        segments: List[Segment],
+        base_addr: int,
+        notes: Optional[List[UsdtNote]] = None,
+    ) -> None:
+        self.path = path
+        self.e_type = e_type  # "ET_EXEC" or "ET_DYN"
+        self.machine = machine  # pyelftools' e_machine ("EM_X86_64")
+        self.segments = segments
+        self.base_addr = base_addr  # sh_addr of .stapsdt.base, 0 without it
+        self.notes: List[UsdtNote] = [] if notes is None else notes
+
+    def __repr__(self) -> str:
+        return (
+            f"UsdtElf(path={self.path!r}, e_type={self.e_type!r}, machine={self.machine!r}, "
+            f"segments={self.segments!r}, base_addr={self.base_addr!r}, notes={self.notes!r})"
+        )
 
     @property
     def arch(self) -> str:
@@ -434,16 +486,24 @@ def _find_vma(segs: Sequence[Segment], file_off: int) -> Optional[Segment]:
     return None
 
 
-@dataclass(frozen=True)
-class UsdtTarget:
+class UsdtTarget(Record):
     """One call site to attach to."""
 
+    __slots__ = _fields = ("abs_ip", "rel_ip", "sema_off", "spec", "spec_str", "note")
     abs_ip: int  # absolute address (ET_EXEC: the address; ET_DYN with a pid and no cookies: in that process)
     rel_ip: int  # file offset: the uprobe's offset
     sema_off: int  # file offset of the semaphore (uprobe ref_ctr_offset), 0 without one
     spec: UsdtSpec
     spec_str: str  # the note's argument string: the key of spec de-duplication
     note: UsdtNote
+
+    def __init__(self, abs_ip: int, rel_ip: int, sema_off: int, spec: UsdtSpec, spec_str: str, note: UsdtNote) -> None:
+        _set(self, "abs_ip", abs_ip)
+        _set(self, "rel_ip", rel_ip)
+        _set(self, "sema_off", sema_off)
+        _set(self, "spec", spec)
+        _set(self, "spec_str", spec_str)
+        _set(self, "note", note)
 
 
 _NOP_COMBO = bytes([0x90, 0x0F, 0x1F, 0x44, 0x00, 0x00])  # nop; nop5
