@@ -19,9 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import dataclass
 from typing import Any, Dict, List, Sequence, Tuple
 
+from ..abi.record import Record, _set
 from ..errors import BPFError
 
 __all__ = ["TargetResult", "RelocationReport", "Report", "check", "add_parser", "main"]
@@ -29,21 +29,28 @@ __all__ = ["TargetResult", "RelocationReport", "Report", "check", "add_parser", 
 OK, MISSING, POISONED, ERROR = "ok", "missing", "poisoned", "error"
 
 
-@dataclass(frozen=True)
-class TargetResult:
-    """One relocation on one target BTF."""
+class TargetResult(Record):
+    """One relocation on one target BTF (an immutable record, :mod:`pybpfload.abi.record`)."""
 
+    __slots__ = _fields = ("btf", "status", "value", "target", "detail")
     btf: str
     status: str  # ok / missing / poisoned / error
     value: int  # the value patched in (0 when poisoned or error)
     target: str  # the matched target access, libbpf's format ("" if none)
     detail: str  # why not, or where the target comes from
 
+    def __init__(self, btf: str, status: str, value: int, target: str, detail: str) -> None:
+        _set(self, "btf", btf)
+        _set(self, "status", status)
+        _set(self, "value", value)
+        _set(self, "target", target)
+        _set(self, "detail", detail)
 
-@dataclass(frozen=True)
-class RelocationReport:
-    """One relocation of one function, across every target."""
 
+class RelocationReport(Record):
+    """One relocation of one function, across every target (an immutable record, :mod:`pybpfload.abi.record`)."""
+
+    __slots__ = _fields = ("program", "section", "insn", "kind", "local", "original", "results")
     program: str
     section: str
     insn: int
@@ -52,19 +59,53 @@ class RelocationReport:
     original: int  # the value the compiler put in the instruction
     results: Tuple[TargetResult, ...]
 
+    def __init__(
+        self,
+        program: str,
+        section: str,
+        insn: int,
+        kind: str,
+        local: str,
+        original: int,
+        results: Tuple[TargetResult, ...],
+    ) -> None:
+        _set(self, "program", program)
+        _set(self, "section", section)
+        _set(self, "insn", insn)
+        _set(self, "kind", kind)
+        _set(self, "local", local)
+        _set(self, "original", original)
+        _set(self, "results", results)
+
     @property
     def resolved_everywhere(self) -> bool:
         return all(r.status == OK for r in self.results)
 
 
-@dataclass(frozen=True)
-class Report:
-    """The portability of one object across target BTFs."""
+class Report(Record):
+    """The portability of one object across target BTFs.
 
+    An immutable record (:mod:`pybpfload.abi.record`), not a dataclass; :meth:`to_json`
+    gives it as JSON-ready data, ``_asdict()`` its fields as a dict.
+    """
+
+    __slots__ = _fields = ("object", "btfs", "relocations", "errors")
     object: str
     btfs: Tuple[str, ...]
     relocations: Tuple[RelocationReport, ...]
-    errors: Tuple[Tuple[str, str], ...] = ()  # (btf, message): targets that could not be checked at all
+    errors: Tuple[Tuple[str, str], ...]  # (btf, message): targets that could not be checked at all
+
+    def __init__(
+        self,
+        object: str,
+        btfs: Tuple[str, ...],
+        relocations: Tuple[RelocationReport, ...],
+        errors: Tuple[Tuple[str, str], ...] = (),
+    ) -> None:
+        _set(self, "object", object)
+        _set(self, "btfs", btfs)
+        _set(self, "relocations", relocations)
+        _set(self, "errors", errors)
 
     @property
     def portable(self) -> bool:
