@@ -409,7 +409,7 @@ def running_kernel_version() -> int:
 
     Ubuntu's /proc/version_signature wins, then Debian's version string
     ("#1 SMP ... Debian 6.1.176-1 (...)": its uname release is the ABI name,
-    6.1.0-50-amd64, libbpf 1.3+), then uname's release; the patch level
+    6.1.0-50-amd64; libbpf after 1.1), then uname's release; the patch level
     saturates at 255.
     """
     try:
