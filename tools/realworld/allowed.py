@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Optional, Tuple
 
-from .threeway import Context, Difference
+from .threeway import NA, Context, Difference
 
 BPF_MAP_TYPE_STRUCT_OPS = 26
 
@@ -90,6 +90,29 @@ def _optional_struct_ops(ctx: Context, d: Difference) -> bool:
             and d.values.get("ours") is False and d.values.get("current") is True)  # fmt: skip
 
 
+def _weak_typed_ksym_in_kallsyms_only(ctx: Context, d: Difference) -> bool:
+    """Both libbpfs refuse the load; the object has a typed weak ksym the kernel's BTF lacks and kallsyms has."""
+    from pybpfload.btf import types as T
+    from pybpfload.btf.vmlinux import vmlinux_spec
+    from pybpfload.elf.model import ExternKind
+    from pybpfload.errors import BPFError
+    from pybpfload.object import Object
+    from pybpfload.reloc.extern_values import kallsyms
+
+    v = d.values
+    if not (v.get("ours") == "ok" and v.get("current") == "refused" and v.get("1.1") in ("refused", NA)):
+        return False
+    try:
+        with Object.open(ctx.path) as obj:
+            ksyms = [e for e in obj.model.externs if e.kind is ExternKind.KSYM and not e.is_func]
+        vmlinux = vmlinux_spec()
+        typed_weak = [e.name for e in ksyms if e.ksym_type_id and e.is_weak
+                      and not any(vmlinux.kind_of(i) == T.Kind.VAR for i in vmlinux.find_ids(e.name))]  # fmt: skip
+        return any(not e.ksym_type_id for e in ksyms) and bool(typed_weak) and bool(kallsyms(typed_weak))
+    except (BPFError, OSError):
+        return False
+
+
 RULES: Tuple[Rule, ...] = (
     Rule("legacy-maps", "open", _legacy_maps, "the spec",
          'legacy SEC("maps") definitions: libbpf 1.x refuses them; the spec is libbpf 0.8\'s API and we read them as 0.8 does'),
@@ -105,6 +128,11 @@ RULES: Tuple[Rule, ...] = (
          "'?.struct_ops' sections: libbpf 1.5 and 1.7 turn autocreate off for the section's first variable only "
          "(init_struct_ops_maps advances sec_name past '?' inside its per-variable loop), against its own comment "
          "'SEC(\"?.struct_ops\") means map is not created by default'; we turn it off for every variable"),
+    Rule("weak-typed-ksym", "load|program alone: load", _weak_typed_ksym_in_kallsyms_only, "libbpf's intent",
+         "a typed __weak __ksym the kernel's BTF lacks (6.12: bpf_stats_enabled_key) in an object that also has an "
+         "untyped ksym: libbpf 1.1 to 1.7 take its address from /proc/kallsyms (kallsyms_cb sets any ksym), then find "
+         "no BTF id and emit ld_imm64 BPF_PSEUDO_BTF_ID 0, which the kernel refuses ('pseudo btf_id 0 in ldimm64'); "
+         "we treat it as the unresolved weak extern it is (0) and load"),
 )  # fmt: skip
 
 

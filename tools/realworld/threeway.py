@@ -217,8 +217,11 @@ def autocreate_as_ours(opened: Dict[str, View]) -> Dict[str, bool]:
 def three_way(path: Path, current: oracle.Libbpf, our_open: Callable[[Path], View], our_load: Load,
               prep: oracle.Prep, describe: Callable[[int, int], Any],
               allowed: Optional[Allowed], load: bool = True,
-              isolated: Callable[[Callable[[], View]], View] = lambda f: f()) -> ObjectResult:  # fmt: skip
-    """Open (and ``load``) ``path`` with pybpfload, libbpf 1.1 and ``current``; every difference, judged."""
+              isolated: Callable[[Callable[[], View]], View] = lambda f: f(), load_1_1: bool = True) -> ObjectResult:  # fmt: skip
+    """Open (and ``load``) ``path`` with pybpfload, libbpf 1.1 and ``current``; every difference, judged.
+
+    Without ``load_1_1`` libbpf 1.1 only opens the object (its load items are then n/a).
+    """
     old = oracle.LIBBPF_1_1
     opened = {"ours": our_open(path), "1.1": old.open_view(path), "current": current.open_view(path)}
     res = ObjectResult()
@@ -239,6 +242,8 @@ def three_way(path: Path, current: oracle.Libbpf, our_open: Callable[[Path], Vie
             "current": lambda p, a: isolated(lambda: current.load_view(p, a, cur_prep, describe)),
             "ours": lambda p, a: isolated(lambda: our_load(p, a)),
         }
+        if not load_1_1:
+            del loaders["1.1"]
         names: List[str] = []
         for v in opened.values():
             names += [p["name"] for p in v.get("programs", []) if p["name"] not in names]
