@@ -33,7 +33,10 @@ every round runs every command once, in the same order):
    import) vs libbpf's ``btf__parse`` + ``btf__find_by_name_kind`` in a fresh
    process: cold (cache disabled, goal <= 2x) and with the index cache (<= 1x);
 5. peak RSS (ru_maxrss, the child forked by a small C wrapper) of the CO-RE
-   load vs a C libbpf loader (open + load) of the same object (goal <= 1.5x).
+   load vs a C libbpf loader (open + load) of the same object (goal <= 1.5x);
+6. whole process of a tracepoint tool that opens, loads and attaches every
+   program of fixtures/tool_execsnoop.bpf.o and exits (a script of 5 lines)
+   vs the same 20 lines of C with libbpf (goal <= 1.2x).
 
 Figures are medians with min-max over the rounds.  C anchors need clang and
 libbpf-dev; their rows say "n/a" otherwise.
@@ -125,6 +128,35 @@ int main(int argc, char **argv)
 }
 """
 
+
+TOOL_SNIPPET = (
+    "import sys\n"
+    "from pybpfload import Object\n"
+    "with Object.open(sys.argv[1]) as obj:\n"
+    "    obj.load()\n"
+    "    links = obj.attach_all()\n"
+)
+
+C_TOOL = r"""
+#include <stdio.h>
+#include <bpf/libbpf.h>
+static int quiet(enum libbpf_print_level l, const char *f, va_list a) { return 0; }
+int main(int argc, char **argv)
+{
+	struct bpf_program *prog;
+	libbpf_set_print(quiet);
+	struct bpf_object *obj = bpf_object__open_file(argv[1], NULL);
+	if (!obj || bpf_object__load(obj))
+		return 1;
+	bpf_object__for_each_program(prog, obj) {
+		struct bpf_link *link = bpf_program__attach(prog);
+		if (!link)
+			return 1;
+	}
+	bpf_object__close(obj);
+	return 0;
+}
+"""
 
 C_RSS = r"""
 #include <stdio.h>
@@ -284,7 +316,10 @@ def main() -> None:
     else:
         py, label = install(venv, a.source)
     work = Path(tempfile.mkdtemp(prefix="bench-startup-"))
-    c_open, c_btf, c_load = (build_c(work, n, c) for n, c in (("c_open", C_OPEN), ("c_btf", C_BTF), ("c_load", C_LOAD)))
+    c_open, c_btf, c_load, c_tool = (
+        build_c(work, n, c) for n, c in (("c_open", C_OPEN), ("c_btf", C_BTF), ("c_load", C_LOAD), ("c_tool", C_TOOL))
+    )
+    tool_obj = str(FIX / "tool_execsnoop.bpf.o")
     many = build_many(work, a.programs)
     bpftool = shutil.which("bpftool")
     cache = work / "cache"
@@ -306,9 +341,12 @@ def main() -> None:
         "xdp_bt": Cmd("bpftool prog loadall xdp_count", [bpftool or "false", "prog", "loadall", xdp, PIN], clean_env()),
         "core": Cmd("pybpfload load " + Path(core).name, cli + ["load", core, PIN], env),
         "core_bt": Cmd("bpftool prog loadall " + Path(core).name, [bpftool or "false", "prog", "loadall", core, PIN], clean_env()),
+        "tool": Cmd("pybpfload open+load+attach tool_execsnoop", [str(py), "-c", TOOL_SNIPPET, tool_obj], env),
         "btf_cold": Cmd("pybpfload kernel BTF + find, no cache", [str(py), "-c", BTF_SNIPPET], nocache, printed=True),
         "btf_warm": Cmd("pybpfload kernel BTF + find, index cache", [str(py), "-c", BTF_SNIPPET], env, printed=True),
     }
+    if c_tool:
+        cmds["tool_c"] = Cmd("C libbpf open+load+attach tool_execsnoop", [c_tool, tool_obj], clean_env())
     if c_btf:
         cmds["btf_c"] = Cmd("libbpf btf__parse + find (fresh process)", [c_btf], clean_env(), printed=True)
     if many:
@@ -323,7 +361,7 @@ def main() -> None:
         bvenv = Path(str(venv) + "-baseline")
         bpy, base_label = install(bvenv, "git:" + a.baseline)
         bcli = [str(bvenv / "bin" / "pybpfload")] if (bvenv / "bin" / "pybpfload").exists() else [str(bpy), "-m", "pybpfload"]
-        for key in ("xdp", "core", "open", "btf_cold", "btf_warm"):
+        for key in ("xdp", "core", "tool", "open", "btf_cold", "btf_warm"):
             c = cmds.get(key)
             if c is None:
                 continue
@@ -365,6 +403,11 @@ def main() -> None:
     print(f"{cmds['core'].label:{W}} {cmds['core'].stat():>30}  {ratio(m['core'], m['core_bt'])} bpftool (goal <= 1.5x)")
     if "core@base" in cmds:
         print(f"{cmds['core@base'].label:{W}} {cmds['core@base'].stat():>30}  {ratio(m['core@base'], m['core_bt'])}")
+    if "tool_c" in cmds:
+        print(f"{cmds['tool_c'].label:{W}} {cmds['tool_c'].stat():>30}")
+    print(f"{cmds['tool'].label:{W}} {cmds['tool'].stat():>30}  {ratio(m['tool'], m.get('tool_c'))} C libbpf (goal <= 1.2x)")
+    if "tool@base" in cmds:
+        print(f"{cmds['tool@base'].label:{W}} {cmds['tool@base'].stat():>30}  {ratio(m['tool@base'], m.get('tool_c'))}")
     if "open" in cmds:
         oc = cmds.get("open_c")
         if oc is not None:
