@@ -188,8 +188,16 @@ class Insn(Record):
                 return "bswap" if cls == BPF_ALU64 else None
             if op in (BPF_DIV, BPF_MOD):
                 return "sdiv" if self.off == 1 else None
-            return "movsx" if op == BPF_MOV and code & BPF_X == BPF_X and self.off != 0 else None
+            if op != BPF_MOV or code & BPF_X != BPF_X or self.off == 0 or self.is_addr_space_cast:
+                return None  # addr_space_cast (off 1 of a 64-bit move: arena, 6.9+) is not v4
+            return "movsx"
         return "gotol" if cls == BPF_JMP32 and op == BPF_JA else None
+
+    @property
+    def is_addr_space_cast(self) -> bool:
+        """``rD = addr_space_cast(rS, dst_as, src_as)`` (arena pointers, Linux 6.9+): a 64-bit
+        register move with off 1 (BPF_ADDR_SPACE_CAST), imm ``dst_as << 16 | src_as``."""
+        return self.code == BPF_ALU64 | BPF_MOV | BPF_X and self.off == 1
 
     @property
     def is_cpu_v4(self) -> bool:
@@ -231,6 +239,8 @@ class Insn(Record):
         """Mnemonic in the kernel's naming: ``ldxw``, ``add64``, ``jeq``, ``call``, ``lddw``...;
         cpu v4's: ``ldxsb``, ``movsx64 reg``, ``sdiv32 imm``, ``smod64 reg``, ``bswap16``, ``gotol``."""
         cls, op = self.code & 0x07, self.code & 0xF0
+        if self.is_addr_space_cast:
+            return "addr_space_cast"
         if cls in (BPF_ALU, BPF_ALU64) and op in (BPF_DIV, BPF_MOD, BPF_MOV) and self.off:
             return ("movsx" if op == BPF_MOV else "s" + _ALU_NAMES[op]) + opcode_name(self.code)[3:]
         if cls == BPF_ALU64 and op == BPF_END:
@@ -357,6 +367,8 @@ def format_insn(insn: Insn) -> str:
         sym = _ALU_SYMS.get(op)
         if sym is None:
             return f"<unknown alu {code:#04x}>"
+        if insn.is_addr_space_cast:
+            return f"r{dst} = addr_space_cast(r{src}, {(imm >> 16) & 0xFFFF:#x}, {imm & 0xFFFF:#x})"
         if op in (BPF_MOV, BPF_DIV, BPF_MOD) and off:
             # signed forms (cpu v4): movsx / sdiv / smod
             if op == BPF_MOV:
