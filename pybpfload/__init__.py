@@ -52,6 +52,7 @@ _EXPORTS = {
     "LinkInfo": "link",
     "Spec": "btf",
     "BtfHandle": "syscall.btf_handle",
+    "Token": "syscall.token",
     "Map": "kernel.maps",
     "MapInfo": "kernel.maps",
     "MapKeyError": "kernel.maps",
@@ -173,6 +174,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .kernel.maps import BPF_ANY, BPF_EXIST, BPF_F_LOCK, BPF_NOEXIST, Map, MapInfo, MapKeyError, possible_cpus  # noqa: F401
     from .btf import Spec  # noqa: F401
     from .syscall.btf_handle import BtfHandle  # noqa: F401
+    from .syscall.token import Token  # noqa: F401
     from .link import Link, LinkInfo  # noqa: F401
     from .object import Object  # noqa: F401
     from .events.perfbuf import PerfBuffer  # noqa: F401
