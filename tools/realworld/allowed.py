@@ -100,7 +100,7 @@ def _weak_typed_ksym_in_kallsyms_only(ctx: Context, d: Difference) -> bool:
     from pybpfload.reloc.extern_values import kallsyms
 
     v = d.values
-    if not (v.get("ours") == "ok" and v.get("current") == "refused" and v.get("1.1") in ("refused", NA)):
+    if not (v.get("ours") == "ok" and v.get("current") == "refused" and v.get("1.1", NA) in ("refused", NA)):
         return False
     try:
         with Object.open(ctx.path) as obj:
