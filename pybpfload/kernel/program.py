@@ -253,7 +253,7 @@ class Program(Strict, FdObject):
             )
         except VerifierError as e:
             refused = _prog_type_refused(e, int(self.type), token)
-            raise (_cpu_v4_refused(e, self._insns) if refused is e else refused) from None
+            raise (_cpu_v4_refused(e, self._insns, token) if refused is e else refused) from None
         self.log = log
         self._own(fd)
         return self
@@ -498,7 +498,7 @@ def _prog_type_refused(e: VerifierError, prog_type: int, token: Optional["Token"
 CPU_V4_REFUSED = "this kernel does not support BPF ISA v4 instructions (cpu v4, Linux 6.6+)"
 
 
-def _cpu_v4_refused(e: VerifierError, insns: bytes) -> VerifierError:
+def _cpu_v4_refused(e: VerifierError, insns: bytes, token: Optional["Token"] = None) -> VerifierError:
     """``e`` with a hint naming the first BPF ISA v4 instruction of ``insns`` of a class
     that the loader's probes say the kernel lacks (it then says "unknown opcode 91",
     "BPF_ALU uses reserved fields"...); ``e`` unchanged otherwise."""
@@ -509,7 +509,7 @@ def _cpu_v4_refused(e: VerifierError, insns: bytes) -> VerifierError:
     from ..syscall.features import cpu_v4_supported
 
     try:
-        taken = [c for c in CPU_V4_CLASSES if cpu_v4_supported(c)]
+        taken = [c for c in CPU_V4_CLASSES if cpu_v4_supported(c, token=token)]  # probed as the load was made
     except BPFError:
         return e
     first = first_cpu_v4(insns, [c for c in CPU_V4_CLASSES if c not in taken])
