@@ -188,6 +188,7 @@ def test_per_cpu_struct_values_aggregate_member_by_member(obj: Object) -> None:
         assert {k: got[k] for k in want} == want and "comm" not in got
         assert getattr(percpu, f"percpu_{how}")(m, 0) == got  # the toolkit, from the BTF layout
     assert v.avg().packets == pytest.approx(sum(r["packets"] for r in rows) / n)
+    assert [x.packets for x in percpu.percpu_values(m, 0)] == [r["packets"] for r in rows]
     totals = percpu.percpu_sum_all(m)
     assert sorted(totals) == [0, 1] and totals[0] == v.sum()  # keys decoded as the map decodes them
     assert obj.maps["percpu_stats"].lookup_batch is not None and list(m.dump().values())[0].sum() == v.sum()

@@ -256,6 +256,8 @@ def percpu_values(m: "Map", key: Any, *, value_format: Optional[str] = None) -> 
 
     raw = RawMap(m)
     layout = _Layout(raw, value_format)
+    if layout.fmt is None:  # a typed struct value: the map's own per-CPU list of value objects
+        return list(m.lookup(key))
     buf = raw.lookup(key)
     st = struct.Struct(layout.fmt)
     out = []
