@@ -55,7 +55,7 @@ MAX_TYPES = 60  # per piece: past that, more pointer targets become forward decl
 
 def vmlinux_piece(spec: object, roots: Iterable[str], max_types: int = MAX_TYPES) -> bytes:
     """A small BTF holding ``roots`` (names in ``spec``) and what their layout needs."""
-    import dataclasses
+    from pybpfload.abi.record import replace
 
     from pybpfload.btf import Spec
     from pybpfload.btf import types as T
@@ -94,22 +94,22 @@ def vmlinux_piece(spec: object, roots: Iterable[str], max_types: int = MAX_TYPES
         if isinstance(t, T.Pointer):
             new = T.Pointer(0, t.name, ref(t.type, True))
         elif isinstance(t, (T.Typedef, T.Volatile, T.Const, T.Restrict, T.TypeTag)):
-            new = dataclasses.replace(t, id=0, type=ref(t.type))  # type: ignore[call-arg]
+            new = replace(t, id=0, type=ref(t.type))  # type: ignore[call-arg]
         elif isinstance(t, T.Array):
             new = T.Array(0, t.name, ref(t.type), ref(t.index_type), t.nelems)
         elif isinstance(t, (T.Struct, T.Union)):
-            members = tuple(dataclasses.replace(m, type=ref(m.type)) for m in t.members)
-            new = dataclasses.replace(t, id=0, members=members)
+            members = tuple(replace(m, type=ref(m.type)) for m in t.members)
+            new = replace(t, id=0, members=members)
         elif isinstance(t, T.FuncProto):
-            params = tuple(dataclasses.replace(p, type=ref(p.type, True)) for p in t.params)
+            params = tuple(replace(p, type=ref(p.type, True)) for p in t.params)
             new = T.FuncProto(0, t.name, ref(t.return_type, True), params)
         elif isinstance(t, (T.Func, T.Var)):
-            new = dataclasses.replace(t, id=0, type=ref(t.type))  # type: ignore[call-arg]
+            new = replace(t, id=0, type=ref(t.type))  # type: ignore[call-arg]
         elif isinstance(t, T.DeclTag):
-            new = dataclasses.replace(t, id=0, type=ref(t.type))
+            new = replace(t, id=0, type=ref(t.type))
         else:  # INT, ENUM, ENUM64, FWD, FLOAT: no references
-            new = dataclasses.replace(t, id=0)
-        b.replace(new_id, dataclasses.replace(new, id=new_id))  # type: ignore[call-arg]
+            new = replace(t, id=0)
+        b.replace(new_id, replace(new, id=new_id))  # type: ignore[call-arg]
         return new_id
 
     for name in roots:

@@ -523,7 +523,7 @@ def test_leaving_the_loop_consumes_the_record_it_had(ring: Map) -> None:
         async def main() -> bytes:
             prod.run(3)
             stream = rb.stream(copy=True)
-            async for _, rec in stream:
+            async for _, rec in stream:  # noqa: B007 - the first record, returned after the loop
                 break
             await stream.aclose()
             return rec
