@@ -67,6 +67,7 @@ def setup() -> None:
     features._cache[("has_probe_read_kernel",)] = False  # exercises the helper fix-up
     features._cache[("has_bpf_cookie",)] = True
     features._cache[("has_prog_name",)] = True
+    features._cache[("has_ldimm64_full_range_off",)] = True  # __arena globals at the arena's end
     externs.kallsyms = lambda names, path="": {n: 0xFFFFFFFF81000000 + 16 * i for i, n in enumerate(sorted(set(names)))}  # type: ignore[assignment]
     loader._has_syscall_wrapper = lambda: True  # type: ignore[assignment]
 
@@ -273,6 +274,7 @@ def _prepare(obj: Any) -> None:
     # 1. externs, struct_ops against the kernel's types
     load._resolve_externs()
     load._init_struct_ops()
+    load._place_arena_globals()
     # 2. the object's BTF as it would be uploaded, for a new and an old kernel
     model = obj.model
     if model.btf_raw is not None:

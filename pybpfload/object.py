@@ -385,6 +385,11 @@ class Object(Strict):
                 if kind is None or btf is None or ms.name not in self._maps:
                     continue
                 g[ms.real_name] = SectionVars(self._maps[ms.name], ms.real_name, btf, kind)
+            from .elf.model import ARENA_SEC
+
+            arena = self.model.arena_map
+            if arena is not None and btf is not None and self.model.datasec(ARENA_SEC) is not None:
+                g[ARENA_SEC] = SectionVars(self._maps[arena], ARENA_SEC, btf, "arena")
             self.__dict__["_globals"] = g
         return _NamedView(g, "data section", {}, self.name)
 
@@ -412,6 +417,12 @@ class Object(Strict):
     def bss(self) -> "SectionVars":
         """The ``.bss`` variables."""
         return self._section(".bss")
+
+    @property
+    def arena(self) -> "SectionVars":
+        """The ``__arena`` globals (``.addr_space.1``, in the object's arena map): before load
+        the image the arena starts with, after load the arena's memory itself."""
+        return self._section(".addr_space.1")
 
     # .kconfig's variables are obj.globals[".kconfig"] (read-only): obj.kconfig is the kconfig option's text
 

@@ -13,13 +13,13 @@ from pybpfload import Object
 from pybpfload.btf import types as T
 
 from .conftest import FIXTURES
-from .test_libbpf_api import LIBBPF_1_1_BLIND, LIBBPF_REFUSES, oracle
+from .test_libbpf_api import LIBBPF_1_1_BLIND, LIBBPF_1_1_REFUSES, LIBBPF_REFUSES, oracle
 
 BTF_KIND_DATASEC = 15
 WITH_DATA = sorted(
     p.name
     for p in FIXTURES.glob("*.bpf.o")
-    if p.name not in LIBBPF_REFUSES | LIBBPF_1_1_BLIND and any(s in p.read_bytes() for s in (b".rodata", b".data", b".bss"))
+    if p.name not in LIBBPF_REFUSES | LIBBPF_1_1_BLIND | LIBBPF_1_1_REFUSES and any(s in p.read_bytes() for s in (b".rodata", b".data", b".bss"))
 )
 
 Datasecs = List[Tuple[str, int, Tuple[Tuple[int, int, int], ...]]]

@@ -8,6 +8,7 @@ offset) so that the loader can resolve them against kernel objects later.
 from __future__ import annotations
 
 import enum
+import mmap
 from typing import ClassVar, Dict, Optional, Tuple
 
 from ..abi.record import Record, _set
@@ -26,7 +27,14 @@ __all__ = [
     "DatasecVar",
     "DatasecInfo",
     "ElfModel",
+    "ARENA_SEC",
+    "PAGE_SIZE",
 ]
+
+# __arena globals (clang 19 address_space(1) variables): libbpf's ARENA_SEC.  They live in
+# the object's one BPF_MAP_TYPE_ARENA map, whose MapSpec.initial_value is this section.
+ARENA_SEC = ".addr_space.1"
+PAGE_SIZE = mmap.PAGESIZE  # libbpf's sysconf(_SC_PAGE_SIZE): an arena's size is max_entries pages
 
 
 class MapKind(enum.Enum):
@@ -50,7 +58,7 @@ class RelocKind(enum.Enum):
     """What a relocated instruction refers to (libbpf's RELO_* kinds)."""
 
     MAP = "map"  # ld_imm64 of a map: fd
-    DATA = "data"  # ld_imm64 into a global data map: map value + offset
+    DATA = "data"  # ld_imm64 into a global data map (or the arena, for __arena globals): map value + offset
     CALL = "call"  # bpf-to-bpf call into .text
     SUBPROG_ADDR = "subprog_addr"  # ld_imm64 of a .text function's address (callbacks)
     EXTERN_LD64 = "extern_ld64"  # ld_imm64 of a kconfig or ksym extern
@@ -199,7 +207,7 @@ class MapSpec(Record):
     btf_value_type_id: int
     inner: Optional["MapSpec"]  # map-in-map template ("<name>.inner")
     init_slots: Tuple[Optional[str], ...]  # prog array: program names; map of maps: map names
-    initial_value: Optional[bytes]  # global data maps: section contents (None for .bss / .kconfig)
+    initial_value: Optional[bytes]  # global data maps: section contents (None for .bss / .kconfig); arena: .addr_space.1
     sec_idx: int
     sec_offset: int
     real_name: str  # internal maps: the ELF section name (".rodata.custom")
@@ -380,7 +388,7 @@ class ElfModel(Record):
 
     __slots__ = (
         "license", "kversion", "programs", "maps", "externs", "btf_raw", "btf_ext_raw", "datasecs", "text_shndx",
-        "section_names",
+        "section_names", "arena_map",
     )
     _fields: ClassVar[Tuple[str, ...]] = __slots__
     license: str
@@ -393,6 +401,7 @@ class ElfModel(Record):
     datasecs: Tuple[DatasecInfo, ...]
     text_shndx: int  # 0 when there is no .text
     section_names: Dict[int, str]  # section index -> name, for messages
+    arena_map: Optional[str]  # the BPF_MAP_TYPE_ARENA map (libbpf's arena_map_idx), whose value the arena globals are
 
     def __init__(
         self,
@@ -406,6 +415,7 @@ class ElfModel(Record):
         datasecs: Tuple[DatasecInfo, ...],
         text_shndx: int,
         section_names: Optional[Dict[int, str]] = None,
+        arena_map: Optional[str] = None,
     ) -> None:
         _set(self, "license", license)
         _set(self, "kversion", kversion)
@@ -417,6 +427,7 @@ class ElfModel(Record):
         _set(self, "datasecs", datasecs)
         _set(self, "text_shndx", text_shndx)
         _set(self, "section_names", dict() if section_names is None else section_names)
+        _set(self, "arena_map", arena_map)
 
     def program(self, name: str) -> Optional[ProgramSpec]:
         for p in self.programs:

@@ -12,12 +12,14 @@ import bisect
 import struct
 from typing import Dict, List, Optional, Tuple
 
+from ..abi.record import replace
+from ..abi.uapi import MapType
 from ..btf import Spec
 from ..btf import types as T
 from ..errors import BPFError, BTFError, ELFError
 from . import mapdefs
 from .externs import KCONFIG_SEC, KSYMS_SEC, collect_externs, kconfig_map_size
-from .model import DatasecInfo, DatasecVar, ElfModel, ExternSpec, MapKind, MapSpec, ProgramSpec, Reloc, RelocKind
+from .model import ARENA_SEC, PAGE_SIZE, DatasecInfo, DatasecVar, ElfModel, ExternSpec, MapKind, MapSpec, ProgramSpec, Reloc, RelocKind
 from .reader import (
     SHN_LORESERVE,
     SHT_LLVM_ADDRSIG,
@@ -90,6 +92,7 @@ class _Collected:
         self.data_secs: List[Tuple[Section, MapKind]] = []
         self.rel_secs: List[Section] = []
         self.st_ops_secs: List[Section] = []
+        self.arena_sec: Optional[Section] = None  # .addr_space.1: __arena globals
 
 
 def _collect(elf: ElfFile) -> _Collected:
@@ -125,6 +128,8 @@ def _collect(elf: ElfFile) -> _Collected:
             c.exec_secs.append(sec)
         elif name in STRUCT_OPS_SECTIONS:
             c.st_ops_secs.append(sec)
+        elif name == ARENA_SEC and sec.type == SHT_PROGBITS and sec.size > 0:
+            c.arena_sec = sec  # as libbpf: PROGBITS with data only (else an unknown section)
         elif sec.type == SHT_REL:
             if sec.entsize != 16 or sec.info >= nsec:
                 raise ELFError(f"relocation section {name!r}: bad entry size {sec.entsize} or target {sec.info}")
@@ -200,6 +205,37 @@ def _datasecs(elf: ElfFile, btf: Spec) -> Tuple[List[T.Datasec], List[DatasecInf
         out.sort(key=lambda d: d.offset)
         fixed.append(DatasecInfo(name, tid, size, tuple(out)))
     return raw, fixed
+
+
+def _arena(maps: List[MapSpec], sec: Optional[Section], data_maps: Dict[int, str]) -> Optional[str]:
+    """The object's one arena map (libbpf's arena_map_idx); its initial value becomes the
+    __arena globals of ``sec`` (.addr_space.1), which relocations then point into.
+
+    As libbpf's bpf_object__init_user_btf_maps: one ARENA map at most; globals need
+    one, declared in SEC(".maps"); they must fit in it (whole pages).
+    """
+    found: Optional[int] = None
+    for i, m in enumerate(maps):
+        if m.type != MapType.BPF_MAP_TYPE_ARENA or m.kind is not MapKind.BTF:
+            continue
+        if found is not None:
+            raise ELFError(f"map {m.name!r}: only single ARENA map is supported (map {maps[found].name!r} is also ARENA)")
+        found = i
+    if sec is None:
+        return maps[found].name if found is not None else None
+    if found is None:
+        raise ELFError(
+            f"section {ARENA_SEC!r}: to use global __arena variables the ARENA map should be explicitly declared in SEC(\".maps\")"
+        )
+    m = maps[found]
+    room = PAGE_SIZE * m.max_entries
+    if (sec.size + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE > room:
+        raise ELFError(
+            f"section {ARENA_SEC!r}: declared ARENA map size ({room}) is too small to hold global __arena variables of size {sec.size}"
+        )
+    maps[found] = replace(m, initial_value=bytes(sec.data))
+    data_maps[sec.index] = m.name
+    return m.name
 
 
 def _linkage(btf: Spec, tid: int) -> int:
@@ -329,6 +365,7 @@ def _parse(data: bytes, obj_name: str, relaxed_maps: bool, pin_root_path: Option
         m = mapdefs.global_data_map(obj_name, kind, sec, btf, ds_by_name)
         data_maps[sec.index] = m.name
         maps.append(m)
+    arena_map = _arena(maps, c.arena_sec, data_maps)
     ksize = kconfig_map_size(externs)
     if ksize > MAX_DATA_SIZE:
         raise ELFError(f".kconfig externs take {ksize} bytes, too large for a map value")
@@ -400,4 +437,5 @@ def _parse(data: bytes, obj_name: str, relaxed_maps: bool, pin_root_path: Option
         datasecs=tuple(datasecs),
         text_shndx=c.text_shndx,
         section_names={s.index: s.name for s in elf.sections if s.index},
+        arena_map=arena_map,
     )

@@ -12,6 +12,10 @@ DATASEC (offsets filled from the ELF, as libbpf does at open).
   is BPF_F_MMAPABLE (what libbpf's skeleton does), else element 0 is looked
   up or read, changed and updated.  ``.rodata`` is frozen at load and
   ``.kconfig`` is the loader's: writing them then raises StateError.
+- ``__arena`` globals (``.addr_space.1``, ``obj.arena``) live in the object's
+  arena map: before load in the image copied into the arena at load
+  (``Map.initial_value``), after load straight in the arena's mapping
+  (``Map.arena``), where the programs see every write at once.
 
 An unknown name raises :class:`~pybpfload.errors.UnknownAttributeError`
 listing the section's variables.
@@ -34,7 +38,7 @@ BPF_F_MMAPABLE = 1 << 10
 class SectionVars:
     """The variables of one data section; see the module docstring."""
 
-    __slots__ = ("_map", "_section", "_vars", "_readonly_loaded", "_always_readonly", "_mm")
+    __slots__ = ("_map", "_section", "_vars", "_readonly_loaded", "_always_readonly", "_mm", "_arena")
 
     _map: "Map"
     _section: str
@@ -42,6 +46,7 @@ class SectionVars:
     _readonly_loaded: bool
     _always_readonly: bool
     _mm: Any
+    _arena: bool  # the __arena globals: in the arena's mapping once created
 
     def __new__(cls, m: "Map", section: str, btf: "Spec", kind: str) -> "SectionVars":
         from ..btf import types as T
@@ -70,6 +75,7 @@ class SectionVars:
         object.__setattr__(self, "_readonly_loaded", kind == "rodata")
         object.__setattr__(self, "_always_readonly", kind == "kconfig")
         object.__setattr__(self, "_mm", None)
+        object.__setattr__(self, "_arena", kind == "arena")
         return self
 
     # ------------------------------------------------------------ access
@@ -84,6 +90,8 @@ class SectionVars:
             if image is not None and not isinstance(image, (bytes, bytearray)):
                 return _Zeros(len(image))  # a ZeroImage (.bss): not materialised to be read
             return m.initial_value or bytes(m.value_size)
+        if self._arena:  # looked up each time: the mapping goes with the map's close
+            return m._arena_globals_view()
         if m.flags & BPF_F_MMAPABLE:
             try:
                 mm = m.mmap(writable=not (self._readonly_loaded or self._always_readonly))
@@ -118,7 +126,7 @@ class SectionVars:
             raise StateError(f"{self._section}.{name}: {self._section} was frozen at load (read-only); set it before load()")
         buf = self._live_buffer()
         new = c.pack(value, base=bytes(buf[off : off + c.size]), path=f"{self._section}.{name}")
-        if buf is self._mm:
+        if buf is self._mm or (self._arena and m.created):
             buf[off : off + c.size] = new
             return
         image = bytearray(bytes(buf))
@@ -239,7 +247,9 @@ def _is_aggregate(c: "Codec") -> bool:
 
 
 def section_kind(section: str) -> Optional[str]:
-    """ "data", "rodata", "bss" or "kconfig" for a data section's name, else None."""
+    """ "data", "rodata", "bss", "kconfig" or "arena" for a data section's name, else None."""
+    if section == ".addr_space.1":
+        return "arena"
     for kind in ("rodata", "data", "bss"):
         if section == "." + kind or section.startswith("." + kind + "."):
             return kind

@@ -46,6 +46,7 @@ from ..syscall.fd import Fd
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..syscall.token import Token
+    from .arena import ArenaMapping
 
 __all__ = ["Map", "MapType", "MapInfo", "MapKeyError", "possible_cpus", "BPF_ANY", "BPF_NOEXIST", "BPF_EXIST", "BPF_F_LOCK"]
 
@@ -272,6 +273,8 @@ class Map(Strict, FdObject):
     ) -> None:
         super().__init__(name)
         self.__dict__["_kmv"] = None
+        self.__dict__["_arena"] = None  # an arena's user mapping (Map.arena), owned
+        self.__dict__["_arena_globals"] = (0, 0)  # where the object's __arena globals are in it (offset, size)
         self.type = type
         self.key_size = key_size
         self.value_size = value_size
@@ -440,15 +443,19 @@ class Map(Strict, FdObject):
 
     @property
     def initial_value(self) -> Optional[bytes]:
-        """The initial contents of a global data map (element 0), or of a struct_ops map.
+        """The initial contents of a global data map (element 0), of a struct_ops map, or
+        of an object's ``__arena`` globals (an arena map's ``.addr_space.1``).
 
         Before the map is created: the image it will be created with (settable).
         Once created, for an array: the live value, as the kernel holds it now
         (what libbpf's ``bpf_map__initial_value`` pointer into the mmapped map
-        shows); setting it then raises StateError (libbpf: -EBUSY).  A
-        struct_ops map keeps the object's struct.
+        shows); for an arena, the globals' bytes in the mapping now.  Setting
+        it then raises StateError (libbpf: -EBUSY).  A struct_ops map keeps the
+        object's struct.
         """
         image = self._initial_value
+        if image is not None and self.type == MapType.BPF_MAP_TYPE_ARENA and self.created:
+            return self._arena_globals_view().raw
         if image is None or self.type != MapType.BPF_MAP_TYPE_ARRAY or not self.created:
             return bytes(image) if isinstance(image, ZeroImage) else image
         return self._lookup_raw(0)
@@ -573,6 +580,7 @@ class Map(Strict, FdObject):
 
     def _uncreate(self) -> None:
         """Close the fd just created and be a definition again."""
+        self._unmap_arena()
         fd = self._fd
         self.__dict__["_kmv"] = None
         object.__setattr__(self, "_fd", None)
@@ -638,6 +646,7 @@ class Map(Strict, FdObject):
 
     def close(self) -> None:
         self.__dict__["_kmv"] = None
+        self._unmap_arena()
         super().close()
 
     def __repr__(self) -> str:
@@ -1228,7 +1237,12 @@ class Map(Strict, FdObject):
         commands.map_freeze(self._live().fileno(), name=self.name)
 
     def mmap(self, writable: bool = True) -> _mmap.mmap:
-        """Memory-map a BPF_F_MMAPABLE array; the caller owns (and closes) the mapping."""
+        """Memory-map a BPF_F_MMAPABLE array; the caller owns (and closes) the mapping.
+
+        An arena's memory is :attr:`arena` (one mapping, the map's own).
+        """
+        if self.type == MapType.BPF_MAP_TYPE_ARENA:
+            raise BPFError(f"map {self.name!r} is an arena: its memory is map.arena (mapped once, owned by the map)")
         if not self.flags & BPF_F_MMAPABLE:
             raise BPFError(f"map {self.name!r} was not created with BPF_F_MMAPABLE")
         size = ((self.value_size + 7) & ~7) * self.max_entries
@@ -1239,6 +1253,45 @@ class Map(Strict, FdObject):
             return _mmap.mmap(self._live().fileno(), size, _mmap.MAP_SHARED, prot)
         except OSError as e:
             raise SyscallError(e.errno or errno.EINVAL, "mmap", self.name) from None
+
+
+    # ------------------------------------------------------------ arena (BPF_MAP_TYPE_ARENA, 6.9+)
+    @property
+    def arena(self) -> "ArenaMapping":
+        """An arena map's memory in this process (:class:`~pybpfload.kernel.arena.ArenaMapping`).
+
+        An object's load maps it right after creating the map, as libbpf does
+        (programs that use the arena need its user address); a map made by hand
+        is mapped on first use.  At ``map_extra`` when set, else where the
+        kernel picks.  The map owns the mapping: :meth:`close` unmaps it.
+        """
+        a: Optional["ArenaMapping"] = self.__dict__.get("_arena")
+        if a is not None:
+            return a
+        if self.type != MapType.BPF_MAP_TYPE_ARENA:
+            raise BPFError(f"map {self.name!r} is not an arena ({_type_name(self.type)})")
+        return self._map_arena()
+
+    def _map_arena(self) -> "ArenaMapping":
+        """mmap the whole arena (``max_entries`` pages), at ``map_extra`` when set."""
+        from .arena import ArenaMapping
+
+        fd = self._live()
+        a = ArenaMapping(fd.fileno(), _mmap.PAGESIZE * self.max_entries, self.map_extra, self.name)
+        a.globals_offset, a.globals_size = self.__dict__.get("_arena_globals", (0, 0))
+        self.__dict__["_arena"] = a
+        return a
+
+    def _arena_globals_view(self) -> Any:
+        """The object's __arena globals in the mapping, as a writable buffer."""
+        a = self.arena
+        return a.view(a.globals_offset, a.globals_size)
+
+    def _unmap_arena(self) -> None:
+        a = self.__dict__.get("_arena")
+        if a is not None:
+            self.__dict__["_arena"] = None
+            a.close()
 
 
 @lru_cache(maxsize=64)

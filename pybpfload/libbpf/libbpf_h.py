@@ -855,6 +855,13 @@ def bpf_map__set_initial_value(map: Map, data: Any, size: Optional[int] = None) 
             return _fail(-_errno.EINVAL)
         map.initial_value = data_b[:size]
         return 0
+    if map.type == MapType.BPF_MAP_TYPE_ARENA:  # the __arena globals: their size, before creation
+        if map.created:
+            return _fail(-_errno.EBUSY)
+        if map.initial_value is None or size != len(map.initial_value) or size > len(data_b):
+            return _fail(-_errno.EINVAL)
+        map.initial_value = data_b[:size]
+        return 0
     is_data, is_kconfig = _is_global_data(map)
     if not is_data or is_kconfig or size != map.value_size or size > len(data_b) or map.created:
         return _fail(-_errno.EINVAL)
@@ -867,7 +874,19 @@ def bpf_map__initial_value(map: Map, psize: Any = None) -> Optional[bytes]:
 
     ``psize`` receives the size.  Unlike C's pointer, the result is a copy:
     write with :func:`bpf_map__set_initial_value` or the map itself.
+
+    An arena with ``__arena`` globals, as libbpf: their bytes before load; after, the
+    same number of bytes from the start of the arena's mapping (libbpf 1.7 returns the
+    mapping, whose globals may sit at its end: ``map.arena.globals_offset``).
     """
+    if map.type == MapType.BPF_MAP_TYPE_ARENA:
+        image = map.initial_value
+        if image is None:
+            return None
+        if map.created:
+            image = map.arena.read(0, len(image))
+        _set_out(psize, len(image))
+        return image
     if map.type == MapType.BPF_MAP_TYPE_STRUCT_OPS:  # the object's struct (libbpf's st_ops->data)
         if map.initial_value is None:
             return None

@@ -6,7 +6,9 @@ In libbpf's order (bpf_object_load):
 2. the object's BTF is fixed up, sanitised for this kernel and loaded —
    carrying on without it when the kernel refuses it, as libbpf does;
 3. maps are created (reusing maps pinned by name), global data maps filled
-   and frozen where libbpf freezes them, maps of maps initialised;
+   and frozen where libbpf freezes them, an arena mmapped and its ``__arena``
+   globals copied in (at the offset :mod:`.arena_globals` gives), maps of maps
+   initialised;
 4. every program is relocated: CO-RE, subprograms appended, map / global
    data / extern references patched, func_info and line_info adjusted;
 5. programs are loaded (attach BTF ids looked up for BTF-attached types);
@@ -25,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping, Optional, 
 
 from ..syscall import features
 from .. import log
+from . import arena_globals
 from ..elf.model import ExternKind, MapKind, RelocKind
 from ..errors import BPFError, BPFOSError, NotSupportedError, PinError, RelocationError, StateError, VerifierError
 from .linker import (
@@ -169,6 +172,7 @@ class _Load:
         # every map, BTF and program creation and every feature probe goes through it (libbpf)
         self.token: Optional["Token"] = getattr(obj, "token", None)
         self.token_fd = self.token.fd if self.token is not None else 0
+        self.arena_data_off = 0  # where the __arena globals start in the arena (libbpf's arena_data_off)
 
     # ------------------------------------------------------------ driver
     def run(self) -> None:
@@ -326,6 +330,7 @@ class _Load:
     def _create_maps(self) -> None:
         btf_fd = self.btf_handle.fd if self.btf_handle is not None else 0
         global_data = None
+        self._place_arena_globals()
         for name, m in self.obj.maps.items():
             ms = self.obj.map_spec(name)
             assert ms is not None
@@ -353,10 +358,39 @@ class _Load:
                 self._populate_internal(m, ms.kind)
             else:
                 self._create_one(m, ms.name_for_kernel, btf_fd)
+                if m.type == MapType.BPF_MAP_TYPE_ARENA:
+                    self._map_arena(m, name == self.model.arena_map)
             if m.pinning == 1 and m.pin_path:
                 self._pin_new(m)
         # maps of maps: inner maps named in .maps initial values (libbpf's init_map_in_map_slots)
         self._fill_slots((MapType.BPF_MAP_TYPE_ARRAY_OF_MAPS, MapType.BPF_MAP_TYPE_HASH_OF_MAPS), self.obj.maps, "map")
+
+    def _place_arena_globals(self) -> None:
+        """Where the __arena globals go in the arena, before anything is created (libbpf 1.7:
+        its end where the kernel takes ld_imm64 offsets that large, else its start)."""
+        name = self.model.arena_map
+        if name is None:
+            return
+        m = self.obj.maps[name]
+        image = m._initial_value
+        spec = self.obj.map_spec(name)
+        want = len(spec.initial_value or b"") if spec is not None else 0
+        if image is not None and len(image) != want:
+            raise BPFError(f"map {name!r}: initial value is {len(image)} bytes, the object's __arena globals are {want}")
+        full_range = features.has_ldimm64_full_range_off(token=self.token)
+        self.arena_data_off = arena_globals.data_offset(m.max_entries, want, full_range_off=full_range)
+        m.__dict__["_arena_globals"] = (self.arena_data_off, want)
+        log.debug("map '%s': __arena globals (%d bytes) at offset %d of the arena", name, want, self.arena_data_off)
+
+    def _map_arena(self, m: "Map", globals_: bool) -> None:
+        """As libbpf right after creating an arena: mmap it (at map_extra when set) and
+        copy the object's __arena globals in.  Programs that use the arena need it
+        mapped: the kernel takes its user address from the mapping."""
+        a = m._map_arena()
+        image = m._initial_value if globals_ else None
+        if image is not None and len(image):
+            a.write(a.globals_offset, bytes(image))
+        log.debug("map '%s': arena mapped at %#x, %d bytes", m.name, a.address, a.size)
 
     def _fill_slots(self, types: Tuple[int, ...], targets: "Mapping[str, Any]", what: str) -> None:
         """Store the fds of the maps / programs named in ``.maps`` initial values into their slots."""
@@ -592,6 +626,9 @@ class _Load:
             if r.kind is RelocKind.MAP:
                 m = self._map(r.map_name, prog)
                 patch_ld_imm64(insns, idx, BPF_PSEUDO_MAP_FD, m.fileno())
+            elif r.kind is RelocKind.DATA and r.map_name == self.model.arena_map:
+                m = self._map(r.map_name, prog)
+                arena_globals.patch_ref(insns, idx, m.fileno(), r.sym_off, self.arena_data_off)
             elif r.kind is RelocKind.DATA:
                 m = self._map(r.map_name, prog)
                 imm, _ = ld_imm64_imm(insns, idx)
@@ -835,6 +872,9 @@ def _fixup_extern_btf(b: "Builder", externs: Iterable["ExternSpec"]) -> None:
 
 def _forget_fd(o: object) -> None:
     """Close an object's fd and return it to its unloaded state."""
+    unmap = getattr(o, "_unmap_arena", None)
+    if unmap is not None:  # an arena's mapping goes before its fd
+        unmap()
     fd = getattr(o, "_fd", None)
     if fd is not None:
         fd.close()

@@ -43,6 +43,7 @@ __all__ = [
     "has_bpf_token",
     "has_cpu_v4",
     "cpu_v4_supported",
+    "has_ldimm64_full_range_off",
     "reset_cache",
     "refusal",
     "running_kernel_version",
@@ -326,6 +327,34 @@ def has_prog_bind_map(*, token: "Optional[Token]" = None) -> bool:
 def has_bpf_cookie(*, token: "Optional[Token]" = None) -> bool:
     """bpf_get_attach_cookie (5.15+)."""
     return helper_supported(ProgType.BPF_PROG_TYPE_KPROBE, FuncId.BPF_FUNC_get_attach_cookie, token=token)
+
+
+@_cached
+def has_ldimm64_full_range_off(*, token: "Optional[Token]" = None) -> bool:
+    """Map value offsets of ld_imm64 past 512 MiB get past the verifier's own limit
+    (libbpf 1.7's FEAT_LDIMM64_FULL_RANGE_OFF): where they do, libbpf 1.7 places an
+    object's arena globals at the end of the arena, else at its start.
+
+    As libbpf: a tracepoint program loads ``&value + 1 GiB`` of a one-byte array and
+    must fail; "direct value offset of" in the log is the old limit (False), "invalid
+    access to map value pointer" the map's own bounds check (True), anything else False.
+    """
+    try:
+        m = commands.map_create(MapType.BPF_MAP_TYPE_ARRAY, 4, 1, 1, name="arr", token_fd=_tfd(token))
+    except BPFError:
+        return False
+    with m:
+        code = _ldimm64(1, 2, m.fileno(), 1 << 30) + _insn(0x95)  # r1 = &value + (1 << 30); exit
+        try:
+            fd, _ = commands.prog_load(
+                ProgType.BPF_PROG_TYPE_TRACEPOINT, code, "GPL", name="global_reloc", log_level=1, token_fd=_tfd(token)
+            )
+        except VerifierError as e:
+            return "direct value offset of" not in e.log and "invalid access to map value pointer" in e.log
+        except SyscallError:
+            return False
+        fd.close()  # loaded: not what any kernel does (libbpf: unexpected, the feature counts as absent)
+        return False
 
 
 # BPF ISA v4 (Linux 6.6), by class (elf.insn.CPU_V4_CLASSES): a program that
