@@ -13,6 +13,7 @@ import ctypes
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -66,8 +67,20 @@ def strftime() -> str:
     return time.strftime("%H:%M:%S")
 
 
+_ctrl_c = threading.Event()
+
+
+def catch_ctrl_c() -> None:
+    """From now on Ctrl-C only asks the tool to finish: :func:`sleep` returns False at once,
+    and a Ctrl-C that lands anywhere else (between two sleeps, while a summary is being
+    read) is not lost and cannot cut the summary short."""
+    signal.signal(signal.SIGINT, lambda signum, frame: _ctrl_c.set())
+
+
 def sleep(seconds: float) -> bool:
     """Sleep; False when Ctrl-C cut it short (further Ctrl-Cs are then ignored while the tool finishes)."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:  # catch_ctrl_c()'s
+        return not _ctrl_c.wait(seconds)
     try:
         time.sleep(seconds)
         return True

@@ -15,7 +15,7 @@ import argparse
 import sys
 from typing import Optional
 
-from _common import ToolError, object_path, print_log2_hist, run, sleep, strftime
+from _common import catch_ctrl_c, ToolError, object_path, print_log2_hist, run, sleep, strftime
 
 from pybpfload import BPFError, Object
 
@@ -91,6 +91,7 @@ def main(args: argparse.Namespace) -> int:
     units = "msecs" if args.milliseconds else "usecs"
     with load(args) as obj:
         hists = obj.maps["hists"]
+        catch_ctrl_c()  # the summary is printed whenever Ctrl-C comes
         print("Tracing run queue latency... Hit Ctrl-C to end.")
         times = args.count
         while True:

@@ -15,7 +15,7 @@ import argparse
 import errno
 from typing import Any, List, Tuple
 
-from _common import ensure_tracefs, object_path, run, sleep, strftime
+from _common import catch_ctrl_c, ensure_tracefs, object_path, run, sleep, strftime
 
 from pybpfload import Object, SyscallError
 from pybpfload.toolkit.errnos import errno_number
@@ -98,6 +98,7 @@ def main(args: argparse.Namespace) -> int:
         obj.programs["sys_enter"].autoload = args.latency  # sys_enter only times calls
         obj.load()
         obj.attach_all()
+        catch_ctrl_c()  # the summary is printed whenever Ctrl-C comes
         print(f"Tracing syscalls, printing top {args.top}... Ctrl+C to quit.")
         step, seconds, hang_on = args.interval or 1, 0.0, True
         while hang_on:
