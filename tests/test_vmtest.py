@@ -265,7 +265,10 @@ def test_init_script_is_valid_sh_and_mounts_what_tests_need() -> None:
         ("overlay", ""),
     ]:
         assert re.search(rf"mount -t {fs} .*/newroot{where}\b", script), fs
-    assert f"> /newroot{initramfs.SHARE_MOUNT}/{initramfs.STATUS_FILE}" in script
+    assert f"mount -o bind /newroot{initramfs.SHARE_MOUNT} /keep/share" in script
+    assert f"> /keep/share/{initramfs.STATUS_FILE}" in script
+    # the job's root is the namespace's root (moved onto /), not a chroot below it: user namespaces work
+    assert script.index("mount -o move . /") < script.index("chroot . /bin/sh")
     assert "/newroot/tmp" not in script  # a checkout under the host's /tmp stays visible
 
 
@@ -307,7 +310,7 @@ def test_build_initramfs_from_a_fake_kernel(tmp_path: Path) -> None:
     assert order.index("9pnet.ko") < order.index("9p.ko") and order.index("netfs.ko") < order.index("9p.ko")
     assert members["kconfig"] == b"CONFIG_BPF=y\n"
     assert (k.modules_dir / "modules.dep").exists()  # depmod ran on the cached tree
-    assert f"ln -s /newroot{k.modules_dir} /lib/modules/$(uname -r)" in members["init"].decode()
+    assert f"ln -s /keep/root{k.modules_dir} /lib/modules/$(uname -r)" in members["init"].decode()
     # cached: same inputs give the same file, untouched
     mtime = cpio.stat().st_mtime_ns
     assert initramfs.build_initramfs(k, cache=tmp_path / "cache", busybox=str(busybox)) == cpio

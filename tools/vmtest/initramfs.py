@@ -110,6 +110,8 @@ def init_script(modules: Sequence[str], modules_dir: str = "") -> str:
     mods = " ".join(f"{m}.ko" for m in modules)
     new = "/newroot"
     share = new + SHARE_MOUNT
+    # what /init still needs of the new root once it is moved onto / (bind mounts made before)
+    keep_share, keep_root = "/keep/share", "/keep/root"
     return f"""#!/bin/busybox sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -138,7 +140,7 @@ mount -t cgroup2 cgroup2 {new}/sys/fs/cgroup || echo "vmtest-init: no cgroup2"
 mount -t securityfs securityfs {new}/sys/kernel/security || echo "vmtest-init: no securityfs"
 if [ -n "{modules_dir}" ] && [ -f "{new}{modules_dir}/modules.dep" ]; then
   mkdir -p /lib/modules /sbin {new}/lib/modules
-  ln -s {new}{modules_dir} /lib/modules/$(uname -r)
+  ln -s {keep_root}{modules_dir} /lib/modules/$(uname -r)
   ln -sfn {modules_dir} {new}/lib/modules/$(uname -r)
   ln -s /bin/busybox /sbin/modprobe
   echo /sbin/modprobe > /proc/sys/kernel/modprobe
@@ -147,11 +149,19 @@ fi
 ip link set lo up
 if [ -f /kconfig ]; then mkdir -p {new}/boot && cp /kconfig {new}/boot/config-$(uname -r); fi
 ulimit -l unlimited
-chroot {new} /bin/sh {SHARE_MOUNT}/{JOB_SCRIPT} > {share}/{OUTPUT_FILE} 2>&1 < /dev/null
-echo $? > {share}/{STATUS_FILE}
-dmesg > {share}/{DMESG_FILE}
+# The job's root is the root of the guest's mount namespace, as after switch_root: the new
+# root is moved onto / and entered, not chroot()ed into below it (the kernel refuses user
+# namespaces to chrooted processes).  /init keeps the job share and the module tree (on-demand
+# modprobe runs in its root) through bind mounts made before the move.
+mkdir -p {keep_share} {keep_root}
+mount -o bind {share} {keep_share} || fail "bind job share"
+mount -o bind {new} {keep_root} || fail "bind new root"
+cd {new} && mount -o move . / || fail "move new root onto /"
+chroot . /bin/sh {SHARE_MOUNT}/{JOB_SCRIPT} > {keep_share}/{OUTPUT_FILE} 2>&1 < /dev/null
+echo $? > {keep_share}/{STATUS_FILE}
+dmesg > {keep_share}/{DMESG_FILE}
 sync
-umount {share}
+umount {keep_share}
 poweroff -f
 """
 
