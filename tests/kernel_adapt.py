@@ -134,3 +134,19 @@ def sleepable_kprobe_type() -> bool:
     except BPFError:
         return False
     return True
+
+
+def as_libbpf_1_1_kversion(ours: int) -> int:
+    """The kernel version libbpf 1.1 reports where ``ours`` is the running kernel's: 1.1 reads
+    it from the release ("6.1.0-42-amd64"), current libbpf and pybpfload from a Debian
+    kernel's "Debian 6.1.176" in uname's version.  Other values are returned as they are."""
+    import re
+
+    from pybpfload.syscall.features import running_kernel_version
+
+    u = os.uname()
+    m = re.match(r"(\d+)\.(\d+)\.(\d+)", u.release)
+    if ours != running_kernel_version() or "Debian " not in u.version or m is None:
+        return ours
+    a, b, c = (int(x) for x in m.groups())
+    return (a << 16) + (b << 8) + min(c, 255)
