@@ -82,7 +82,7 @@ def _generate(obj: Any, elf: bytes) -> str:
     sections: List[Tuple[str, str, str]] = []  # (attribute, section, class)
     for section, sv in obj.globals.items():
         cls = f"_{_class_name(section)}"
-        attr = {".rodata": "rodata", ".data": "data", ".bss": "bss"}.get(section)
+        attr = {".rodata": "rodata", ".data": "data", ".bss": "bss", ".addr_space.1": "arena"}.get(section)  # arena: as bpftool and obj.arena
         if attr is None:
             attr = section.strip(".").replace(".", "_").replace("-", "_").lower()  # .data.custom: data_custom
             attr = attr if _ident(attr) and attr not in ("obj", "maps", "progs") else f"section{len(sections)}"
