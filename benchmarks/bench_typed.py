@@ -81,7 +81,7 @@ def main() -> None:
     ev = record_decoder(None, "struct ev", btf=spec)  # what a typed ring / perf buffer callback gets
     rec = memoryview(raw)  # records arrive as views of the ring
     rng = range(a.n)
-    for v in (dec(raw, 0), ev(rec)):
+    for v in (dec(raw), ev(rec)):
         assert (v.pid, v.ret, v.ts, v.cpu, v.prio) == (1, -2, 3, 4, -5)
 
     def floor() -> None:
@@ -90,7 +90,7 @@ def main() -> None:
 
     def typed() -> None:
         for _ in rng:
-            dec(raw, 0)
+            dec(raw)
 
     from pybpfload.events.typedrec import ring_callback
 

@@ -828,13 +828,13 @@ class Map(Strict, FdObject):
             return PerCpu([self._decode(raw[i * st : i * st + vs]) for i in range(self._ncpu)])
         vd = self._vdec
         if vd is not None:
-            return vd(vbuf, 0)
+            return vd(vbuf)  # offset 0 by default: one argument less to pass
         return self._decode(vbuf.raw[: self.value_size])
 
     def _decode(self, b: bytes) -> Any:
         vd = self._vdec
         if vd is not None:
-            return vd(b, 0)
+            return vd(b)
         vs = self._vstruct
         if vs is None:
             return b
@@ -844,7 +844,7 @@ class Map(Strict, FdObject):
     def _decode_key(self, b: bytes) -> Any:
         kd = self._kdec
         if kd is not None:
-            return kd(b, 0)
+            return kd(b)
         ks = self._kstruct
         if ks is None:
             return b
