@@ -362,8 +362,8 @@ class Map(Strict, FdObject):
     _value_format: Optional[str]
     _kstruct: Optional[struct.Struct]
     _vstruct: Optional[struct.Struct]
-    _kdec: Optional[Callable[[Any, int], Any]]  # the BTF codecs' decode (typed maps), else None
-    _vdec: Optional[Callable[[Any, int], Any]]
+    _kdec: Optional[Callable[..., Any]]  # the BTF codecs' decode(buffer, offset=0) (typed maps), else None
+    _vdec: Optional[Callable[..., Any]]
     _plain: bool  # no value_format and not per-CPU: a value is its bytes
 
     def _set_format(self, which: str, fmt: Optional[str]) -> None:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import ctypes
 import errno
 from ..abi.record import Record, _set
-from types import TracebackType
-from typing import Iterator, Optional, Type, Union
+from typing import Iterator, Optional, Union
 
 from ..btf.spec import Spec
 from ..btf.vmlinux import vmlinux_spec
 from ..errors import BTFError, StateError, SyscallError
-from .fd import Fd
+from .fd import Fd, FdOwner
 
 __all__ = ["BtfInfo", "BtfHandle", "iter_kernel_btf"]
 
@@ -39,7 +38,7 @@ class BtfInfo(Record):
         _set(self, "size", size)
 
 
-class BtfHandle:
+class BtfHandle(FdOwner):
     """A BTF object loaded in the kernel; owns its fd (closed by close() or ``with``)."""
 
     def __init__(self, fd: "Fd", log: str = "") -> None:
@@ -67,27 +66,6 @@ class BtfHandle:
         from . import commands
 
         return cls(commands.get_fd_by_id("btf", btf_id))
-
-    # -- fd ownership ---------------------------------------------------------------------
-    @property
-    def fd(self) -> int:
-        """The fd number; StateError once closed."""
-        return self._fd.fileno()
-
-    @property
-    def closed(self) -> bool:
-        return self._fd.closed
-
-    def close(self) -> None:
-        self._fd.close()
-
-    def __enter__(self) -> "BtfHandle":
-        return self
-
-    def __exit__(
-        self, et: Optional[Type[BaseException]], ev: Optional[BaseException], tb: Optional[TracebackType]
-    ) -> None:
-        self.close()
 
     # -- queries ---------------------------------------------------------------------------
     def info(self) -> BtfInfo:

@@ -6,7 +6,7 @@ import fcntl
 import os
 import warnings
 from types import TracebackType
-from typing import Optional, Type
+from typing import Optional, Type, TypeVar
 
 from ..errors import StateError
 
@@ -84,3 +84,34 @@ class Fd:
 
     def __repr__(self) -> str:
         return f"Fd({self._fd})" if self._fd >= 0 else "Fd(closed)"
+
+
+class FdOwner:
+    """Base of the small owners of one :class:`Fd` in ``self._fd`` (a BTF handle, a BPF token):
+    ``fd`` / ``fileno()``, ``closed``, ``close()`` and the context manager."""
+
+    _fd: Fd
+
+    @property
+    def fd(self) -> int:
+        """The fd number; StateError once closed."""
+        return self._fd.fileno()
+
+    def fileno(self) -> int:
+        return self._fd.fileno()
+
+    @property
+    def closed(self) -> bool:
+        return self._fd.closed
+
+    def close(self) -> None:
+        self._fd.close()
+
+    def __enter__(self: "_O") -> "_O":
+        return self
+
+    def __exit__(self, et: Optional[Type[BaseException]], ev: Optional[BaseException], tb: Optional[TracebackType]) -> None:
+        self.close()
+
+
+_O = TypeVar("_O", bound=FdOwner)

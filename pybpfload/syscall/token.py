@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import errno
 import os
-from types import TracebackType
-from typing import Any, Dict, FrozenSet, Optional, Type, Union
+from typing import Any, Dict, FrozenSet, Optional, Union
 
 from ..abi.record import Record, _set
 from ..abi.uapi import AttachType, Cmd, MapType, ProgType
 from ..errors import BPFOSError, NotSupportedError, SyscallError
-from .fd import Fd
+from .fd import Fd, FdOwner
 from .features import has_bpf_token
 
 __all__ = ["Token", "TokenInfo", "prepare", "has_bpf_token", "DEFAULT_BPFFS", "TOKEN_PATH_ENV"]
@@ -84,7 +83,7 @@ class TokenInfo(Record):
         _set(self, "allowed_attachs", _bits(allowed_attachs, AttachType))
 
 
-class Token:
+class Token(FdOwner):
     """A BPF token; owns its fd (closed by :meth:`close` or ``with``).
 
     Commands take it as ``token_fd`` (``commands.map_create(..., token_fd=tok.fd)``);
@@ -136,27 +135,9 @@ class Token:
         return cls(fd, path)
 
     # -- fd ownership ------------------------------------------------------------------
-    @property
-    def fd(self) -> int:
-        """The token fd; StateError once closed."""
-        return self._fd.fileno()
-
-    def fileno(self) -> int:
-        return self._fd.fileno()
-
-    @property
-    def closed(self) -> bool:
-        return self._fd.closed
-
     def close(self) -> None:
         """Close the token fd (what was created through it lives on)."""
         self._fd.close()
-
-    def __enter__(self) -> "Token":
-        return self
-
-    def __exit__(self, et: Optional[Type[BaseException]], ev: Optional[BaseException], tb: Optional[TracebackType]) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         where = f" from {self.path!r}" if self.path else ""
