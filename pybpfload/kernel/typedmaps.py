@@ -203,11 +203,9 @@ class RawView:
     __getitem__ = lookup
 
     def get(self, key: bytes, default: Any = None) -> Any:
-        from .maps import MapKeyError
-
         try:
             return self.lookup(key)
-        except MapKeyError:
+        except KeyError:  # MapKeyError (a KeyError): the key is absent
             return default
 
     def update(self, key: bytes, value: bytes) -> None:
