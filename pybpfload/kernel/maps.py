@@ -598,6 +598,8 @@ class Map(Strict, FdObject):
             d["max_entries"] = info.max_entries
             d["flags"] = info.flags
             d["map_extra"] = info.map_extra
+            d["btf_key_type_id"], d["btf_value_type_id"] = info.btf_key_type_id, info.btf_value_type_id
+            d["_kernel_btf_id"] = info.btf_id  # typed from it (_type_from_kernel_btf)
         self._own(fd)
         self._setup_buffers()
 
@@ -679,18 +681,17 @@ class Map(Strict, FdObject):
 
     def _type_from_kernel_btf(self) -> None:
         """Typed (lazily) with the BTF the kernel keeps for this map, as bpftool formats it."""
-        info = self.info()
-        if not info.btf_id or not (info.btf_key_type_id or info.btf_value_type_id):
-            return
         d = self.__dict__
-        d["btf_key_type_id"], d["btf_value_type_id"] = info.btf_key_type_id, info.btf_value_type_id
+        btf_id = d.get("_kernel_btf_id", 0)  # read with the rest of the map's info at adoption
+        if not btf_id or not (self.btf_key_type_id or self.btf_value_type_id):
+            return
         got: List[Any] = []
 
         def btf_getter() -> Any:
             if not got:
                 from ..syscall.btf_handle import BtfHandle
 
-                with BtfHandle.from_id(info.btf_id) as h:
+                with BtfHandle.from_id(btf_id) as h:
                     got.append(h.spec())
             return got[0]
 
