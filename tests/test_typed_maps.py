@@ -191,4 +191,4 @@ def test_per_cpu_struct_values_aggregate_member_by_member(obj: Object) -> None:
     assert [x.packets for x in percpu.percpu_values(m, 0)] == [r["packets"] for r in rows]
     totals = percpu.percpu_sum_all(m)
     assert sorted(totals) == [0, 1] and totals[0] == v.sum()  # keys decoded as the map decodes them
-    assert obj.maps["percpu_stats"].lookup_batch is not None and list(m.dump().values())[0].sum() == v.sum()
+    assert m.dump()[0].sum() == v.sum()  # the batch path's per-CPU lists aggregate the same
