@@ -241,6 +241,7 @@ def _defer(name: str, trampolines: Tuple[str, ...]) -> None:
         setattr(stand_in, fname, forward)
     sys.modules[name] = stand_in
 
+
 def _string(table: bytes, off: int, what: str) -> str:
     if not 0 <= off < len(table):
         raise ELFError(f"{what}: string offset {off} outside its string table ({len(table)} bytes)")
