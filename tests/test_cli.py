@@ -126,3 +126,79 @@ def test_verifier_errors_print_the_log() -> None:
     assert out.returncode == 1
     assert "unchecked_read" in out.stderr and "verifier log:" in out.stderr and "invalid access to packet" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+# ---------------------------------------------------------------- start-up (issue 20)
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["load", "a.o", "/p"],
+        ["--debug", "load", "a.o", "/p"],
+        ["load", "a.o", "/p", "--pinmaps", "/m"],
+        ["load", "--pinmaps=/m", "a.o", "/p"],
+        ["load", "a.o", "--pinmaps", "/m", "/p"],
+        ["load", "a.o", "/p", "--pinmaps", "/m1", "--pinmaps", "/m2"],
+        ["inspect", "a.o"],
+        ["inspect", "--json", "a.o"],
+        ["inspect", "a.o", "--json", "--json"],
+    ],
+)
+def test_plain_command_lines_read_as_argparse_reads_them(argv: list) -> None:
+    from pybpfload.cli.main import build_parser, parse_plain
+
+    plain = parse_plain(argv)
+    assert plain is not None
+    assert vars(plain) == vars(build_parser(argv[1] if argv[0] == "--debug" else argv[0]).parse_args(argv))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["load", "a.o"],  # missing
+        ["load", "a.o", "/p", "extra"],
+        ["load", "-h"],
+        ["load", "a.o", "/p", "--pin", "/m"],  # an abbreviation argparse accepts
+        ["load", "a.o", "/p", "--pinmaps"],
+        ["load", "a.o", "/p", "--pinmaps", "--debug"],
+        ["load", "a.o", "/p", "--debug"],  # --debug belongs before the subcommand
+        ["load", "--", "a.o", "/p"],
+        ["inspect", "a.o", "--json=1"],
+        ["disasm", "a.o"],
+        ["--debug"],
+        [],
+    ],
+)
+def test_anything_else_is_left_to_argparse(argv: list) -> None:
+    from pybpfload.cli.main import parse_plain
+
+    assert parse_plain(argv) is None
+
+
+def test_the_command_imports_no_argparse_for_a_plain_line() -> None:
+    code = (
+        "import sys\nfrom pybpfload.__main__ import main\n"
+        f"rc = main(['inspect', {str(FIXTURES / 'xdp_count.bpf.o')!r}])\n"
+        "print('ARGPARSE', 'argparse' in sys.modules, rc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "ARGPARSE False 0"
+    out = subprocess.run([sys.executable, "-c", code.replace("'inspect', ", "'inspect', '--js', ")], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "ARGPARSE True 0"  # abbreviated: argparse read it
+
+
+def test_console_exit_flushes_and_keeps_the_status(tmp_path: Path) -> None:
+    """console() ends the process without interpreter teardown: buffered output still
+    arrives whole (to a pipe and to a file), and the status is the command's."""
+    code = "import sys; sys.argv = ['pybpfload'] + sys.argv[1:]; from pybpfload.__main__ import console; console()"
+    big = str(FIXTURES / "subprogs.bpf.o")
+    piped = subprocess.run([sys.executable, "-c", code, "inspect", big, "--json"], capture_output=True, text=True)
+    assert piped.returncode == 0
+    assert json.loads(piped.stdout) == json.loads(_cli("inspect", big, "--json").stdout)
+    out = tmp_path / "out.json"
+    with out.open("w") as f:
+        assert subprocess.run([sys.executable, "-c", code, "inspect", big, "--json"], stdout=f).returncode == 0
+    assert json.loads(out.read_text()) == json.loads(piped.stdout)
+    bad = subprocess.run([sys.executable, "-c", code, "disasm", big, "nope"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "no program 'nope'" in bad.stderr
+    usage = subprocess.run([sys.executable, "-c", code, "load"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage" in usage.stderr

@@ -7,13 +7,15 @@ traceback instead.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import BPFError, VerifierError
 
-Handler = Callable[[argparse.Namespace], int]
+if TYPE_CHECKING:
+    import argparse
+
+Handler = Callable[["argparse.Namespace"], int]
 
 
 def _hex(b: bytes) -> str:
@@ -329,10 +331,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 COMMANDS = ("prog", "map", "inspect", "disasm", "load", "btf", "demo", "gen", "core")
 
 
-def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+def build_parser(command: Optional[str] = None) -> "argparse.ArgumentParser":
     """The whole parser; given the ``command`` about to run (one of COMMANDS), only that
     subcommand's parser: building all of them (and importing the modules of ``gen`` and
     ``core``) was a noticeable part of a short command's start-up."""
+    import argparse
+
     ap = argparse.ArgumentParser(prog="pybpfload", description="A pure-Python eBPF loader (libbpf's semantics).")
     ap.add_argument("--debug", action="store_true", help="show tracebacks and the loader's debug log")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
@@ -416,13 +420,64 @@ def _command(argv: List[str]) -> Optional[str]:
     return None
 
 
+# Subcommands read without argparse when their command line is plain: argparse and what it
+# imports (gettext, locale, shutil and its three compressors) are ~5 ms, as much as a short
+# command's BPF work.  Each entry: positionals, options taking one value, flags, handler.
+# Anything else (--help, an abbreviation, a missing or extra argument, an unknown option)
+# is left to argparse, which answers it; tests/test_cli.py checks both read alike.
+_PLAIN: Dict[str, Tuple[Tuple[str, ...], Tuple[str, ...], Tuple[str, ...], Handler]] = {
+    "load": (("object", "pin_dir"), ("--pinmaps",), (), cmd_load),
+    "inspect": (("object",), (), ("--json",), cmd_inspect),
+}
+
+
+def parse_plain(argv: List[str]) -> Optional[Any]:
+    """The namespace argparse would make of ``argv`` for a plain command line of one of
+    the ``_PLAIN`` subcommands; None whenever argparse must read it."""
+    debug = bool(argv) and argv[0] == "--debug"
+    if debug:
+        argv = argv[1:]
+    if not argv or argv[0] not in _PLAIN:
+        return None
+    positionals, valued, flags, handler = _PLAIN[argv[0]]
+    ns: Dict[str, Any] = {"debug": debug, "command": argv[0]}
+    ns.update((f[2:].replace("-", "_"), False) for f in flags)
+    ns.update((o[2:].replace("-", "_"), None) for o in valued)
+    given: List[str] = []
+    words = iter(argv[1:])
+    for word in words:
+        if not word.startswith("-"):
+            given.append(word)
+            continue
+        name, eq, value = word.partition("=")
+        if name in flags and not eq:
+            ns[name[2:].replace("-", "_")] = True
+        elif name in valued:
+            if not eq:
+                value = next(words, "-")
+                if value.startswith("-"):
+                    return None
+            ns[name[2:].replace("-", "_")] = value
+        else:
+            return None
+    if len(given) != len(positionals):
+        return None
+    ns.update(zip(positionals, given))
+    ns["handler"] = handler
+    from types import SimpleNamespace
+
+    return SimpleNamespace(**ns)
+
+
 def run(argv: List[str]) -> int:
-    ap = build_parser(_command(argv))
-    args = ap.parse_args(argv)
-    handler: Optional[Handler] = getattr(args, "handler", None)
-    if handler is None:
-        ap.print_help(sys.stderr)
-        return 2
+    args = parse_plain(argv)
+    if args is None:
+        ap = build_parser(_command(argv))
+        args = ap.parse_args(argv)
+        if getattr(args, "handler", None) is None:
+            ap.print_help(sys.stderr)
+            return 2
+    handler: Handler = args.handler
     if args.debug:
         from .. import log
 
