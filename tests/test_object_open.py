@@ -122,28 +122,30 @@ def test_import_stays_cheap() -> None:
     assert out.split() == ["False"]
 
 
-# what a load must not import (issue 20): dataclasses (which imports inspect, ast, dis...)
-# and the debugging modules pyelftools imports, bound to stand-ins by elf/reader.py
+# what a load must not import (issue 20): dataclasses (which imports inspect, ast, dis...),
+# the debugging modules pyelftools imports (bound to stand-ins by elf/reader.py) and the
+# typed-map codecs (built on a map's first use, never by the load's initial values)
 _LOAD_IMPORTS = (
     "import sys\n"
     "from pybpfload import Object\n"
     "o = Object.open({path!r}){load}\n"
     "real = lambda n: n in sys.modules and '__getattr__' not in vars(sys.modules[n])\n"
-    "print('dataclasses' in sys.modules, real('inspect'), real('pprint'), real('pdb'), real('traceback'))\n"
+    "print('dataclasses' in sys.modules, real('inspect'), real('pprint'), real('pdb'), real('traceback'),\n"
+    "      'pybpfload.btf.values' in sys.modules)\n"
 )
 
 
 def test_open_imports_no_dataclasses() -> None:
     code = _LOAD_IMPORTS.format(path=str(fixture_path("core_task.bpf.o")), load="")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False"] * 5
+    assert out.split() == ["False"] * 6
 
 
 @pytest.mark.kernel
 def test_load_imports_no_dataclasses() -> None:
     code = _LOAD_IMPORTS.format(path=str(fixture_path("core_task.bpf.o")), load="; o.load(); o.close()")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["False"] * 5
+    assert out.split() == ["False"] * 6
 
 
 def test_open_makes_no_bpf_syscalls() -> None:

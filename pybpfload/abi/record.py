@@ -14,7 +14,7 @@ frozen dataclass costs ~1 ms at import (its methods are generated with
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import Any, ClassVar, Dict, Optional, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, Optional, Tuple, TypeVar
 
 
 class FrozenInstanceError(AttributeError):
@@ -22,7 +22,8 @@ class FrozenInstanceError(AttributeError):
 
 
 _set = object.__setattr__
-R = TypeVar("R", bound="Record")
+if TYPE_CHECKING:  # annotations only; a string bound costs the process its first compile() (~1 ms)
+    R = TypeVar("R", bound="Record")
 
 
 class Record:

@@ -9,7 +9,7 @@ section; ``insn`` gives the instruction index.
 from __future__ import annotations
 
 import struct
-from typing import Callable, ClassVar, Dict, List, Sequence, Tuple, TypeVar
+from typing import Callable, ClassVar, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 from ..abi.intenum import IntEnum
 from ..abi.record import Record, _set
@@ -63,24 +63,58 @@ class FuncInfo(Record):
 
 
 class LineInfo(Record):
-    """Source position of the instruction at ``insn_off`` (bytes)."""
+    """Source position of the instruction at ``insn_off`` (bytes).
 
-    __slots__ = ("insn_off", "file_name_off", "line_off", "line_col", "file_name", "line")
-    _fields: ClassVar[Tuple[str, ...]] = __slots__
+    ``file_name`` and ``line`` are looked up in the BTF strings on first use: a
+    load packs the offsets and never reads the text (a tool object has ~1000
+    records), and, as libbpf, leaves bad offsets to the kernel to refuse.
+    """
+
+    __slots__ = ("insn_off", "file_name_off", "line_off", "line_col", "_file_name", "_line", "_string")
+    _fields: ClassVar[Tuple[str, ...]] = ("insn_off", "file_name_off", "line_off", "line_col", "file_name", "line")
     insn_off: int
     file_name_off: int
     line_off: int
     line_col: int
-    file_name: str
-    line: str
+    _file_name: Optional[str]
+    _line: Optional[str]
+    _string: Optional[Callable[[int], str]]
 
-    def __init__(self, insn_off: int, file_name_off: int, line_off: int, line_col: int, file_name: str, line: str) -> None:
+    def __init__(
+        self,
+        insn_off: int,
+        file_name_off: int,
+        line_off: int,
+        line_col: int,
+        file_name: Optional[str] = None,
+        line: Optional[str] = None,
+        *,
+        string: Optional[Callable[[int], str]] = None,
+    ) -> None:
         _set(self, "insn_off", insn_off)
         _set(self, "file_name_off", file_name_off)
         _set(self, "line_off", line_off)
         _set(self, "line_col", line_col)
-        _set(self, "file_name", file_name)
-        _set(self, "line", line)
+        _set(self, "_file_name", file_name)
+        _set(self, "_line", line)
+        _set(self, "_string", string)
+
+    def _text(self, slot: str, off: int) -> str:
+        text: Optional[str] = getattr(self, slot)
+        if text is None:
+            if self._string is None:
+                raise BTFError(f"line info at insn {self.insn}: no BTF strings to read offset {off} from")
+            text = self._string(off)
+            _set(self, slot, text)
+        return text
+
+    @property
+    def file_name(self) -> str:
+        return self._text("_file_name", self.file_name_off)
+
+    @property
+    def line(self) -> str:
+        return self._text("_line", self.line_off)
 
     @property
     def insn(self) -> int:
@@ -230,7 +264,7 @@ def parse_ext(data: bytes, string: Callable[[int], str]) -> ExtInfo:
 
     def line(d: bytes, p: int) -> LineInfo:
         insn_off, fname, loff, lc = struct.unpack_from("<IIII", d, p)
-        return LineInfo(insn_off, fname, loff, lc, safe_string(fname), safe_string(loff))
+        return LineInfo(insn_off, fname, loff, lc, string=safe_string)
 
     def relo(d: bytes, p: int) -> CoreRelo:
         insn_off, tid, aoff, kind = struct.unpack_from("<IIII", d, p)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 import struct
-import threading
+import _thread  # allocate_lock is threading.Lock, without importing threading (~1 ms)
 import weakref
 from typing import Callable, Dict, Iterable, List, MutableSequence, Optional, Sequence, Set, Tuple, Union
 
@@ -1092,7 +1092,7 @@ def patch_insn(insns: bytearray, idx: int, relo: CoreRelo, res: CoreResult, prog
 
 
 # ---------------------------------------------------------------- candidate search
-_cache_lock = threading.Lock()
+_cache_lock = _thread.allocate_lock()
 _name_cache: "weakref.WeakKeyDictionary[Spec, Dict[Tuple[str, int], Tuple[int, ...]]]" = weakref.WeakKeyDictionary()
 _ENUM_GROUP = -1
 

@@ -28,7 +28,7 @@ import itertools
 import mmap as _mmap
 import struct
 import sys
-import threading
+import _thread  # threading.Lock and threading.local, without importing threading (~1 ms)
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -66,7 +66,7 @@ _BO = sys.byteorder
 _ENOTSUPP = 524  # the kernel's internal 'operation not supported'
 _ELEM_SIZE = ctypes.sizeof(MapElemAttr)
 _PENDING: Any = object()  # Map._typed: typed, codecs not built yet (see Map._type_lazily)
-_TYPED_LOCK = threading.Lock()
+_TYPED_LOCK = _thread.allocate_lock()
 
 _PERCPU = frozenset(
     {
@@ -549,7 +549,7 @@ class Map(Strict, FdObject):
         if init is not None:  # an array starts with its initial value (libbpf populates global data maps)
             try:
                 assert isinstance(init, bytes)  # a ZeroImage of the right size was dropped above
-                self._update_raw(0, init, "BPF_MAP_UPDATE_ELEM (initial value)")
+                self._put_initial(init)
             except BaseException:
                 self._uncreate()
                 raise
@@ -614,7 +614,7 @@ class Map(Strict, FdObject):
         self._vbuf_size = self._stride * self._ncpu
         # Each thread's buffers (_Bufs) hang off this, made on the thread's first call.  The
         # name is historical: None (until created, after close) sends the fast paths to _bufs().
-        self.__dict__["_kmv"] = threading.local()  # .b: the thread's _Bufs (a plain local: the fastest to read)
+        self.__dict__["_kmv"] = _thread._local()  # .b: the thread's _Bufs (a plain local: the fastest to read)
 
     def _check_formats(self) -> None:
         """The formats' sizes against the map's (they may have changed since the formats were set)."""
@@ -628,7 +628,7 @@ class Map(Strict, FdObject):
         fd = self._live()
         tls = self.__dict__.get("_kmv")
         if tls is None:  # created, but not through _adopt()
-            tls = self.__dict__["_kmv"] = threading.local()
+            tls = self.__dict__["_kmv"] = _thread._local()
         try:
             return tls.b
         except AttributeError:
@@ -644,7 +644,7 @@ class Map(Strict, FdObject):
     def created(self) -> bool:
         return self._fd is not None and not self._fd.closed
 
-    _kmv: Optional[threading.local]  # None until created and after close: fast paths then fail over to _bufs()
+    _kmv: Optional[_thread._local]  # None until created and after close: fast paths then fail over to _bufs()
 
     def close(self) -> None:
         self.__dict__["_kmv"] = None
@@ -969,6 +969,15 @@ class Map(Strict, FdObject):
         if syscall(NR_BPF, Cmd.BPF_MAP_LOOKUP_ELEM, b.lookup_ref, _ELEM_SIZE) < 0:
             raise self._fail("BPF_MAP_LOOKUP_ELEM")
         return b.vbuf.raw[: self._vbuf_size]
+
+    def _put_initial(self, value: bytes) -> None:
+        """Write an array's element 0 at creation without the thread's buffers: making them
+        builds a typed map's codecs (:meth:`_bufs`), which a load never needs."""
+        key = ctypes.create_string_buffer(max(self.key_size, 4))  # key 0
+        val = ctypes.create_string_buffer(value, len(value))
+        a = MapElemAttr(map_fd=self.fileno(), key=ctypes.addressof(key), value=ctypes.addressof(val), flags=BPF_ANY)
+        if syscall(NR_BPF, Cmd.BPF_MAP_UPDATE_ELEM, ctypes.byref(a), _ELEM_SIZE) < 0:
+            raise self._fail("BPF_MAP_UPDATE_ELEM (initial value)", key_missing_ok=False)
 
     def _update_raw(self, key: Key, value: bytes, what: str) -> None:
         """Write ``value`` (bytes of the buffer's size) at ``key``."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-import threading
+import _thread  # allocate_lock is threading.Lock, without importing threading (~1 ms)
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -214,7 +214,7 @@ def relocate(
 
 
 # ---------------------------------------------------------------- targets
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _files: Dict[Tuple[str, int, int, int], "Spec"] = {}
 
 

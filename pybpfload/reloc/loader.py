@@ -273,12 +273,12 @@ class _Load:
 
     # ------------------------------------------------------------ 1. externs
     def _resolve_externs(self) -> None:
-        from .extern_values import kconfig_values, read_system_kconfig, resolve_ksyms
-        from ..syscall.features import running_kernel_version
-
         externs = self.model.externs
         if not externs:
             return
+        from .extern_values import kconfig_values, read_system_kconfig, resolve_ksyms
+        from ..syscall.features import running_kernel_version
+
         kmap = next((ms for ms in self.model.maps if ms.kind is MapKind.KCONFIG), None)
         if kmap is not None:
             obj = self.obj
@@ -473,7 +473,7 @@ class _Load:
         if value is not None and len(value) != m.value_size:
             raise BPFError(f"map {m.name!r}: initial value is {len(value)} bytes, the map's value is {m.value_size}")
         if value is not None and value.count(0) != len(value):
-            m.update(0, value)
+            m._put_initial(bytes(value))  # raw: building the typed codecs is for the map's users
         if kind in (MapKind.RODATA, MapKind.KCONFIG):
             m.freeze()
         log.debug("map '%s': initialised%s", m.name, " and frozen" if kind in (MapKind.RODATA, MapKind.KCONFIG) else "")
