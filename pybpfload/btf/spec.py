@@ -123,7 +123,8 @@ class Spec:
     def _build_index(self, mv: memoryview, cache: Optional[bool]) -> "array[int]":
         tsec = mv[self._tstart : self._tend]
         use_cache = cache if cache is not None else len(mv) >= _cache.MIN_CACHED_BYTES
-        if use_cache and _cache.cache_dir() is not None:
+        use_cache = use_cache and _cache.cache_dir() is not None  # disabled (PYBPFLOAD_CACHE_DIR=""): no key, no names
+        if use_cache:
             if self._cache_key is None:  # kernel BTF comes with a cheaper key (see from_file)
                 self._cache_key = _cache.content_key(mv)
             self._words = tsec.cast("I") if self._tstart % 4 == 0 else array("I", tsec.tobytes())
@@ -136,7 +137,8 @@ class Spec:
         self._words = words
         offsets = _index.walk(words)
         if use_cache and self._cache_key is not None:
-            _cache.store(self._cache_key, offsets, _index.names_of(words, offsets).tobytes())
+            self._names = _index.names_of(words, offsets).tobytes()  # kept: as a cache hit has them
+            _cache.store(self._cache_key, offsets, self._names)
         return offsets
 
     # -- construction -------------------------------------------------------------
