@@ -38,6 +38,12 @@ every round runs every command once, in the same order):
    program of fixtures/tool_execsnoop.bpf.o and exits (a script of 5 lines)
    vs the same 20 lines of C with libbpf (goal <= 1.2x).
 
+A floor row measures what every pybpfload process imports before any of its
+own code runs, given the design: ``re`` (pip's console script imports it),
+``ctypes`` and pyelftools' ELF structures (with ``typing`` and ``construct``).
+Rows 1 and 2 show their time above it; row 3 shows the floor's imports timed
+the same way.
+
 Figures are medians with min-max over the rounds.  C anchors need clang and
 libbpf-dev; their rows say "n/a" otherwise.
 """
@@ -65,6 +71,11 @@ OPEN_SNIPPET = (
     "o = pybpfload.Object.open(sys.argv[1])\n"
     "print((time.perf_counter() - t) * 1000)\n"
 )
+# What any pybpfload process imports before a line of pybpfload runs, given the design:
+# re (the console script pip writes imports it), ctypes (bpf(2)) and pyelftools' ELF
+# structures (the ELF header is read through them; they import typing and construct).
+FLOOR_IMPORTS = "import re, ctypes, elftools.elf.structs"
+FLOOR_SNIPPET = "import time; t = time.perf_counter()\n" + FLOOR_IMPORTS + "\nprint((time.perf_counter() - t) * 1000)\n"
 BTF_SNIPPET = (
     "import time, sys\n"
     "from pybpfload.btf.spec import Spec\n"
@@ -297,6 +308,10 @@ def ratio(a: Optional[float], b: Optional[float]) -> str:
     return f"{a / b:6.2f}x" if a is not None and b else "   n/a"
 
 
+def over(a: Optional[float], floor: Optional[float]) -> str:
+    return f"{a - floor:.1f} ms" if a is not None and floor is not None else "n/a"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rounds", type=int, default=15)
@@ -336,6 +351,7 @@ def main() -> None:
 
     cmds = {
         "pass": Cmd("python -c pass", [str(py), "-c", "pass"], env),
+        "floor": Cmd("floor: python + re, ctypes, pyelftools", [str(py), "-c", FLOOR_IMPORTS], env),
         "xdp": Cmd("pybpfload load xdp_count", cli + ["load", xdp, PIN], env),
         "xdp_dev": Cmd("  same, dev tree, no .pyc (PYTHONDONTWRITEBYTECODE=1)", [dev_py, "-m", "pybpfload", "load", xdp, PIN], dev_env, cwd=ROOT),
         "xdp_bt": Cmd("bpftool prog loadall xdp_count", [bpftool or "false", "prog", "loadall", xdp, PIN], clean_env()),
@@ -352,6 +368,7 @@ def main() -> None:
     if many:
         cmds["open"] = Cmd(f"pybpfload import + open {a.programs} progs", [str(py), "-c", OPEN_SNIPPET, str(many)], env, printed=True)
         cmds["open_dev"] = Cmd("  same, dev tree, no .pyc (PYTHONDONTWRITEBYTECODE=1)", [dev_py, "-c", OPEN_SNIPPET, str(many)], dev_env, printed=True, cwd=ROOT)
+        cmds["open_floor"] = Cmd("  floor: the imports of re, ctypes, pyelftools", [str(py), "-c", FLOOR_SNIPPET], env, printed=True)
         if c_open:
             cmds["open_c"] = Cmd(f"libbpf open {a.programs} progs (fresh process)", [c_open, str(many)], clean_env(), printed=True)
     if not bpftool:
@@ -394,13 +411,16 @@ def main() -> None:
     W = 48
     print(f"{'row':{W}} {'figure':>30}  ratio to anchor")
     print(f"{cmds['pass'].label:{W}} {cmds['pass'].stat():>30}")
+    print(f"{cmds['floor'].label:{W}} {cmds['floor'].stat():>30}  {ratio(m['floor'], m['pass'])} python -c pass, "
+          f"{ratio(m['floor'], m['core_bt'])} bpftool's CO-RE load: below it no pybpfload row can go")
     print(f"{cmds['xdp_bt'].label:{W}} {cmds['xdp_bt'].stat():>30}")
-    print(f"{cmds['xdp'].label:{W}} {cmds['xdp'].stat():>30}  {ratio(m['xdp'], m['pass'])} python -c pass (goal <= 3x), {ratio(m['xdp'], m['xdp_bt'])} bpftool")
+    print(f"{cmds['xdp'].label:{W}} {cmds['xdp'].stat():>30}  {ratio(m['xdp'], m['pass'])} python -c pass (goal <= 3x), {ratio(m['xdp'], m['xdp_bt'])} bpftool, "
+          f"floor + {over(m['xdp'], m['floor'])}")
     if "xdp@base" in cmds:
         print(f"{cmds['xdp@base'].label:{W}} {cmds['xdp@base'].stat():>30}  {ratio(m['xdp@base'], m['pass'])}")
     print(f"{cmds['xdp_dev'].label:{W}} {cmds['xdp_dev'].stat():>30}  {ratio(m['xdp_dev'], m['pass'])} python -c pass")
     print(f"{cmds['core_bt'].label:{W}} {cmds['core_bt'].stat():>30}")
-    print(f"{cmds['core'].label:{W}} {cmds['core'].stat():>30}  {ratio(m['core'], m['core_bt'])} bpftool (goal <= 1.5x)")
+    print(f"{cmds['core'].label:{W}} {cmds['core'].stat():>30}  {ratio(m['core'], m['core_bt'])} bpftool (goal <= 1.5x), floor + {over(m['core'], m['floor'])}")
     if "core@base" in cmds:
         print(f"{cmds['core@base'].label:{W}} {cmds['core@base'].stat():>30}  {ratio(m['core@base'], m['core_bt'])}")
     if "tool_c" in cmds:
@@ -416,6 +436,7 @@ def main() -> None:
         if "open@base" in cmds:
             print(f"{cmds['open@base'].label:{W}} {cmds['open@base'].stat():>30}  {ratio(m['open@base'], m.get('open_c'))}")
         print(f"{cmds['open_dev'].label:{W}} {cmds['open_dev'].stat():>30}  {ratio(m['open_dev'], m.get('open_c'))} libbpf")
+        print(f"{cmds['open_floor'].label:{W}} {cmds['open_floor'].stat():>30}  {ratio(m['open_floor'], m.get('open_c'))} libbpf")
     if "btf_c" in cmds:
         print(f"{cmds['btf_c'].label:{W}} {cmds['btf_c'].stat():>30}")
     print(f"{cmds['btf_cold'].label:{W}} {cmds['btf_cold'].stat():>30}  {ratio(m['btf_cold'], m.get('btf_c'))} libbpf (goal <= 2x)")

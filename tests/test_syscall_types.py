@@ -105,3 +105,36 @@ def test_generated_file_is_current_for_its_source_btf() -> None:
         pytest.skip("this kernel's BTF differs from the one abi/uapi.py was generated from (layouts are checked above)")
     out = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_syscall_types.py")], capture_output=True, text=True, check=True)
     assert out.stdout == text
+    stub = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_syscall_types.py"), "--pyi"], capture_output=True, text=True, check=True)
+    assert stub.stdout == (ROOT / "pybpfload" / "abi" / "uapi.pyi").read_text()
+
+
+def test_structs_are_made_on_first_use_once_and_all_declared() -> None:
+    """uapi's structs are made when first asked for (with the structs they nest), once per
+    name whatever the threads, and its stub declares every one of them."""
+    code = (
+        "import sys, threading\n"
+        "from pybpfload.abi import uapi\n"
+        "before = set(vars(uapi))\n"
+        "got = []\n"
+        "ts = [threading.Thread(target=lambda: got.append(uapi.LinkCreateAttr)) for _ in range(8)]\n"
+        "[t.start() for t in ts]; [t.join() for t in ts]\n"
+        "made = sorted(set(vars(uapi)) - before)\n"
+        "print(len(set(map(id, got))), 'MapInfo' in before, 'LinkCreateAttr' in made, 'LinkCreateAttr_u2_tracing' in made, 'ProgInfo' in made)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1", "False", "True", "True", "False"]
+    stub = (ROOT / "pybpfload" / "abi" / "uapi.pyi").read_text()
+    declared = set(re.findall(r"^class (\w+)\(ctypes\.(?:Structure|Union)\)", stub, re.M))
+    assert declared | {"MapFlag"} == set(_types._MAKE) and len(declared) > 50
+    assert "class MapFlag(enum.IntFlag):" in stub
+    from pybpfload.syscall import commands
+
+    flags = _types.MapFlag
+    assert (commands.BPF_F_TOKEN_FD, commands.BPF_F_NUMA_NODE, commands.BPF_F_VTYPE_BTF_OBJ_FD) == (
+        flags.BPF_F_TOKEN_FD, flags.BPF_F_NUMA_NODE, flags.BPF_F_VTYPE_BTF_OBJ_FD
+    )
+    for name in sorted(declared):
+        assert ctypes.sizeof(getattr(_types, name)) > 0
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchAttr'"):
+        _types.NoSuchAttr  # noqa: B018

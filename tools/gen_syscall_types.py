@@ -2,12 +2,18 @@
 """Generate pybpfload/abi/uapi.py from kernel BTF.
 
     python3 tools/gen_syscall_types.py [BTF_FILE] > pybpfload/abi/uapi.py
+    python3 tools/gen_syscall_types.py --pyi [BTF_FILE] > pybpfload/abi/uapi.pyi
 
 BTF_FILE defaults to /sys/kernel/btf/vmlinux.  Each anonymous member of
 ``union bpf_attr`` becomes one ctypes.Structure named after the command(s)
 that use it; the info structs and the UAPI enums are emitted as well.  The
 layout of every emitted struct is checked against the BTF before the file is
 written: a mismatch is a generator bug and aborts.
+
+The structs are made on first use (the module's ``__getattr__`` runs the
+class statement, after those of the structs it nests): a process uses a few
+of ~80, and making a ctypes class costs ~10 us.  ``--pyi`` writes the stub
+that declares them all for type checkers.
 
 The generator is a development tool (as cilium/ebpf's gentypes): the package
 imports only its output.
@@ -120,6 +126,9 @@ class Emitter:
         self.out: List[str] = []
         self.checks: List[Tuple[str, int]] = []  # (class name, BTF type id)
         self.emitted: Dict[int, str] = {}
+        self.stubs: List[str] = []
+        self.names: List[str] = []  # in emission order (nested first)
+        self.deps: Dict[str, Tuple[str, ...]] = {}  # class -> the classes its fields use
 
     def emit_composite(self, t: T.Type, name: str) -> str:
         """Emit class `name` for struct/union t (nested anonymous types first)."""
@@ -175,13 +184,18 @@ class Emitter:
             if t.size > natural:
                 fields.append(f"('_pad{pad}', ctypes.c_ubyte * {t.size - offset // 8}),")
         base = "ctypes.Union" if is_union else "ctypes.Structure"
-        lines = [f"class {name}({base}):"]
+        lines = [f"def _make_{name}() -> type:", f"    class {name}({base}):"]
         if anonymous:
-            lines.append(f"    _anonymous_ = {tuple(anonymous)!r}")
-        lines.append("    _fields_ = [")
-        lines.extend("        " + f for f in fields)
-        lines.append("    ]")
+            lines.append(f"        _anonymous_ = {tuple(anonymous)!r}")
+        lines.append("        _fields_ = [")
+        lines.extend("            " + f for f in fields)
+        lines.append("        ]")
+        lines.append("")
+        lines.append(f"    return {name}")
         self.out.append("\n".join(lines) + "\n")
+        self.stubs.append(f"class {name}({base}): ...")
+        self.names.append(name)
+        self.deps[name] = tuple(dict.fromkeys(nested.values()))
         self.emitted[t.id] = name
         self.checks.append((name, t.id))
         return name
@@ -202,7 +216,9 @@ def verify(spec: Spec, namespace: Dict[str, object], checks: List[Tuple[str, int
 
 
 def main(argv: List[str]) -> int:
-    path = argv[1] if len(argv) > 1 else "/sys/kernel/btf/vmlinux"
+    flags = [a for a in argv[1:] if a.startswith("--")]
+    args = [a for a in argv[1:] if not a.startswith("--")]
+    path = args[0] if args else "/sys/kernel/btf/vmlinux"
     with open(path, "rb") as f:
         raw = f.read()
     spec = Spec.from_bytes(raw)
@@ -231,6 +247,7 @@ def main(argv: List[str]) -> int:
         em.emit_composite(spec.find(sname, T.Struct), cls)
 
     enum_src: List[str] = []
+    flag_stubs: List[str] = []
     for ename, cls in ENUMS.items():
         e = spec.find(ename, T.Enum)
         enum_src.append(f"class {cls}(IntEnum):")  # abi/intenum.py: enum.IntEnum's behaviour, made ~50x faster
@@ -246,28 +263,68 @@ def main(argv: List[str]) -> int:
         fe = next((t for t in spec if isinstance(t, T.Enum) and not t.name and t.values and t.values[0].name == first), None)
         if fe is None:
             raise SystemExit(f"no anonymous enum starting with {first} in the BTF")
-        enum_src.append(f"class {cls}(enum.IntFlag):")
-        enum_src.append(f'    """The anonymous enum of {first}... of the kernel\'s UAPI (linux/bpf.h), values from kernel BTF."""')
-        enum_src.append("")
-        for v in fe.values:
-            enum_src.append(f"    {v.name} = {v.value}")
-        enum_src.append("")
-        enum_src.append("")
+        # an enum.IntFlag costs ~20 us a member to make: made on first use, as the structs
+        flag = [f"class {cls}(enum.IntFlag):"]
+        flag.append(f'    """The anonymous enum of {first}... of the kernel\'s UAPI (linux/bpf.h), values from kernel BTF."""')
+        flag.append("")
+        flag.extend(f"    {v.name} = {v.value}" for v in fe.values)
+        flag_stubs.append("\n".join(flag) + "\n")
+        em.out.insert(0, f"def _make_{cls}() -> type:\n" + "".join(f"    {line}\n" if line else "\n" for line in flag) + f"\n    return {cls}\n")
+        em.names.insert(0, cls)
+        em.deps[cls] = ()
 
+    sha = hashlib.sha256(raw).hexdigest()[:16]
+    enums = "\n".join(enum_src).rstrip("\n")
+    table = "ATTR_MEMBERS = {\n" + "".join(f"    {cls!r}: {name!r},\n" for name, cls in attr_classes) + "}\n"
+    if "--pyi" in flags:
+        sys.stdout.write(
+            '"""Type stub of uapi.py (whose structs are made on first use).\n\n'
+            "GENERATED by tools/gen_syscall_types.py --pyi from kernel BTF; do not edit.\n"
+            f"Source BTF sha256: {sha}\n"
+            '"""\n\n'
+            "import ctypes\nimport enum\nfrom typing import Dict\n\nfrom .intenum import IntEnum\n\n\n"
+            + enums + "\n\n\n" + "\n\n".join(flag_stubs) + "\n\n" + "\n".join(em.stubs) + "\n\nATTR_MEMBERS: Dict[str, str]\n"
+        )
+        return 0
     header = (
         '"""Layouts of union bpf_attr, the bpf_*_info structs and the UAPI enums.\n\n'
         "GENERATED by tools/gen_syscall_types.py from kernel BTF; do not edit.\n"
-        f"Source BTF sha256: {hashlib.sha256(raw).hexdigest()[:16]}\n"
+        f"Source BTF sha256: {sha}\n\n"
+        "The structs are made on first use (``__getattr__`` below): a process uses a\n"
+        "few of them, and each ctypes class costs ~10 us to make.  uapi.pyi declares\n"
+        "them for type checkers.\n"
         '"""\n\n'
         "# flake8: noqa\n"
-        "import ctypes\nimport enum\n\nfrom .intenum import IntEnum\n\n\n"
+        "import _thread\nimport ctypes\nimport enum\nfrom typing import Any, Callable, Dict, List, Tuple\n\n"
+        "from .intenum import IntEnum\n\n\n"
+    )
+    make = "_MAKE: Dict[str, Tuple[Callable[[], type], Tuple[str, ...]]] = {\n" + "".join(
+        f"    {n!r}: (_make_{n}, {em.deps[n]!r}),\n" for n in em.names
+    ) + "}\n"
+    lazy = (
+        "_LOCK = _thread.RLock()\n\n\n"
+        "def __getattr__(name: str) -> Any:\n"
+        "    entry = _MAKE.get(name)\n"
+        "    if entry is None:\n"
+        '        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")\n'
+        "    with _LOCK:  # one class per name, whichever thread asks first\n"
+        "        made = globals()\n"
+        "        if name not in made:\n"
+        "            for dep in entry[1]:\n"
+        "                __getattr__(dep)\n"
+        "            made[name] = entry[0]()\n"
+        "        return made[name]\n\n\n"
+        "def __dir__() -> List[str]:\n"
+        "    return sorted(set(globals()) | set(_MAKE))\n"
     )
     body = "\n\n".join(em.out)
-    table = "ATTR_MEMBERS = {\n" + "".join(f"    {cls!r}: {name!r},\n" for name, cls in attr_classes) + "}\n"
-    src = header + "\n\n".join(s.rstrip("\n") for s in ["\n".join(enum_src)]) + "\n\n\n" + body + "\n\n" + table
+    src = header + enums + "\n\n\n" + body + "\n\n" + make + "\n\n" + lazy + "\n\n" + table
     ns: Dict[str, object] = {"__name__": "pybpfload.abi.uapi", "__package__": "pybpfload.abi"}  # its relative import
     exec(compile(src, "uapi.py", "exec"), ns)
-    verify(spec, ns, em.checks)
+    build = ns["__getattr__"]
+    verify(spec, {n: build(n) for n in em.names}, em.checks)  # type: ignore[operator]
+    for first, cls in FLAG_ENUMS.items():
+        assert getattr(build(cls), first) > 0  # type: ignore[operator]
     sys.stdout.write(src)
     return 0
 

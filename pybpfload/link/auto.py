@@ -178,13 +178,14 @@ def attach_all(obj: ObjectLike, *, skip_unsupported: bool = False) -> List["Link
 
 def _attach_struct_ops_maps(obj: ObjectLike) -> List["Link"]:
     """Register every created struct_ops map of ``obj``, after the programs (libbpf's skeleton attach)."""
-    from .struct_ops import attach_struct_ops
     from ..abi.uapi import MapType
 
     links: List["Link"] = []
     try:
         for m in obj.maps.values():
             if m.type == MapType.BPF_MAP_TYPE_STRUCT_OPS and m.fd >= 0:
+                from .struct_ops import attach_struct_ops  # only with struct_ops maps
+
                 links.append(attach_struct_ops(m))
     except BaseException:
         for link in links:

@@ -22,7 +22,7 @@ OBJ_NAME_LEN = 16
 BPF_F_NUMA_NODE = 1 << 2
 BPF_F_VTYPE_BTF_OBJ_FD = 1 << 15
 # map_flags / prog_flags / btf_flags / open_flags: the command's token fd field is set (6.9+)
-BPF_F_TOKEN_FD = int(t.MapFlag.BPF_F_TOKEN_FD)
+BPF_F_TOKEN_FD = 1 << 16  # uapi.MapFlag.BPF_F_TOKEN_FD (tests/test_syscall_types.py checks them)
 
 # Verifier log: first size tried, and the largest we will grow to (libbpf: UINT_MAX >> 2).
 LOG_SIZE_START = 64 * 1024
