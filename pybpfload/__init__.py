@@ -144,7 +144,10 @@ def __getattr__(name: str) -> Any:
     mod = _EXPORTS.get(name)
     if mod is None:
         raise AttributeError(f"module 'pybpfload' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    from ._gc import paused
+
+    with paused():
+        value = getattr(importlib.import_module(f".{mod}", __name__), name)
     globals()[name] = value
     return value
 

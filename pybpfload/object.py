@@ -261,10 +261,13 @@ class Object(Strict):
 
     @classmethod
     def _from_bytes(cls, data: bytes, name: str, path: Optional[str], opts: Dict[str, Any]) -> "Object":
-        from .elf.parse import parse_object
+        from ._gc import paused
 
-        model = parse_object(data, name, relaxed_maps=opts["relaxed_maps"], pin_root_path=opts["pin_root_path"])
-        return cls(model, name, path=path, **opts)
+        with paused():  # imports and model building: no garbage worth a collection
+            from .elf.parse import parse_object
+
+            model = parse_object(data, name, relaxed_maps=opts["relaxed_maps"], pin_root_path=opts["pin_root_path"])
+            return cls(model, name, path=path, **opts)
 
     # ------------------------------------------------------------ attributes
     @property
@@ -434,17 +437,20 @@ class Object(Strict):
         is on.  On failure nothing stays behind (fds closed, new pins
         removed) and the error names the program or map.
         """
-        from .reloc.loader import load_object
+        from ._gc import paused
 
         if self._closed:
             raise StateError(f"object {self.name!r} is closed")
         if self._loaded:
             raise StateError(f"object {self.name!r} is already loaded")
-        if self._token is None:
-            from .syscall.token import prepare
+        with paused():  # the loader's imports, relocation and CO-RE: no garbage worth a collection
+            from .reloc.loader import load_object
 
-            self._token = prepare(self.bpf_token_path, self.name)
-        done = load_object(self)
+            if self._token is None:
+                from .syscall.token import prepare
+
+                self._token = prepare(self.bpf_token_path, self.name)
+            done = load_object(self)
         self._btf_handle = done.btf_handle
         self._linked = done.linked
         self._loaded = True

@@ -168,3 +168,55 @@ def test_open_makes_no_bpf_syscalls() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root)
     assert out.stdout.strip() == "ok", out.stderr
     assert raw  # the module exists where the check patches it
+
+
+def test_gc_is_paused_while_building_and_restored_as_found() -> None:
+    """pybpfload pauses the cyclic collector while it imports and builds (start-up) and
+    leaves it as it found it: enabled, or disabled by the application; nesting and
+    threads re-enable it once, and an error inside does not leave it off."""
+    import gc
+    import threading
+
+    from pybpfload._gc import paused
+
+    seen = []
+    orig = gc.isenabled()
+    try:
+        gc.enable()
+        with paused():
+            seen.append(gc.isenabled())
+            with paused():
+                seen.append(gc.isenabled())
+            seen.append(gc.isenabled())
+        seen.append(gc.isenabled())
+        with pytest.raises(RuntimeError):
+            with paused():
+                raise RuntimeError("inside")
+        seen.append(gc.isenabled())
+        gc.disable()
+        with paused():
+            pass
+        seen.append(gc.isenabled())
+        gc.enable()
+        inside = threading.Event()
+        leave = threading.Event()
+
+        def hold() -> None:
+            with paused():
+                inside.set()
+                leave.wait(5)
+
+        t = threading.Thread(target=hold)
+        t.start()
+        inside.wait(5)
+        with paused():
+            pass
+        seen.append(gc.isenabled())  # the other thread is still inside
+        leave.set()
+        t.join()
+        seen.append(gc.isenabled())
+        Object.open(fixture_path("xdp_count.bpf.o")).close()
+        seen.append(gc.isenabled())
+    finally:
+        gc.enable() if orig else gc.disable()
+    assert seen == [False, False, False, True, True, False, False, True, True]
