@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import BPFError, VerifierError
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # annotations only: a string in Callable[...] costs the process its first compile() (~1 ms)
     import argparse
 
-Handler = Callable[["argparse.Namespace"], int]
+    Handler = Callable[[argparse.Namespace], int]
 
 
 def _hex(b: bytes) -> str:
