@@ -459,3 +459,34 @@ def test_core_json_when_the_object_cannot_be_opened(obj: str) -> None:
     assert data["portable"] is False and data["object"] == obj and data["error"]
     r = _cli("core", obj, "--btf", str(FIXTURES / "core_target_a.bpf.o"))
     assert r.returncode == 2 and r.stdout.startswith("pybpfload core: ")
+
+
+REGRESSIONS = Path(__file__).resolve().parent.parent / "fuzz" / "regressions"
+
+
+@pytest.mark.parametrize("name", ["kconfig-values-a4564163d6a5", "set-value-2006a4d14e80"])
+def test_a_kconfig_claiming_192mib_is_refused_at_open(name: str, traced: None) -> None:
+    """kconfig_only.bpf.o whose CONFIG_DEFAULT_HOSTNAME is a char[201326592]: the load built
+    that image (three copies: a MemoryError under the fuzzer's cap). Refused at open now,
+    naming .kconfig, before anything is allocated."""
+    data = (REGRESSIONS / "prepare" / f"memoryerror-pybpfload-reloc-extern-values-{name}").read_bytes()
+    with pytest.raises(BPFError, match=r"\.kconfig externs take 201326605 bytes, more than an array map value can hold"):
+        Object.open_mem(data)
+    assert tracemalloc.get_traced_memory()[1] < 16 << 20
+
+
+def test_a_kconfig_string_is_written_with_its_nul_only() -> None:
+    """As libbpf's set_kcfg_value_str: the string and one NUL; the rest of the array is the
+    image's zeros, never a padding copy the size of the array."""
+    from pybpfload.elf.model import ExternKind
+    from pybpfload.reloc.extern_values import kconfig_values
+
+    obj = Object.open(FIXTURES / "kconfig_only.bpf.o")
+    host = next(e for e in obj.model.externs if e.name == "CONFIG_DEFAULT_HOSTNAME")
+    assert host.kind is ExternKind.KCONFIG and host.kcfg_size > 8
+    size = host.kcfg_offset + host.kcfg_size
+    image = kconfig_values([host], size, config_text=lambda: 'CONFIG_DEFAULT_HOSTNAME="ab"\n')
+    assert image[host.kcfg_offset : host.kcfg_offset + host.kcfg_size] == b"ab" + bytes(host.kcfg_size - 2)
+    long = "x" * (host.kcfg_size + 5)
+    image = kconfig_values([host], size, config_text=lambda: f'CONFIG_DEFAULT_HOSTNAME="{long}"\n')
+    assert image[host.kcfg_offset : host.kcfg_offset + host.kcfg_size] == b"x" * (host.kcfg_size - 1) + b"\0"

@@ -43,9 +43,14 @@ from .structops import STRUCT_OPS_SECTIONS, collect_st_ops_relos, struct_ops_map
 __all__ = ["parse_object"]
 
 LICENSE_MAX = 63  # libbpf keeps char license[64]
-# Global data and .kconfig become one map value: far above what the kernel accepts
-# (KMALLOC_MAX_SIZE), and small enough never to allocate wildly for a zeroed copy.
+# Global data becomes one map value: far above what the kernel accepts (KMALLOC_MAX_SIZE);
+# a .data holds its bytes in the file, a .bss is never materialised (ZeroImage).
 MAX_DATA_SIZE = 1 << 30
+# .kconfig's size comes from its externs' types alone (a 7 KB object can claim a 192 MiB
+# char array), and its image is built at load.  libbpf has no bound and leaves the kernel
+# to refuse (E2BIG: an array value is at most KMALLOC_MAX_SIZE, 4 MiB with 4 KiB pages);
+# we refuse past that at open, before building anything (fuzzing found the MemoryError).
+MAX_KCONFIG_SIZE = 1 << 22
 _LD_IMM64 = 0x18
 _CALL = 0x85
 _PSEUDO_CALL = 1
@@ -367,8 +372,11 @@ def _parse(data: bytes, obj_name: str, relaxed_maps: bool, pin_root_path: Option
         maps.append(m)
     arena_map = _arena(maps, c.arena_sec, data_maps)
     ksize = kconfig_map_size(externs)
-    if ksize > MAX_DATA_SIZE:
-        raise ELFError(f".kconfig externs take {ksize} bytes, too large for a map value")
+    if ksize > MAX_KCONFIG_SIZE:
+        raise ELFError(
+            f".kconfig externs take {ksize} bytes, more than an array map value can hold "
+            f"({MAX_KCONFIG_SIZE} bytes, the kernel's KMALLOC_MAX_SIZE with 4 KiB pages)"
+        )
     if ksize:
         maps.append(mapdefs.kconfig_map(obj_name, ksize, elf.symtab_index, btf))
         data_maps[elf.symtab_index] = maps[-1].name

@@ -85,7 +85,7 @@ def _set_value(ext: ExternSpec, buf: bytearray, raw: str) -> None:
         if len(s) >= size:
             log.warn("extern (kcfg) '%s': long string value %r truncated to %d bytes", ext.name, raw, size - 1)
             s = s[: size - 1]
-        buf[off : off + size] = s + bytes(size - len(s))
+        buf[off : off + len(s) + 1] = s + b"\0"  # as libbpf: the string and its NUL, no padding written
         return
     try:
         num = int(raw, 0)
