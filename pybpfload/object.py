@@ -590,18 +590,22 @@ class Object(Strict):
             return
         self._closed = True
         links, self._auto_links = self._auto_links, []
-        for link in links:
-            link.close()
-        for p in self._programs.values():
-            p.close()
-        for sv in (self.__dict__.get("_globals") or {}).values():
-            sv._close()
-        for m in self._maps.values():
-            m.close()
-        if self._btf_handle is not None:
-            self._btf_handle.close()
-        if self._token is not None:
-            self._token.close()
+        try:
+            if links:
+                from .link.base import close_all
+
+                close_all(links)  # together: tracepoint / kprobe detaches wait for grace periods
+        finally:
+            for p in self._programs.values():
+                p.close()
+            for sv in (self.__dict__.get("_globals") or {}).values():
+                sv._close()
+            for m in self._maps.values():
+                m.close()
+            if self._btf_handle is not None:
+                self._btf_handle.close()
+            if self._token is not None:
+                self._token.close()
 
     def __enter__(self) -> "Object":
         return self

@@ -449,3 +449,44 @@ def test_wrong_hook_says_which_program_types_it_takes(trace_obj: Object) -> None
     assert "'tp_getpid' is a tracepoint program" in text and "the xdp hook takes xdp programs" in text
     with pytest.raises(OSError, match="raw_tracepoint hook takes raw_tracepoint or raw_tracepoint_writable or tracing programs"):
         trace_obj.programs["tp_getpid"].attach_raw_tracepoint("sys_enter")
+
+
+class _SlowLink:
+    """Stands in for a link whose detach waits in the kernel (close releases the GIL)."""
+
+    def __init__(self, delay: float, fail: bool = False) -> None:
+        self.delay, self.fail, self.closed = delay, fail, False
+
+    def close(self) -> None:
+        time.sleep(self.delay)
+        self.closed = True
+        if self.fail:
+            raise StateError("close failed")
+
+
+def test_close_all_overlaps_the_closes_and_closes_every_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Object.close() closes attach_all's links together (tracepoint and kprobe detaches
+    wait for grace periods): four 0.2 s closes take about one; a failing close is raised
+    after all are closed; without threads (interpreter shutdown) they close in turn."""
+    import _thread
+
+    from pybpfload.link.base import close_all
+
+    links = [_SlowLink(0.2) for _ in range(4)]
+    t = time.monotonic()
+    close_all(links)  # type: ignore[arg-type]
+    assert time.monotonic() - t < 0.6 and all(link.closed for link in links)
+
+    links = [_SlowLink(0.01), _SlowLink(0.01, fail=True), _SlowLink(0.05)]
+    with pytest.raises(StateError, match="close failed"):
+        close_all(links)  # type: ignore[arg-type]
+    assert all(link.closed for link in links)
+
+    def no_threads(*a: object, **k: object) -> None:
+        raise RuntimeError("can't create new thread at interpreter shutdown")
+
+    monkeypatch.setattr(_thread, "start_new_thread", no_threads)
+    links = [_SlowLink(0.05) for _ in range(3)]
+    t = time.monotonic()
+    close_all(links)  # type: ignore[arg-type]
+    assert time.monotonic() - t >= 0.15 and all(link.closed for link in links)
