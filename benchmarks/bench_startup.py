@@ -74,8 +74,15 @@ OPEN_SNIPPET = (
 # What any pybpfload process imports before a line of pybpfload runs, given the design:
 # re (the console script pip writes imports it), ctypes (bpf(2)) and pyelftools' ELF
 # structures (the ELF header is read through them; they import typing and construct).
-FLOOR_IMPORTS = "import re, ctypes, elftools.elf.structs"
-FLOOR_SNIPPET = "import time; t = time.perf_counter()\n" + FLOOR_IMPORTS + "\nprint((time.perf_counter() - t) * 1000)\n"
+# The debugging modules pyelftools' construct imports (pdb, inspect, traceback, pprint) are
+# stand-ins here, as pybpfload binds them (elf/reader.py: a header parse never uses them).
+FLOOR_IMPORTS = (
+    "import sys, types\n"
+    "for n in ('pdb', 'inspect', 'traceback', 'pprint'):\n"
+    "    sys.modules[n] = m = types.ModuleType(n); m.pformat = repr\n"
+    "import re, ctypes, elftools.elf.structs\n"
+)
+FLOOR_SNIPPET = "import time; t = time.perf_counter()\n" + FLOOR_IMPORTS + "print((time.perf_counter() - t) * 1000)\n"
 BTF_SNIPPET = (
     "import time, sys\n"
     "from pybpfload.btf.spec import Spec\n"
