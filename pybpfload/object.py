@@ -590,11 +590,15 @@ class Object(Strict):
             return
         self._closed = True
         links, self._auto_links = self._auto_links, []
+        failed: Optional[BaseException] = None
         try:
-            if links:
-                from .link.base import close_all
-
-                close_all(links)  # together: tracepoint / kprobe detaches wait for grace periods
+            for link in links:  # every one, even after a failure; the first failure is raised
+                try:
+                    link.close()
+                except BaseException as e:  # noqa: BLE001 - re-raised below
+                    failed = failed or e
+            if failed is not None:
+                raise failed
         finally:
             for p in self._programs.values():
                 p.close()

@@ -451,42 +451,25 @@ def test_wrong_hook_says_which_program_types_it_takes(trace_obj: Object) -> None
         trace_obj.programs["tp_getpid"].attach_raw_tracepoint("sys_enter")
 
 
-class _SlowLink:
-    """Stands in for a link whose detach waits in the kernel (close releases the GIL)."""
+class _Closing:
+    """Stands in for a link: records its close, and may fail it."""
 
-    def __init__(self, delay: float, fail: bool = False) -> None:
-        self.delay, self.fail, self.closed = delay, fail, False
+    def __init__(self, fail: bool = False) -> None:
+        self.fail, self.closed = fail, False
 
     def close(self) -> None:
-        time.sleep(self.delay)
         self.closed = True
         if self.fail:
             raise StateError("close failed")
 
 
-def test_close_all_overlaps_the_closes_and_closes_every_link(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Object.close() closes attach_all's links together (tracepoint and kprobe detaches
-    wait for grace periods): four 0.2 s closes take about one; a failing close is raised
-    after all are closed; without threads (interpreter shutdown) they close in turn."""
-    import _thread
-
-    from pybpfload.link.base import close_all
-
-    links = [_SlowLink(0.2) for _ in range(4)]
-    t = time.monotonic()
-    close_all(links)  # type: ignore[arg-type]
-    assert time.monotonic() - t < 0.6 and all(link.closed for link in links)
-
-    links = [_SlowLink(0.01), _SlowLink(0.01, fail=True), _SlowLink(0.05)]
+def test_object_close_closes_every_link_and_the_rest_when_one_fails() -> None:
+    """A link whose close fails does not keep the others attached, nor the object's
+    programs and maps open: everything is closed, then the first failure is raised."""
+    obj = Object.open(fixture_path("attach_trace.bpf.o"))
+    stand_ins = [_Closing(), _Closing(fail=True), _Closing()]
+    obj._auto_links = list(stand_ins)
     with pytest.raises(StateError, match="close failed"):
-        close_all(links)  # type: ignore[arg-type]
-    assert all(link.closed for link in links)
-
-    def no_threads(*a: object, **k: object) -> None:
-        raise RuntimeError("can't create new thread at interpreter shutdown")
-
-    monkeypatch.setattr(_thread, "start_new_thread", no_threads)
-    links = [_SlowLink(0.05) for _ in range(3)]
-    t = time.monotonic()
-    close_all(links)  # type: ignore[arg-type]
-    assert time.monotonic() - t >= 0.15 and all(link.closed for link in links)
+        obj.close()
+    assert all(link.closed for link in stand_ins)
+    assert all(p._closed for p in obj.programs.values()) and all(m._closed for m in obj.maps.values())

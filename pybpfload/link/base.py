@@ -238,47 +238,6 @@ def _target_text(info: LinkInfo) -> str:
     return ""
 
 
-def close_all(links: "list[Link]") -> None:
-    """Close ``links`` together, each in its own thread, and return when all are closed.
-
-    Detaching a tracepoint, kprobe or perf-event link waits for kernel grace periods
-    (30-80 ms a link on this machine); the waits overlap when the closes run at once,
-    so a tool with several such links exits in about the time of one.  ``close()``
-    releases the GIL in close(2).  Where no thread can be started (interpreter
-    shutdown) the links are closed in turn.  Every link is closed even when one
-    fails; the first error is raised afterwards.
-    """
-    if len(links) < 2:
-        for link in links:
-            link.close()
-        return
-    import _thread  # not threading: ~1 ms of import for what a lock and a start do
-
-    errors: "list[BaseException]" = []
-    done: "list[Any]" = []
-
-    def close_one(link: Link, finished: Any) -> None:
-        try:
-            link.close()
-        except BaseException as e:  # noqa: BLE001 - re-raised by the caller below
-            errors.append(e)
-        finally:
-            finished.release()
-
-    for link in links:
-        finished = _thread.allocate_lock()
-        finished.acquire()
-        try:
-            _thread.start_new_thread(close_one, (link, finished))
-        except RuntimeError:  # no new threads now: this one in turn
-            close_one(link, finished)
-        done.append(finished)
-    for finished in done:
-        finished.acquire()
-    if errors:
-        raise errors[0]
-
-
 class DetachOnClose(Link):
     """Base of attachments that are not kernel links: closing detaches them, no pinning."""
 
