@@ -2,7 +2,7 @@
 """Start-up of a pybpfload tool next to its C anchors, in one run (issue 20).
 
     sudo python3 benchmarks/bench_startup.py [--rounds 15] [--source git:HEAD | --source tree]
-                                             [--venv DIR] [--core-object OBJ] [--baseline REF]
+                                             [--venv DIR] [--core-object OBJ] [--baseline REF] [--cpu N]
 
 ``--baseline REF`` installs git REF the same way into VENV-baseline and runs
 its pybpfload rows in the same interleaved rounds: a before/after in one run,
@@ -328,7 +328,10 @@ def main() -> None:
     ap.add_argument("--programs", type=int, default=300)
     ap.add_argument("--no-install", action="store_true", help="use the venv as it is")
     ap.add_argument("--baseline", metavar="REF", help="also run git REF (installed the same way into VENV-baseline) in the same rounds")
+    ap.add_argument("--cpu", type=int, metavar="N", help="run every command on CPU N only (steadier figures on a machine whose CPUs differ)")
     a = ap.parse_args()
+    if a.cpu is not None:
+        os.sched_setaffinity(0, {a.cpu})  # inherited by every command
     if os.geteuid() != 0:
         sys.exit("needs root (bpf(2), /sys/fs/bpf)")
 
@@ -414,7 +417,8 @@ def main() -> None:
     print(f"pybpfload: {label}, non-editable install in {venv}, .pyc compiled, {py} called directly, PYTHONDONTWRITEBYTECODE unset")
     if a.baseline:
         print(f"baseline rows: {base_label}, installed the same way into {venv}-baseline, run in the same rounds")
-    print(f"{a.rounds} interleaved rounds; median (min-max); {os.cpu_count()} CPUs; kernel {os.uname().release}\n")
+    on = f"CPU {a.cpu} only" if a.cpu is not None else f"{os.cpu_count()} CPUs"
+    print(f"{a.rounds} interleaved rounds; median (min-max); {on}; kernel {os.uname().release}\n")
     W = 48
     print(f"{'row':{W}} {'figure':>30}  ratio to anchor")
     print(f"{cmds['pass'].label:{W}} {cmds['pass'].stat():>30}")
