@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, Iterator, List
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -144,32 +144,9 @@ def main() -> int:
     tin = ctypes.create_string_buffer(8)
     tout = ctypes.create_string_buffer(8)
 
-    def raw_batch() -> None:
+    def batches() -> Iterator[int]:
+        """The raw BPF_MAP_LOOKUP_BATCH calls over the whole map into bk / bv: each batch's count."""
         first = True
-        while True:
-            a = MapBatchAttr(
-                in_batch=0 if first else ctypes.addressof(tin),
-                out_batch=ctypes.addressof(tout),
-                keys=ctypes.addressof(bk),
-                values=ctypes.addressof(bv),
-                count=chunk,
-                map_fd=fd,
-            )
-            r = syscall(NR_BPF, int(Cmd.BPF_MAP_LOOKUP_BATCH), ctypes.byref(a), ctypes.sizeof(a))
-            if r < 0:
-                if ctypes.get_errno() == 2:
-                    return
-                raise OSError(ctypes.get_errno(), "batch")
-            ctypes.memmove(tin, tout, 8)
-            first = False
-
-    splitters: Dict[tuple, Callable] = {}
-
-    def floor_dump() -> None:
-        """The raw batch syscalls, and the dict built the fastest pure-Python way (the keys and
-        values split by one precompiled struct per batch size, dict(zip()))."""
-        first = True
-        out: Dict[bytes, bytes] = {}
         while True:
             a = MapBatchAttr(
                 in_batch=0 if first else ctypes.addressof(tin),
@@ -182,15 +159,27 @@ def main() -> int:
             r = syscall(NR_BPF, int(Cmd.BPF_MAP_LOOKUP_BATCH), ctypes.byref(a), ctypes.sizeof(a))
             if r < 0 and ctypes.get_errno() != 2:
                 raise OSError(ctypes.get_errno(), "batch")
-            got = a.count
+            yield a.count
+            if r < 0:  # ENOENT: the last batch
+                return
+            ctypes.memmove(tin, tout, 8)
+            first = False
+
+    def raw_batch() -> None:
+        for _ in batches():
+            pass
+
+    splitters: Dict[tuple, Callable] = {}
+
+    def floor_dump() -> None:
+        """The raw batch syscalls, and the dict built the fastest pure-Python way (the keys and
+        values split by one precompiled struct per batch size, dict(zip()))."""
+        out: Dict[bytes, bytes] = {}
+        for got in batches():
             if got:
                 sk = splitters.get((4, got)) or splitters.setdefault((4, got), struct.Struct("4s" * got).unpack_from)
                 sv = splitters.get((8, got)) or splitters.setdefault((8, got), struct.Struct("8s" * got).unpack_from)
                 out.update(zip(sk(bk), sv(bv)))
-            if r < 0:
-                break
-            ctypes.memmove(tin, tout, 8)
-            first = False
         assert len(out) == n
 
     def dump() -> None:

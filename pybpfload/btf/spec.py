@@ -124,20 +124,19 @@ class Spec:
         tsec = mv[self._tstart : self._tend]
         use_cache = cache if cache is not None else len(mv) >= _cache.MIN_CACHED_BYTES
         use_cache = use_cache and _cache.cache_dir() is not None  # disabled (PYBPFLOAD_CACHE_DIR=""): no key, no names
-        if use_cache:
-            if self._cache_key is None:  # kernel BTF comes with a cheaper key (see from_file)
-                self._cache_key = _cache.content_key(mv)
-            self._words = tsec.cast("I") if self._tstart % 4 == 0 else array("I", tsec.tobytes())
-            hit = _cache.load(self._cache_key, self._words)
-            if hit is not None:
-                offsets, self._names = hit  # the name words too: name lookups need no scan
-                return offsets
         if mv.readonly and self._tstart % 4 == 0:
             words: Any = tsec.cast("I")  # a read-only blob (a mapped kernel BTF): no 5 MB copy
         else:
             words = array("I")
             words.frombytes(tsec)
         self._words = words
+        if use_cache:
+            if self._cache_key is None:  # kernel BTF comes with a cheaper key (see from_file)
+                self._cache_key = _cache.content_key(mv)
+            hit = _cache.load(self._cache_key, words)
+            if hit is not None:
+                offsets, self._names = hit  # the name words too: name lookups need no scan
+                return offsets
         offsets = _index.walk(words)
         if use_cache and self._cache_key is not None:
             self._names = _index.names_of(words, offsets).tobytes()  # kept: as a cache hit has them
